@@ -1,0 +1,6 @@
+"""``python -m leadsync``."""
+
+from leadsync.cli import run
+
+if __name__ == "__main__":
+    run()

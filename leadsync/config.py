@@ -1,0 +1,216 @@
+"""One frozen settings object, built from mapping file → environment → flags.
+
+A mapping file (TOML) describes how a particular export maps onto the API::
+
+    [columns]                     # header in the file = target
+    "Lead Ref" = "id"
+    "Forename" = "first_name"
+    "Budget" = "questionnaire: What is your budget?"
+    "Source" = "meta: source"
+    "Notes" = "ignore"
+
+    [values.status]               # cell text (any case) = value sent
+    contacted = "Contacted"
+
+    [defaults]                    # used when a row leaves the field blank
+    office_id = 1213
+
+    [dates]
+    order = "DMY"                 # or MDY, YMD
+    timezone = "Europe/London"
+
+    [rules]
+    require_names = true
+    statuses = ["New", "Contacted", "Valued"]   # optional allow-list
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from leadsync import defaults as D
+from leadsync.errors import MappingError
+from leadsync.fields import FIELDS_BY_NAME, ID_HEADER, Kind, normalise_header
+
+IGNORE = "ignore"
+DATE_ORDERS = ("DMY", "MDY", "YMD")
+_SECTIONS = {"columns", "values", "defaults", "dates", "rules"}
+_DATE_KEYS = {"order", "timezone"}
+_RULE_KEYS = {"require_names", "statuses"}
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs to know besides the input file and the API key."""
+
+    columns: Mapping[str, str] = field(default_factory=_empty)  # normalised header -> target
+    # field -> casefolded cell text -> value
+    values: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty)
+    # field -> raw default (converted by the mapper)
+    defaults: Mapping[str, Any] = field(default_factory=_empty)
+    date_order: str = D.DATE_ORDER
+    timezone: str = D.TIMEZONE
+    require_names: bool = D.REQUIRE_NAMES
+    statuses: tuple[str, ...] | None = None
+    sheet: str | None = None
+    chunk_rows: int = D.CHUNK_ROWS
+    base_url: str = D.BASE_URL
+    mapping_path: str | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def with_flags(self, **flags: Any) -> Config:
+        """A copy with the given settings replaced; ``None`` means "not given"."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        return _checked(replace(self, **given))
+
+
+def build_config(
+    mapping: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **flags: Any,
+) -> Config:
+    """Layer the mapping file, then the environment, then flags over the defaults."""
+    config = load_mapping(mapping) if mapping is not None else Config()
+    env = env or {}
+    if env.get(D.ENV_BASE_URL):
+        config = replace(config, base_url=env[D.ENV_BASE_URL])
+    return config.with_flags(**flags)
+
+
+def load_mapping(path: str | Path) -> Config:
+    """Read a TOML mapping file into a :class:`Config`, or raise :class:`MappingError`."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise MappingError(f"mapping file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read mapping file {p}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"mapping file {p} is not valid TOML: {exc}") from None
+    try:
+        return parse_mapping(data, source=str(p))
+    except MappingError as exc:
+        raise MappingError(f"mapping file {p}: {exc}") from None
+
+
+def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
+    """Turn the parsed TOML document into a :class:`Config`."""
+    unknown = set(data) - _SECTIONS
+    if unknown:
+        raise MappingError(f"unknown section(s) {_names(unknown)}; expected {_names(_SECTIONS)}")
+    columns = {
+        normalise_header(str(k)): _target(str(k), v) for k, v in _table(data, "columns").items()
+    }
+    values: dict[str, Mapping[str, Any]] = {}
+    for fname, table in _table(data, "values").items():
+        _field_name(fname, "values")
+        if not isinstance(table, dict):
+            raise MappingError(f'[values.{fname}] must be a table of "cell text" = value')
+        values[fname] = MappingProxyType({str(k).strip().casefold(): v for k, v in table.items()})
+    defaults_ = dict(_table(data, "defaults"))
+    for fname in defaults_:
+        spec = _field_name(fname, "defaults")
+        if spec.kind in (Kind.QUESTIONNAIRE, Kind.META):
+            raise MappingError(f"[defaults] cannot set {fname}: it is appended or merged")
+    dates = _table(data, "dates")
+    _no_unknown(dates, _DATE_KEYS, "dates")
+    rules = _table(data, "rules")
+    _no_unknown(rules, _RULE_KEYS, "rules")
+    statuses = rules.get("statuses")
+    if statuses is not None and not (
+        isinstance(statuses, list) and all(isinstance(s, str) for s in statuses)
+    ):
+        raise MappingError("[rules] statuses must be a list of strings")
+    require = rules.get("require_names", D.REQUIRE_NAMES)
+    if not isinstance(require, bool):
+        raise MappingError("[rules] require_names must be true or false")
+    config = Config(
+        columns=MappingProxyType(columns),
+        values=MappingProxyType(values),
+        defaults=MappingProxyType(defaults_),
+        date_order=str(dates.get("order", D.DATE_ORDER)).upper(),
+        timezone=str(dates.get("timezone", D.TIMEZONE)),
+        require_names=require,
+        statuses=tuple(statuses) if statuses is not None else None,
+        mapping_path=source,
+    )
+    return _checked(config)
+
+
+def _checked(config: Config) -> Config:
+    if config.date_order not in DATE_ORDERS:
+        raise MappingError(
+            f"date order {config.date_order!r} is not one of {', '.join(DATE_ORDERS)}"
+        )
+    try:
+        ZoneInfo(config.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MappingError(
+            f"unknown time zone {config.timezone!r} (use a name like Europe/London)"
+        ) from None
+    if config.chunk_rows < 1:
+        raise MappingError("chunk size must be at least 1 row")
+    return config
+
+
+def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise MappingError(f"[{name}] must be a table")
+    return table
+
+
+def _no_unknown(table: Mapping[str, Any], known: set[str], section: str) -> None:
+    unknown = set(table) - known
+    if unknown:
+        raise MappingError(
+            f"unknown key(s) {_names(unknown)} in [{section}]; expected {_names(known)}"
+        )
+
+
+def _field_name(name: str, section: str) -> Any:
+    spec = FIELDS_BY_NAME.get(name)
+    if spec is None:
+        raise MappingError(f"[{section}] names {name!r}, which is not an API field")
+    return spec
+
+
+def _target(header: str, target: Any) -> str:
+    """Check one ``[columns]`` target and return it in canonical form."""
+    if not isinstance(target, str) or not target.strip():
+        raise MappingError(f"[columns] {header!r} must map to a field name as a string")
+    t = target.strip()
+    prefix, sep, rest = t.partition(":")
+    if sep and prefix.strip().lower() in ("questionnaire", "meta"):
+        if not rest.strip():
+            raise MappingError(f"[columns] {header!r} = {t!r} needs text after the colon")
+        return f"{prefix.strip().lower()}: {rest.strip()}"
+    norm = normalise_header(t)
+    if norm == IGNORE:
+        return IGNORE
+    if norm in ("id", "lead_id"):
+        return ID_HEADER
+    if norm not in FIELDS_BY_NAME:
+        raise MappingError(
+            f"[columns] {header!r} maps to {t!r}, which is not an API field, 'id', "
+            "'questionnaire: <question>', 'meta: <key>' or 'ignore'"
+        )
+    return norm
+
+
+def _names(items: set[str]) -> str:
+    return ", ".join(sorted(items))

@@ -1,0 +1,34 @@
+"""Exit codes and the exceptions that carry them to the CLI's one error boundary."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (spec §7)."""
+
+    OK = 0  # every row fine
+    ROWS_FAILED = 1  # some rows invalid, rejected, failed or unknown
+    USAGE = 2  # usage error or unreadable input
+    ABORTED = 3  # run aborted: auth, circuit breaker, guard, lock held, signal
+
+
+class LeadsyncError(Exception):
+    """A problem the user can fix; the CLI prints ``str(self)`` as one line."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class InputError(LeadsyncError):
+    """The input file cannot be read as a table of leads."""
+
+
+class MappingError(LeadsyncError):
+    """The mapping file (or a setting) is invalid."""
+
+
+class AbortError(LeadsyncError):
+    """The run had to stop before every row was attempted."""
+
+    exit_code = ExitCode.ABORTED

@@ -1,0 +1,490 @@
+"""Mapper stage: spreadsheet columns → API fields, cell values → JSON values (spec §3).
+
+The mapper decides what each column means (:func:`plan_columns`, once per file) and then
+converts each chunk column by column (:func:`map_chunk`). A blank cell leaves its field
+out of the payload; a cell that cannot be converted becomes a :class:`Problem`, never an
+exception. The API's own rules (lengths, sizes, shapes) are the validator's business.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from leadsync.config import IGNORE, Config
+from leadsync.errors import InputError, MappingError
+from leadsync.fields import FIELDS_BY_NAME, ID_ALIASES, ID_HEADER, Field, Kind, normalise_header
+from leadsync.reader import Chunk, column_letter
+
+Stage = Literal["read", "map", "validate", "send"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one row: where, a stable code, and what to do about it."""
+
+    row: int
+    code: str
+    message: str
+    field: str | None = None
+    column: str | None = None  # the header as written in the file
+    column_index: int | None = None  # 0-based position among the headers
+    stage: Stage = "map"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one column feeds: the id, a field, a question, a meta key, or nothing."""
+
+    kind: Literal["id", "field", "question", "meta", "ignore"]
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How the columns of one file map onto the API (built once per file)."""
+
+    headers: tuple[str, ...]
+    targets: tuple[Target | None, ...]  # None: unmapped
+    id_index: int | None
+    unmapped: tuple[str, ...]
+    defaults: Mapping[str, Any]
+
+    def field_column(self, fname: str) -> int | None:
+        """The column that feeds ``fname`` (a field, or questionnaire/meta columns)."""
+        for i, t in enumerate(self.targets):
+            if t is None:
+                continue
+            if t.kind == "field" and t.name == fname:
+                return i
+        return None
+
+    def describe(self, index: int) -> str:
+        return f"{self.headers[index]!r} (column {column_letter(index)})"
+
+
+@dataclass
+class MappedRow:
+    """One row after mapping: the payload it would send and what stopped it, if anything."""
+
+    row: int
+    lead_id: str | None
+    payload: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+    blank: bool = False
+    sources: dict[str, int] = field(default_factory=dict)  # field -> column index
+
+
+class Bad:
+    """A cell that could not be converted (a value, not an exception)."""
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
+
+
+BLANK: Any = object()  # a blank cell: leave the field unchanged
+
+
+# -- planning -----------------------------------------------------------------------
+
+
+def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
+    """Decide what every header maps to; raise :class:`InputError` for a file-level fault."""
+    targets: list[Target | None] = []
+    for header in headers:
+        targets.append(_target_for(header, config))
+    seen: dict[tuple[str, str], int] = {}
+    for i, t in enumerate(targets):
+        if t is None or t.kind == "ignore":
+            continue
+        key = (t.kind, t.name)
+        if key in seen:
+            what = "the lead id" if t.kind == "id" else _target_text(t)
+            first = seen[key]
+            raise InputError(
+                f"columns {headers[first]!r} ({column_letter(first)}) and {headers[i]!r} "
+                f"({column_letter(i)}) both map to {what}: rename one, or map it to "
+                "'ignore' in the mapping file"
+            )
+        seen[key] = i
+    id_index = seen.get(("id", ID_HEADER))
+    if id_index is None:
+        raise InputError(
+            "no lead id column: add a column headed 'id', 'lead_id' or 'Lead ID', or map "
+            'your id column in the mapping file ([columns] "Your header" = "id")'
+        )
+    defaults = {}
+    for fname, raw in config.defaults.items():
+        value = convert_value(raw, FIELDS_BY_NAME[fname], config)
+        if isinstance(value, Bad):
+            raise MappingError(f"[defaults] {fname} = {raw!r}: {value.message}")
+        defaults[fname] = value
+    unmapped = tuple(h for h, t in zip(headers, targets, strict=True) if t is None)
+    return ColumnPlan(headers, tuple(targets), id_index, unmapped, defaults)
+
+
+def _target_for(header: str, config: Config) -> Target | None:
+    norm = normalise_header(header)
+    mapped = config.columns.get(norm)
+    text = mapped if mapped is not None else header.strip()
+    prefix, sep, rest = text.partition(":")
+    if not sep and "." in text and mapped is None:
+        prefix, sep, rest = text.partition(".")
+        if normalise_header(prefix) != "meta":
+            prefix, sep, rest = text, "", ""
+    if sep and rest.strip():
+        kind = normalise_header(prefix)
+        if kind == "questionnaire":
+            return Target("question", rest.strip())
+        if kind == "meta":
+            return Target("meta", rest.strip())
+    norm_text = normalise_header(text)
+    if norm_text == IGNORE and mapped is not None:
+        return Target("ignore")
+    if norm_text in ID_ALIASES:
+        return Target("id", ID_HEADER)
+    if norm_text in FIELDS_BY_NAME:
+        return Target("field", norm_text)
+    return None
+
+
+def _target_text(t: Target) -> str:
+    if t.kind == "question":
+        return f"the question {t.name!r}"
+    if t.kind == "meta":
+        return f"meta key {t.name!r}"
+    return t.name
+
+
+# -- cell conversion ----------------------------------------------------------------
+
+_TRUE = frozenset({"yes", "y", "true", "t", "1", "✓", "✔", "☑"})
+_FALSE = frozenset({"no", "n", "false", "f", "0", "✗", "✘", "☐"})
+_INT_RE = re.compile(r"[+]?\d+(?:\.0*)?")
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATETIME_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?",
+    re.IGNORECASE,
+)
+_NUMERIC_DATE_RE = re.compile(
+    r"(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?"
+)
+_MONTHS = {
+    name: i
+    for i, names in enumerate(
+        [
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_NAMED_DATE_RE = re.compile(
+    r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+([A-Za-z]+)\.?,?\s+(\d{4})"
+    r"|([A-Za-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+)
+
+
+def cell_text(value: Any) -> str:
+    """The text a user sees in a cell, trimmed; ``""`` for a blank cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value != value:  # NaN never reaches a payload
+            return ""
+        return format(value, ".15g")
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def lead_id_text(value: Any) -> str:
+    """The lead id as text (``1001`` from a workbook, ``" 1001 "`` from a CSV → ``1001``)."""
+    return cell_text(value)
+
+
+def convert_value(value: Any, spec: Field, config: Config) -> Any:
+    """Convert one cell (or a mapped/default value) to the JSON value of ``spec``."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return BLANK
+    elif value is None or (isinstance(value, float) and value != value):
+        return BLANK
+    kind = spec.kind
+    if kind is Kind.STRING:
+        return cell_text(value)
+    if kind is Kind.INTEGER:
+        return to_integer(value)
+    if kind is Kind.BOOLEAN:
+        return to_boolean(value)
+    if kind is Kind.DATE:
+        return to_iso_date(value, config)
+    if kind is Kind.QUESTIONNAIRE or kind is Kind.META:
+        parsed = value if isinstance(value, (list, dict)) else _json_cell(cell_text(value), spec)
+        return BLANK if parsed in ([], {}) else parsed
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def to_integer(value: Any) -> Any:
+    """``375``, ``375.0`` and ``"375"`` → 375; ``375.5`` and ``"abc"`` → :class:`Bad`."""
+    if isinstance(value, bool):
+        return Bad("not_a_number", f"expected a whole number, got {cell_text(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        return Bad("not_whole_number", f"{format(value, '.15g')} is not a whole number")
+    text = cell_text(value)
+    if _INT_RE.fullmatch(text):
+        return int(text.split(".")[0])
+    if _DECIMAL_RE.fullmatch(text):
+        return Bad("not_whole_number", f"{text} is not a whole number")
+    return Bad("not_a_number", f"expected a whole number, got {text!r}")
+
+
+def to_boolean(value: Any) -> Any:
+    """yes/no, y/n, true/false, 1/0, ✓/✗ (any case), or a real boolean cell."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = cell_text(value).casefold()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return Bad("invalid_boolean", f"expected yes/no, true/false or 1/0, got {cell_text(value)!r}")
+
+
+def to_iso_date(value: Any, config: Config) -> Any:
+    """A date as ``YYYY-MM-DD``; a date-time as UTC ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    A date without a time is never pushed through a time zone (that shifts the day);
+    a naive date-time is read in the configured zone.
+    """
+    if isinstance(value, dt.datetime):
+        return _utc_text(value, config)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if not isinstance(value, str):
+        return Bad("invalid_date", f"expected a date, got {cell_text(value)!r}")
+    text = " ".join(value.split())
+    try:
+        if _ISO_DATE_RE.fullmatch(text):
+            return dt.date.fromisoformat(text).isoformat()
+        if _ISO_DATETIME_RE.fullmatch(text):
+            iso = text.replace(",", ".").replace(" Z", "Z").replace(" +", "+")
+            iso = re.sub(r"([T ])(\d):", r"\g<1>0\2:", iso)
+            return _utc_text(dt.datetime.fromisoformat(iso), config)
+        m = _NUMERIC_DATE_RE.fullmatch(text)
+        if m:
+            return _numeric_date(m, config)
+        m = _NAMED_DATE_RE.fullmatch(text)
+        if m:
+            return _named_date(m, config)
+    except ValueError:
+        return Bad("invalid_date", f"{text!r} is not a real date")
+    return Bad(
+        "invalid_date",
+        f"{text!r} is not a date: use 2025-07-12, 12/07/2025 or 2025-07-12 14:30",
+    )
+
+
+def _numeric_date(m: re.Match[str], config: Config) -> str:
+    a, b, c, hh, mi, ss, ampm = m.groups()
+    if len(a) == 4:
+        y, mo, d = int(a), int(b), int(c)
+    elif len(c) in (2, 4) and len(a) <= 2:
+        y = int(c) if len(c) == 4 else 2000 + int(c)
+        first, second = int(a), int(b)
+        if config.date_order == "MDY":
+            mo, d = first, second
+        else:  # DMY, and YMD can't start with a 1-2 digit year here
+            d, mo = first, second
+    else:
+        raise ValueError(m.group(0))
+    date = dt.date(y, mo, d)
+    if hh is None:
+        return date.isoformat()
+    hour = int(hh)
+    if ampm:
+        if not 1 <= hour <= 12:
+            raise ValueError(m.group(0))
+        hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
+    naive = dt.datetime.combine(date, dt.time(hour, int(mi), int(ss or 0)))
+    return _utc_text(naive, config)
+
+
+def _named_date(m: re.Match[str], config: Config) -> str:
+    d1, mon1, y1, mon2, d2, y2, hh, mi, ss = m.groups()
+    day, month_name, year = (d1, mon1, y1) if d1 else (d2, mon2, y2)
+    month = _MONTHS.get(month_name.lower())
+    if month is None:
+        raise ValueError(month_name)
+    date = dt.date(int(year), month, int(day))
+    if hh is None:
+        return date.isoformat()
+    naive = dt.datetime.combine(date, dt.time(int(hh), int(mi), int(ss or 0)))
+    return _utc_text(naive, config)
+
+
+def _utc_text(value: dt.datetime, config: Config) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=config.tz)
+    utc = value.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_cell(text: str, spec: Field) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        shape = (
+            "[[question, answer], ...]" if spec.kind is Kind.QUESTIONNAIRE else '{"key": "value"}'
+        )
+        return Bad("invalid_json", f"{spec.name} is not valid JSON ({exc.msg}); expected {shape}")
+
+
+def _mapped(value: Any, fname: str, config: Config) -> Any:
+    """Apply the mapping file's value map for ``fname`` (trimmed, any case)."""
+    table = config.values.get(fname)
+    if not table:
+        return value
+    key = cell_text(value).casefold()
+    return table.get(key, value)
+
+
+# -- chunks -------------------------------------------------------------------------
+
+
+def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]:
+    """Map every row of ``chunk``; problems are collected on the rows, never raised."""
+    n = len(chunk)
+    frame = chunk.frame
+    ids = (
+        [lead_id_text(v) for v in frame[plan.id_index].tolist()]
+        if plan.id_index is not None
+        else [""] * n
+    )
+    rows = [
+        MappedRow(row=r, lead_id=ids[i] or None, payload={})
+        for i, r in enumerate(chunk.row_numbers)
+    ]
+    has_data = [False] * n
+    for j, target in enumerate(plan.targets):
+        if target is None or target.kind in ("ignore", "id"):
+            continue
+        column = frame[j].tolist()
+        convert = _column_converter(target, config)
+        for i, cell in enumerate(column):
+            value = convert(cell)
+            if value is BLANK:
+                continue
+            has_data[i] = True
+            row = rows[i]
+            if isinstance(value, Bad):
+                fname = (
+                    target.name
+                    if target.kind == "field"
+                    else ("questionnaire" if target.kind == "question" else "meta")
+                )
+                row.problems.append(
+                    Problem(
+                        row=row.row,
+                        code=value.code,
+                        message=value.message,
+                        field=fname,
+                        column=plan.headers[j],
+                        column_index=j,
+                    )
+                )
+                continue
+            _place(row, target, value, j)
+    for i, row in enumerate(rows):
+        if not has_data[i]:
+            row.blank = True
+            continue
+        for fname, value in plan.defaults.items():
+            row.payload.setdefault(fname, value)
+        spill = chunk.extra_cells.get(i)
+        if spill:
+            row.problems.append(
+                Problem(
+                    row=row.row,
+                    code="extra_cells",
+                    stage="read",
+                    message=f"{spill} cell(s) beyond the last header column: add a header "
+                    "or remove them",
+                )
+            )
+    return rows
+
+
+def _column_converter(target: Target, config: Config) -> Callable[[Any], Any]:
+    if target.kind == "field":
+        spec = FIELDS_BY_NAME[target.name]
+        if config.values.get(target.name):
+            return lambda cell: convert_value(_mapped(cell, spec.name, config), spec, config)
+        return lambda cell: convert_value(cell, spec, config)
+    if target.kind == "question":
+        table = config.values.get("questionnaire")
+        return lambda cell: _answer(_mapped(cell, "questionnaire", config) if table else cell)
+    return _answer  # meta value: text
+
+
+def _answer(cell: Any) -> Any:
+    text = cell_text(cell)
+    return text if text else BLANK
+
+
+def _place(row: MappedRow, target: Target, value: Any, column: int) -> None:
+    payload = row.payload
+    if target.kind == "field":
+        if target.name == "questionnaire" and "questionnaire" in payload:
+            if isinstance(value, list):
+                payload["questionnaire"] = value + payload["questionnaire"]
+            else:
+                payload["questionnaire"] = value  # wrong shape: the validator says so
+        elif target.name == "meta" and "meta" in payload and isinstance(value, dict):
+            payload["meta"] = {**value, **payload["meta"]}
+        else:
+            payload[target.name] = value
+        row.sources[target.name] = column
+    elif target.kind == "question":
+        existing = payload.setdefault("questionnaire", [])
+        if isinstance(existing, list):
+            existing.append([target.name, value])
+        row.sources.setdefault("questionnaire", column)
+    elif target.kind == "meta":
+        existing = payload.setdefault("meta", {})
+        if isinstance(existing, dict):
+            existing[target.name] = value
+        row.sources.setdefault("meta", column)

@@ -1,0 +1,249 @@
+"""Validator stage: the rules of the Lead API's docs (spec §1), applied to each payload.
+
+:func:`check_payload` is the pure rule book, shared with the sandbox server so that the
+client and the simulator can never disagree about what the API accepts. Every problem is
+a value (row, column, field, stable code, message) collected on the row.
+"""
+
+from __future__ import annotations
+
+import array
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from leadsync.config import Config
+from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
+from leadsync.mapper import ColumnPlan, MappedRow, Problem, lead_id_text
+from leadsync.reader import Table
+
+# A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
+# the path (`/`, `..`), start a query or fragment, or hide in whitespace.
+_LEAD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}")
+_ISO_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))?"
+)
+
+EXAMPLE_ID = "EXAMPLE"  # the id of the example row in `leadsync template`
+
+FieldProblems = dict[str, list[tuple[str, str]]]  # field -> [(code, message)]
+
+
+def check_lead_id(lead_id: str | None) -> tuple[str, str] | None:
+    """``(code, message)`` if ``lead_id`` cannot be used in ``/leads/<id>``."""
+    if not lead_id:
+        return "id_missing", "the lead id is blank: every row needs the id of the lead to update"
+    if lead_id.casefold() == EXAMPLE_ID.casefold():
+        return "id_example", "this is the template's example row: delete it"
+    if not _LEAD_ID_RE.fullmatch(lead_id) or ".." in lead_id:
+        return "id_invalid", (
+            f"lead id {lead_id!r} is not a plain id (letters, digits, '-', '_', '.' only)"
+        )
+    return None
+
+
+def check_payload(
+    payload: Mapping[str, Any],
+    *,
+    require_names: bool = True,
+    statuses: Collection[str] | None = None,
+    office_ids: Collection[int] | None = None,
+) -> FieldProblems:
+    """Check a JSON payload against the API's rules; return the problems per field."""
+    problems: FieldProblems = {}
+
+    def add(fname: str, code: str, message: str) -> None:
+        problems.setdefault(fname, []).append((code, message))
+
+    for fname, value in payload.items():
+        spec = FIELDS_BY_NAME.get(fname)
+        if spec is None:
+            add(fname, "unknown_field", f"{fname} is not a field of the Lead API")
+            continue
+        if value is None:
+            add(fname, "null", f"{fname} must not be null: leave the cell blank instead")
+            continue
+        kind = spec.kind
+        if kind is Kind.STRING:
+            if not isinstance(value, str):
+                add(fname, "wrong_type", f"{fname} must be text")
+                continue
+            n = len(value)
+            if spec.min_chars is not None and n < spec.min_chars:
+                add(fname, "too_short", f"{fname} must not be empty")
+            elif not value.strip() and n:
+                add(fname, "too_short", f"{fname} must not be only spaces")
+            if spec.max_chars is not None and n > spec.max_chars:
+                add(
+                    fname,
+                    "too_long",
+                    f"{fname} has {n} characters; at most {spec.max_chars} allowed",
+                )
+            if fname == "status" and statuses is not None and value not in statuses:
+                add(
+                    fname,
+                    "status_not_allowed",
+                    f"status {value!r} is not one of: {', '.join(statuses)}",
+                )
+        elif kind is Kind.INTEGER:
+            if isinstance(value, bool) or not isinstance(value, int):
+                add(fname, "wrong_type", f"{fname} must be a whole number")
+            elif value < 1:
+                add(fname, "invalid_office_id", f"{fname} {value} is not an office id")
+            elif office_ids is not None and value not in office_ids:
+                add(fname, "unknown_office", f"office {value} is not an office of this account")
+        elif kind is Kind.BOOLEAN:
+            if not isinstance(value, bool):
+                add(fname, "wrong_type", f"{fname} must be true or false")
+        elif kind is Kind.DATE:
+            if not isinstance(value, str) or not _is_iso(value):
+                add(fname, "invalid_date", f"{fname} must be an ISO 8601 date string")
+        elif kind is Kind.QUESTIONNAIRE:
+            _check_questionnaire(value, add)
+        elif kind is Kind.META:
+            _check_meta(value, add)
+    if require_names:
+        for fname in REQUIRED_NAMES:
+            if fname not in payload:
+                add(fname, "required", f"{fname} is required: fill it in on every row")
+    return problems
+
+
+def _check_questionnaire(value: Any, add: Any) -> None:
+    if not isinstance(value, list) or not value:
+        add(
+            "questionnaire",
+            "wrong_type",
+            "questionnaire must be a non-empty list of [question, answer] pairs",
+        )
+        return
+    for i, item in enumerate(value, start=1):
+        if not (
+            isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+        ):
+            add(
+                "questionnaire",
+                "questionnaire_item",
+                f"questionnaire item {i} must be exactly two strings: [question, answer]",
+            )
+            return
+        if not item[0].strip() or not item[1].strip():
+            add(
+                "questionnaire",
+                "questionnaire_item",
+                f"questionnaire item {i} has an empty question or answer",
+            )
+            return
+    _check_size("questionnaire", value, add)
+
+
+def _check_meta(value: Any, add: Any) -> None:
+    if not isinstance(value, dict) or not value:
+        add("meta", "wrong_type", 'meta must be a non-empty object like {"key": "value"}')
+        return
+    for key, item in value.items():
+        if not isinstance(item, str):
+            add("meta", "meta_value", f"meta value of {key!r} must be text (put it in quotes)")
+            return
+    _check_size("meta", value, add)
+
+
+def _check_size(fname: str, value: Any, add: Any) -> None:
+    limit = FIELDS_BY_NAME[fname].max_json_bytes
+    size = json_size(value)
+    if limit is not None and size > limit:
+        add(
+            fname,
+            "too_large",
+            f"{fname} is {size} bytes as JSON; at most {limit} allowed "
+            "(accented letters and emoji count 6-12 bytes each)",
+        )
+
+
+def _is_iso(text: str) -> bool:
+    m = _ISO_RE.fullmatch(text)
+    if not m:
+        return False
+    try:
+        y, mo, d, hh, mi, ss = m.groups()
+        dt.date(int(y), int(mo), int(d))
+        if hh is not None:
+            dt.time(int(hh), int(mi), int(ss))
+    except ValueError:
+        return False
+    return True
+
+
+def validate_rows(
+    rows: Iterable[MappedRow],
+    plan: ColumnPlan,
+    config: Config,
+    duplicates: Collection[str] = frozenset(),
+    office_ids: Collection[int] | None = None,
+) -> None:
+    """Add the API's rule violations to each non-blank row's problems."""
+    for row in rows:
+        if row.blank:
+            continue
+        bad_id = check_lead_id(row.lead_id)
+        if bad_id is not None:
+            row.problems.append(_problem(row, plan, "id", *bad_id))
+        elif row.lead_id in duplicates:
+            row.problems.append(
+                _problem(
+                    row,
+                    plan,
+                    "id",
+                    "id_duplicate",
+                    f"lead {row.lead_id} appears on more than one row: merge them into one row",
+                )
+            )
+        found = check_payload(
+            row.payload,
+            require_names=config.require_names,
+            statuses=config.statuses,
+            office_ids=office_ids,
+        )
+        for fname, items in found.items():
+            for code, message in items:
+                row.problems.append(_problem(row, plan, fname, code, message))
+
+
+def _problem(row: MappedRow, plan: ColumnPlan, fname: str, code: str, message: str) -> Problem:
+    index = plan.id_index if fname == "id" else row.sources.get(fname, plan.field_column(fname))
+    return Problem(
+        row=row.row,
+        code=code,
+        message=message,
+        stage="validate",
+        field=None if fname == "id" else fname,
+        column=plan.headers[index] if index is not None else None,
+        column_index=index,
+    )
+
+
+def find_duplicate_ids(table: Table, plan: ColumnPlan) -> frozenset[str]:
+    """Lead ids that appear on more than one row.
+
+    Runs before any row is sent (row 5 must not go out when row 900 repeats its id).
+    The first pass keeps only an 8-byte hash per row, so memory stays small; a second
+    pass, only when hashes collide, counts the real ids behind the colliding hashes.
+    """
+    import numpy as np
+
+    index = plan.id_index
+    if index is None:
+        return frozenset()
+    hashes = array.array("q", (hash(t) for t in _ids(table, index)))
+    unique, counts = np.unique(np.frombuffer(hashes, dtype=np.int64), return_counts=True)
+    repeated = set(unique[counts > 1].tolist())
+    if not repeated:
+        return frozenset()
+    real = Counter(t for t in _ids(table, index) if hash(t) in repeated)
+    return frozenset(k for k, n in real.items() if n > 1)
+
+
+def _ids(table: Table, index: int) -> Iterable[str]:
+    return (t for t in map(lead_id_text, table.column(index)) if t)
