@@ -167,7 +167,9 @@ def template(fmt: str | None, output: Path | None, force: bool) -> None:
     if output is not None and str(output) == "-":
         if fmt == "xlsx":
             raise click.UsageError("only the CSV template can go to stdout (use --format csv)")
-        click.echo(template_csv(), nl=False)
+        stream = click.get_binary_stream("stdout")
+        stream.write(template_csv().encode("utf-8"))
+        stream.flush()
         return
     if fmt is None:
         fmt = "csv" if output is not None and output.suffix.lower() in (".csv", ".txt") else "xlsx"

@@ -36,7 +36,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from leadsync import defaults as D
 from leadsync.errors import MappingError
-from leadsync.fields import FIELDS_BY_NAME, ID_HEADER, Kind, normalise_header
+from leadsync.fields import (
+    FIELD_KEYS,
+    FIELDS_BY_NAME,
+    ID_ALIASES,
+    ID_HEADER,
+    Kind,
+    normalise_header,
+)
 
 IGNORE = "ignore"
 DATE_ORDERS = ("DMY", "MDY", "YMD")
@@ -202,14 +209,14 @@ def _target(header: str, target: Any) -> str:
     norm = normalise_header(t)
     if norm == IGNORE:
         return IGNORE
-    if norm in ("id", "lead_id"):
+    if norm in ID_ALIASES:
         return ID_HEADER
-    if norm not in FIELDS_BY_NAME:
+    if norm not in FIELD_KEYS:
         raise MappingError(
             f"[columns] {header!r} maps to {t!r}, which is not an API field, 'id', "
             "'questionnaire: <question>', 'meta: <key>' or 'ignore'"
         )
-    return norm
+    return FIELD_KEYS[norm]
 
 
 def _names(items: set[str]) -> str:

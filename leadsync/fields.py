@@ -118,8 +118,8 @@ FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS_BY_NAME)
 REQUIRED_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 
-# Headers that name the lead id column, after header normalisation.
-ID_ALIASES: frozenset[str] = frozenset({"id", "lead_id", "leadid"})  # normalised headers
+# Headers that name the lead id column, after header normalisation ("Lead ID" -> "leadid").
+ID_ALIASES: frozenset[str] = frozenset({"id", "leadid"})
 ID_HEADER = "id"
 
 API_VERSION_PATH = "/api/v103"
@@ -149,5 +149,10 @@ _HEADER_SEPARATORS = str.maketrans({"-": " ", "_": " ", "\u00a0": " "})
 
 
 def normalise_header(header: str) -> str:
-    """``First Name``, ``first_name`` and ``FIRST-NAME`` all become ``first_name``."""
-    return "_".join(header.translate(_HEADER_SEPARATORS).lower().split())
+    """The matching key of a header: ``First Name``, ``first_name``, ``FIRST-NAME`` and
+    ``firstname`` all become ``firstname``."""
+    return "".join(header.translate(_HEADER_SEPARATORS).casefold().split())
+
+
+# matching key -> field name ("firstname" -> "first_name")
+FIELD_KEYS: dict[str, str] = {normalise_header(f.name): f.name for f in FIELDS}

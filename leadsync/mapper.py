@@ -17,7 +17,15 @@ from typing import Any, Literal
 
 from leadsync.config import IGNORE, Config
 from leadsync.errors import InputError, MappingError
-from leadsync.fields import FIELDS_BY_NAME, ID_ALIASES, ID_HEADER, Field, Kind, normalise_header
+from leadsync.fields import (
+    FIELD_KEYS,
+    FIELDS_BY_NAME,
+    ID_ALIASES,
+    ID_HEADER,
+    Field,
+    Kind,
+    normalise_header,
+)
 from leadsync.reader import Chunk, column_letter
 
 Stage = Literal["read", "map", "validate", "send"]
@@ -144,13 +152,13 @@ def _target_for(header: str, config: Config) -> Target | None:
             return Target("question", rest.strip())
         if kind == "meta":
             return Target("meta", rest.strip())
-    norm_text = normalise_header(text)
-    if norm_text == IGNORE and mapped is not None:
+    key = normalise_header(text)
+    if key == IGNORE and mapped is not None:
         return Target("ignore")
-    if norm_text in ID_ALIASES:
+    if key in ID_ALIASES:
         return Target("id", ID_HEADER)
-    if norm_text in FIELDS_BY_NAME:
-        return Target("field", norm_text)
+    if key in FIELD_KEYS:
+        return Target("field", FIELD_KEYS[key])
     return None
 
 

@@ -246,16 +246,24 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
         raise InputError(f"{path.name} is not a readable Excel workbook ({exc})") from None
 
     start_row, start_col = worksheet.start or (0, 0)
-    rows = worksheet.iter_rows()
-    header = next(rows, None)
-    if header is None or not any(_present(c) for c in header):
+    # calamine may pad the rows above the used range with blanks: the header is the
+    # first row with a value, and it sits at the range's first row.
+    skip = 0
+    header = None
+    for cells in worksheet.iter_rows():
+        if any(_present(c) for c in cells):
+            header = cells
+            break
+        skip += 1
+    if header is None:
         raise InputError(f"sheet {name!r} of {path.name} is empty: expected a header row")
     headers = _header_names([_text(c) for c in header])
     header_row = start_row + 1
 
     def excel_rows() -> Iterator[tuple[int, list[Any]]]:
         it = worksheet.iter_rows()
-        next(it, None)
+        for _ in range(skip + 1):
+            next(it, None)
         for offset, cells in enumerate(it, start=1):
             yield header_row + offset, [normalise_cell(c) for c in cells]
 

@@ -1,0 +1,81 @@
+"""Shared helpers: real files written to disk, the real CLI run in-process."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from leadsync.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+
+NAMES = ["id", "first_name", "last_name"]
+
+
+def write_xlsx(
+    path: Path,
+    rows: Sequence[Sequence[Any]],
+    *,
+    sheet: str = "Leads",
+    before: Sequence[tuple[str, str]] = (),
+    number_formats: dict[str, str] | None = None,
+) -> Path:
+    """Write ``rows`` (header first) with openpyxl; ``before`` adds (name, state) sheets first."""
+    from openpyxl import Workbook
+
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    for name, state in before:
+        extra = book.create_sheet(name)
+        extra.append(["id", "first_name"])
+        extra.append(["999", "Hidden"])
+        extra.sheet_state = state  # type: ignore[assignment]
+    ws = book.create_sheet(sheet)
+    for r in rows:
+        ws.append(list(r))
+    for ref, fmt in (number_formats or {}).items():
+        ws[ref].number_format = fmt
+    book.save(path)
+    return path
+
+
+def write_csv(
+    path: Path,
+    rows: Sequence[Sequence[Any]],
+    *,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    newline: str = "\r\n",
+) -> Path:
+    """Write real CSV bytes in ``encoding`` (``utf-8-sig`` for a BOM)."""
+    out = io.StringIO()
+    w = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r])
+    path.write_bytes(out.getvalue().encode(encoding))
+    return path
+
+
+def read_csv_report(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Run the real CLI in-process and return click's Result (exit code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+    return run

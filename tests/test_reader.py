@@ -1,0 +1,187 @@
+"""Reader: real CSV bytes and real workbooks in, text or typed cells with row numbers out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leadsync.errors import InputError
+from leadsync.reader import column_letter, open_table, sniff_delimiter
+from tests.conftest import write_csv, write_xlsx
+
+
+def all_rows(path: Path, sheet: str | None = None, size: int = 1000) -> list[tuple[int, list[Any]]]:
+    table = open_table(path, sheet)
+    out = []
+    for chunk in table.chunks(size):
+        for number, cells in zip(
+            chunk.row_numbers, chunk.frame.itertuples(index=False, name=None), strict=True
+        ):
+            out.append((number, list(cells)))
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
+def test_csv_encodings_round_trip_text(tmp_path: Path, encoding: str) -> None:
+    path = write_csv(
+        tmp_path / "a.csv", [["id", "first_name"], ["007", "Zoë £"]], encoding=encoding
+    )
+    table = open_table(path)
+    assert table.headers == ("id", "first_name")  # no BOM left on the first header
+    assert all_rows(path) == [(2, ["007", "Zoë £"])]
+
+
+def test_cp1252_detected_when_bytes_are_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("id,last_name\r\n1,Brontë – “quoted”\r\n".encode("cp1252"))
+    assert open_table(path).encoding == "cp1252"
+    assert all_rows(path) == [(2, ["1", "Brontë – “quoted”"])]
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_delimiter_is_sniffed(tmp_path: Path, delimiter: str) -> None:
+    rows = [["id", "first_name", "address"], ["1", "Ann", "1, High St"], ["2", "Bob", "2; Low Rd"]]
+    path = write_csv(tmp_path / "a.txt", rows, delimiter=delimiter)
+    table = open_table(path)
+    assert table.delimiter == delimiter
+    assert [r[1] for r in all_rows(path)] == rows[1:]
+
+
+def test_tsv_suffix_means_tab() -> None:
+    assert sniff_delimiter("a,b\tc\n", ".tsv") == "\t"
+
+
+def test_values_stay_text_never_floats(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "a.csv", [["id", "office_id", "postcode"], ["00375", "375", "0123"]]
+    )
+    assert all_rows(path) == [(2, ["00375", "375", "0123"])]
+
+
+def test_row_numbers_count_records_with_embedded_newlines_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'id,address\r\n1,"line one\r\nline two"\r\n\r\n3,x\n4,y\r\n')
+    rows = all_rows(path)
+    assert [n for n, _ in rows] == [2, 3, 4, 5]
+    assert rows[0][1] == ["1", "line one\r\nline two"]
+    assert rows[1][1] == ["", ""]  # the blank line is a row the user sees, kept blank
+
+
+def test_ragged_rows_are_padded_and_extra_cells_counted(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,first_name\n1\n2,Ann,surplus,more\n3,Bob,,\n", encoding="utf-8")
+    chunk = next(open_table(path).chunks(10))
+    assert chunk.frame.values.tolist() == [["1", ""], ["2", "Ann"], ["3", "Bob"]]
+    assert chunk.extra_cells == {1: 2}  # trailing empty cells (row 3) are not extra
+
+
+def test_chunks_are_lazy_and_sized(tmp_path: Path) -> None:
+    rows = [["id", "first_name"]] + [[str(i), f"n{i}"] for i in range(25)]
+    path = write_csv(tmp_path / "a.csv", rows)
+    chunks = list(open_table(path).chunks(10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert chunks[2].row_numbers == [22, 23, 24, 25, 26]
+
+
+def test_xlsx_typed_cells_are_normalised(tmp_path: Path) -> None:
+    path = write_xlsx(
+        tmp_path / "a.xlsx",
+        [
+            ["id", "office_id", "when", "at", "gdpr", "ratio", "code"],
+            [1001, 375, dt.date(2025, 7, 12), dt.datetime(2025, 7, 12, 14, 30), True, 375.5, "007"],
+            [None, 375.0, None, None, False, None, None],
+        ],
+    )
+    rows = all_rows(path)
+    assert rows[0] == (
+        2,
+        [1001, 375, dt.date(2025, 7, 12), dt.datetime(2025, 7, 12, 14, 30), True, 375.5, "007"],
+    )
+    assert type(rows[0][1][0]) is int and type(rows[0][1][1]) is int
+    assert rows[1] == (3, ["", 375, "", "", False, "", ""])
+    assert type(rows[1][1][1]) is int
+
+
+def test_first_visible_sheet_is_default_and_sheet_can_be_chosen(tmp_path: Path) -> None:
+    path = write_xlsx(
+        tmp_path / "a.xlsx",
+        [["id", "first_name"], [5, "Ann"]],
+        sheet="Export",
+        before=[("Old", "hidden")],
+    )
+    table = open_table(path)
+    assert table.sheet == "Export"
+    assert open_table(path, "old").sheet == "Old"  # names match in any case
+    assert open_table(path, "1").sheet == "Old"  # or by position
+    with pytest.raises(
+        InputError, match=r"no sheet named 'Nope' in a.xlsx; its sheets are: Old, Export"
+    ):
+        open_table(path, "Nope")
+
+
+def test_sheet_not_starting_at_a1_keeps_excel_row_numbers(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    ws = book.active
+    assert ws is not None
+    ws["B3"], ws["C3"] = "id", "first_name"
+    ws["B4"], ws["C4"] = 7, "Ann"
+    path = tmp_path / "offset.xlsx"
+    book.save(path)
+    table = open_table(path)
+    assert table.header_row == 3 and table.first_column == 1
+    assert all_rows(path) == [(4, [7, "Ann"])]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.csv", None, "file not found: "),
+        ("empty.csv", b"", "empty.csv is empty: expected a header row, then one row per lead"),
+        ("blank.csv", b"\r\n\r\n", "blank.csv is empty"),
+        (
+            "broken.xlsx",
+            b"PK\x03\x04 this is not really a zip",
+            "broken.xlsx is not a readable Excel workbook",
+        ),
+        (
+            "picture.xlsx",
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+            "picture.xlsx is not a readable Excel workbook",
+        ),
+        ("data.pdf", b"%PDF-1.4\x00\x01\x02", "unsupported file type '.pdf' for data.pdf"),
+    ],
+)
+def test_unreadable_files_raise_one_clear_input_error(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        open_table(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_xlsx_name_with_csv_content_is_read_as_csv_with_a_notice(tmp_path: Path) -> None:
+    path = tmp_path / "export.xlsx"
+    path.write_text("id,first_name\n1,Ann\n", encoding="utf-8")
+    table = open_table(path)
+    assert table.format == "csv"
+    assert table.notices == ["export.xlsx is text, not a workbook: read it as CSV"]
+
+
+def test_column_letters() -> None:
+    assert [column_letter(i) for i in (0, 25, 26, 701, 702)] == ["A", "Z", "AA", "ZZ", "AAA"]
+
+
+def test_blank_inner_headers_get_a_name_and_trailing_ones_are_dropped(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "a.csv", [["id", "", "first_name", "", ""], ["1", "x", "Ann", "", ""]]
+    )
+    assert open_table(path).headers == ("id", "(column B)", "first_name")

@@ -1,0 +1,151 @@
+"""Reports: the four files, their permissions, neutralised cells, the marked workbook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import stat
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+import leadsync
+from leadsync.report import neutralise
+from tests.conftest import read_csv_report, write_csv, write_xlsx
+
+
+def test_neutralise() -> None:
+    assert [neutralise(s) for s in ["=1+1", "+44 7700", "-3", "@SUM(A1)", "plain", ""]] == [
+        "'=1+1",
+        "'+44 7700",
+        "'-3",
+        "'@SUM(A1)",
+        "plain",
+        "",
+    ]
+
+
+def test_report_xlsx_marks_exactly_the_invalid_cells(tmp_path: Path) -> None:
+    src = write_xlsx(
+        tmp_path / "leads.xlsx",
+        [
+            ["id", "first_name", "last_name", "office_id", "next_action_date", "Notes"],
+            [1, "Ann", "Lee", 1213, dt.date(2025, 7, 12), "fine"],
+            [2, "B" * 51, "Lee", 12.5, "31/02/2025", '=HYPERLINK("x")'],
+            [None, None, None, None, None, None],
+            [None, "Cy", "Lee", 1213, None, None],
+        ],
+    )
+    book = load_workbook(src)
+    book["Leads"]["F3"].data_type = "s"  # text that looks like a formula, as Excel keeps it
+    book.save(src)
+    result = leadsync.validate(src, report_dir=tmp_path / "out")
+    assert result.exit_code == 1
+    book = load_workbook(tmp_path / "out" / "report.xlsx")
+    assert book.sheetnames == ["Leads", "Summary"]
+    ws = book["Leads"]
+    header = [c.value for c in ws[1]]
+    assert header == [
+        "id",
+        "first_name",
+        "last_name",
+        "office_id",
+        "next_action_date",
+        "Notes",
+        "leadsync outcome",
+        "leadsync problems",
+    ]
+    marked = {
+        (c.row, c.column_letter): c.comment.text
+        for row in ws.iter_rows()
+        for c in row
+        if c.comment is not None
+    }
+    red = {
+        (c.row, c.column_letter)
+        for row in ws.iter_rows()
+        for c in row
+        if c.fill.fgColor.rgb == "00FFC7CE" and c.column_letter < "G"
+    }
+    assert set(marked) == red == {(3, "B"), (3, "D"), (3, "E"), (5, "A")}
+    assert marked[(3, "B")] == "first_name has 51 characters; at most 50 allowed"
+    assert marked[(3, "D")] == "12.5 is not a whole number"
+    assert "'31/02/2025' is not a real date" in marked[(3, "E")]
+    assert "lead id is blank" in marked[(5, "A")]
+    outcomes = [ws.cell(row=r, column=7).value for r in range(2, 6)]
+    assert outcomes == ["valid", "invalid", "skipped_blank", "invalid"]
+    # the user's own values come back typed, and text never turns into a formula
+    assert ws["E2"].value == dt.datetime(2025, 7, 12)
+    assert ws["F3"].value == '=HYPERLINK("x")' and ws["F3"].data_type == "s"
+    summary = {r[0].value: r[1].value for r in book["Summary"].iter_rows() if len(r) > 1}
+    assert summary["valid"] == 1 and summary["invalid"] == 2 and summary["skipped_blank"] == 1
+
+
+def test_reports_are_private_and_csv_cells_neutralised(tmp_path: Path) -> None:
+    src = write_csv(
+        tmp_path / "in.csv",
+        [
+            ["id", "first_name", "last_name", "status"],
+            ["1", "=cmd|' /C calc'!A0", "Lee", "@risk"],
+            ["2", "", "Lee", "-1"],
+        ],
+    )
+    leadsync.validate(src, report_dir=tmp_path / "out")
+    out = tmp_path / "out"
+    for name in ("failures.csv", "successes.csv", "summary.json", "report.xlsx"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    [ok] = read_csv_report(out / "successes.csv")
+    assert ok["first_name"] == "'=cmd|' /C calc'!A0" and ok["status"] == "'@risk"
+    assert json.loads(ok["payload"])["first_name"] == "=cmd|' /C calc'!A0"  # sent as is
+    assert ok["fields_sent"] == "first_name,last_name,status"
+    [bad] = read_csv_report(out / "failures.csv")
+    assert bad["status"] == "'-1"
+
+
+def test_failures_csv_has_one_line_per_problem(tmp_path: Path) -> None:
+    src = write_csv(
+        tmp_path / "in.csv",
+        [
+            ["id", "first_name", "last_name", "office_id"],
+            ["7", "A" * 60, "", "x"],
+        ],
+    )
+    leadsync.validate(src, report_dir=tmp_path / "out")
+    lines = read_csv_report(tmp_path / "out" / "failures.csv")
+    assert [
+        (r["row"], r["lead_id"], r["outcome"], r["stage"], r["field"], r["code"]) for r in lines
+    ] == [
+        ("2", "7", "invalid", "map", "office_id", "not_a_number"),
+        ("2", "7", "invalid", "validate", "first_name", "too_long"),
+        ("2", "7", "invalid", "validate", "last_name", "required"),
+    ]
+    assert list(lines[0])[:8] == [
+        "row",
+        "lead_id",
+        "outcome",
+        "stage",
+        "field",
+        "code",
+        "message",
+        "http_status",
+    ]
+    assert lines[0]["first_name"] == "A" * 60  # the original columns follow
+
+
+def test_summary_counts_every_row_once(tmp_path: Path) -> None:
+    rows = [["id", "first_name", "last_name"]] + [[str(i), "A", "B"] for i in range(1, 40)]
+    rows[5] = ["", "", ""]
+    rows[9] = ["9x/", "A", "B"]
+    src = write_csv(tmp_path / "in.csv", rows)
+    result = leadsync.validate(src, report_dir=tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary == result.summary
+    assert summary["rows"] == 39 == sum(summary["outcomes"].values())
+    assert {k: v for k, v in summary["outcomes"].items() if v} == {
+        "valid": 37,
+        "invalid": 1,
+        "skipped_blank": 1,
+    }
+    assert summary["problems_by_code"] == {"id_invalid": 1}
+    assert len(summary["file"]["sha256"]) == 64

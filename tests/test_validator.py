@@ -1,0 +1,268 @@
+"""Validator: every rule of the API docs at its edge, over real files, plus properties."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leadsync.config import Config
+from leadsync.fields import FIELDS, Kind, json_size, php_json
+from leadsync.mapper import MappedRow, map_chunk, plan_columns
+from leadsync.reader import open_table
+from leadsync.validator import check_lead_id, check_payload, find_duplicate_ids, validate_rows
+from tests.conftest import write_csv, write_xlsx
+
+
+def validated(path: Path, config: Config | None = None) -> list[MappedRow]:
+    config = config or Config()
+    table = open_table(path)
+    plan = plan_columns(table.headers, config)
+    dups = find_duplicate_ids(table, plan)
+    rows = []
+    for chunk in table.chunks(7):  # small chunks: duplicates must be found across chunks
+        got = map_chunk(chunk, plan, config)
+        validate_rows(got, plan, config, dups)
+        rows.extend(got)
+    return rows
+
+
+def codes(row: MappedRow) -> list[tuple[str | None, str]]:
+    return [(p.field, p.code) for p in row.problems]
+
+
+def named(**fields: Any) -> dict[str, Any]:
+    return {"first_name": "Ann", "last_name": "Lee", **fields}
+
+
+@pytest.mark.parametrize("fname", ["first_name", "last_name"])
+def test_names_are_1_to_50_characters(tmp_path: Path, fname: str) -> None:
+    other = "last_name" if fname == "first_name" else "first_name"
+    path = write_xlsx(
+        tmp_path / "a.xlsx",
+        [
+            ["id", fname, other],
+            [1, "é" * 50, "x"],
+            [2, "é" * 51, "x"],
+            [3, "a", "x"],
+        ],
+    )
+    rows = validated(path)
+    assert codes(rows[0]) == []
+    assert codes(rows[1]) == [(fname, "too_long")]
+    assert rows[1].problems[0].message == f"{fname} has 51 characters; at most 50 allowed"
+    assert rows[1].problems[0].column == fname and rows[1].problems[0].column_index == 1
+    assert codes(rows[2]) == []
+
+
+@pytest.mark.parametrize("fname", ["address", "postcode", "advert_address", "advert_postcode"])
+def test_addresses_are_at_most_255_characters(tmp_path: Path, fname: str) -> None:
+    path = write_csv(
+        tmp_path / "a.csv",
+        [
+            ["id", "first_name", "last_name", fname],
+            ["1", "A", "B", "ü" * 255],
+            ["2", "A", "B", "ü" * 256],
+        ],
+        encoding="utf-8-sig",
+    )
+    rows = validated(path)
+    assert codes(rows[0]) == []
+    assert codes(rows[1]) == [(fname, "too_long")]
+
+
+def test_names_are_required_unless_relaxed(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", [["id", "status"], ["1", "New"]])
+    [row] = validated(path)
+    assert codes(row) == [("first_name", "required"), ("last_name", "required")]
+    assert row.problems[0].column is None  # no column to point at
+    [relaxed] = validated(path, Config(require_names=False))
+    assert codes(relaxed) == []
+
+
+def _questionnaire_of_size(target: int) -> list[list[str]]:
+    """A questionnaire whose PHP-style JSON is exactly ``target`` bytes, with non-ASCII text."""
+    pair = [["Où?", ""]]
+    base = json_size(pair)
+    answer = "é" * ((target - base) // 6)  # each é is \u00e9: 6 bytes
+    answer += "a" * (target - json_size([["Où?", answer]]))
+    result = [["Où?", answer]]
+    assert json_size(result) == target
+    return result
+
+
+@pytest.mark.parametrize(("size", "ok"), [(2048, True), (2049, False)])
+def test_questionnaire_json_limit_counts_escaped_bytes(tmp_path: Path, size: int, ok: bool) -> None:
+    q = _questionnaire_of_size(size)
+    path = write_csv(
+        tmp_path / "a.csv",
+        [
+            ["id", "first_name", "last_name", "questionnaire"],
+            ["1", "A", "B", json.dumps(q)],
+        ],
+    )
+    [row] = validated(path)
+    assert row.payload["questionnaire"] == q
+    assert codes(row) == ([] if ok else [("questionnaire", "too_large")])
+    # UTF-8 would count far fewer bytes: the conservative measure is what matters
+    assert len(json.dumps(q, ensure_ascii=False).encode()) < size
+
+
+@pytest.mark.parametrize(("size", "ok"), [(1024, True), (1025, False)])
+def test_meta_json_limit(size: int, ok: bool) -> None:
+    meta = {"k": ""}
+    meta["k"] = "/" * ((size - json_size(meta)) // 2)  # each / is sent as \/
+    meta["k"] += "x" * (size - json_size(meta))
+    assert json_size(meta) == size
+    problems = check_payload(named(meta=meta))
+    assert problems == ({} if ok else {"meta": [("too_large", problems["meta"][0][1])]})
+
+
+def test_php_json_escapes_like_json_encode() -> None:
+    assert php_json({"a/b": "é😀"}) == '{"a\\/b":"\\u00e9\\ud83d\\ude00"}'
+    assert json_size(["😀"]) == 16
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ([["only one"]], "questionnaire_item"),
+        ([["q", "a", "extra"]], "questionnaire_item"),
+        ([["q", 5]], "questionnaire_item"),
+        ({"q": "a"}, "wrong_type"),
+        ([["q", " "]], "questionnaire_item"),
+    ],
+)
+def test_questionnaire_items_are_exactly_two_strings(value: Any, code: str) -> None:
+    assert [c for c, _ in check_payload(named(questionnaire=value))["questionnaire"]] == [code]
+
+
+def test_meta_values_must_be_strings() -> None:
+    assert check_payload(named(meta={"n": 5}))["meta"][0][0] == "meta_value"
+    assert check_payload(named(meta=["x"]))["meta"][0][0] == "wrong_type"
+
+
+def test_strict_types_as_the_server_sees_them() -> None:
+    problems = check_payload(
+        named(
+            office_id=375.0,
+            gdpr_checkbox="yes",
+            status=5,
+            next_action_date="12/07/2025",
+            nonsense="x",
+            address=None,
+        )
+    )
+    assert {k: [c for c, _ in v] for k, v in problems.items()} == {
+        "office_id": ["wrong_type"],
+        "gdpr_checkbox": ["wrong_type"],
+        "status": ["wrong_type"],
+        "next_action_date": ["invalid_date"],
+        "nonsense": ["unknown_field"],
+        "address": ["null"],
+    }
+
+
+def test_office_must_belong_to_the_account_when_offices_are_known() -> None:
+    assert check_payload(named(office_id=1213), office_ids={1213}) == {}
+    assert (
+        check_payload(named(office_id=99), office_ids={1213})["office_id"][0][0] == "unknown_office"
+    )
+
+
+def test_status_allow_list(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "a.csv",
+        [
+            ["id", "first_name", "last_name", "status"],
+            ["1", "A", "B", "New"],
+            ["2", "A", "B", "Nwe"],
+        ],
+    )
+    rows = validated(path, Config(statuses=("New", "Lost")))
+    assert codes(rows[0]) == [] and codes(rows[1]) == [("status", "status_not_allowed")]
+
+
+def test_duplicate_ids_are_flagged_on_every_row_across_chunks(tmp_path: Path) -> None:
+    body = [[str(i), "A", "B"] for i in range(1, 21)]
+    body[15][0] = " 3 "  # same lead as row 4 once trimmed, in another chunk
+    body[18][0] = "3"
+    path = write_csv(tmp_path / "a.csv", [["id", "first_name", "last_name"], *body])
+    rows = validated(path)
+    flagged = [r.row for r in rows if (None, "id_duplicate") in codes(r)]
+    assert flagged == [4, 17, 20]
+    assert rows[2].problems[0].column == "id"
+
+
+@pytest.mark.parametrize(
+    "lead_id", ["../1", "1/2", "1?x=y", "1#", "12 34", "１２", "a..b", "-1", "é"]
+)
+def test_lead_ids_must_be_plain_tokens(lead_id: str) -> None:
+    result = check_lead_id(lead_id)
+    assert result is not None and result[0] == "id_invalid"
+
+
+@pytest.mark.parametrize("lead_id", ["1001", "abc-123", "L_9", "0007", "a1.b2"])
+def test_plain_lead_ids(lead_id: str) -> None:
+    assert check_lead_id(lead_id) is None
+
+
+def test_blank_id_and_blank_rows(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "a.csv",
+        [
+            ["id", "first_name", "last_name", "Notes"],
+            ["", "A", "B", ""],
+            ["", "", "", "unmapped text"],
+        ],
+    )
+    rows = validated(path)
+    assert codes(rows[0]) == [(None, "id_missing")]
+    assert rows[1].blank and rows[1].problems == []
+
+
+# -- properties ---------------------------------------------------------------------
+
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=120)
+payloads = st.fixed_dictionaries(
+    {"first_name": text, "last_name": text},
+    optional={
+        "address": text,
+        "office_id": st.integers(-5, 10**6),
+        "gdpr_checkbox": st.booleans(),
+        "questionnaire": st.lists(st.lists(text, min_size=2, max_size=2), min_size=1, max_size=30),
+        "meta": st.dictionaries(text, text, min_size=1, max_size=20),
+    },
+)
+
+
+@settings(max_examples=300)
+@given(payload=payloads)
+def test_an_accepted_payload_is_within_every_limit(payload: dict[str, Any]) -> None:
+    if check_payload(payload):
+        return
+    encoded = php_json(payload)
+    json.loads(encoded)
+    for f in FIELDS:
+        if f.name not in payload:
+            continue
+        if f.max_json_bytes is not None:
+            assert len(php_json(payload[f.name])) <= f.max_json_bytes
+            # any other common encoding is no larger than the PHP one
+            assert (
+                len(json.dumps(payload[f.name], ensure_ascii=False, separators=(",", ":")).encode())
+                <= f.max_json_bytes
+            )
+        if f.kind is Kind.STRING and f.max_chars:
+            assert 1 <= len(payload[f.name]) <= f.max_chars
+
+
+@given(payload=payloads)
+def test_an_over_limit_questionnaire_is_always_rejected(payload: dict[str, Any]) -> None:
+    q = payload.get("questionnaire")
+    if q is not None and json_size(q) > 2048:
+        assert "too_large" in [c for c, _ in check_payload(payload)["questionnaire"]]
