@@ -22,7 +22,7 @@ from leadsync.errors import ExitCode
 from leadsync.mapper import ColumnPlan, map_chunk, plan_columns
 from leadsync.reader import Table, open_table
 from leadsync.report import OUTCOMES, ReportWriter
-from leadsync.validator import find_duplicate_ids, validate_rows
+from leadsync.validator import scan_ids, validate_rows
 
 Progress = Callable[[int], None]  # called with the number of rows just finished
 
@@ -70,12 +70,18 @@ def validate(
     run_id = new_run_id()
     table = open_table(path, config.sheet)
     plan = plan_columns(table.headers, config)
-    duplicates = find_duplicate_ids(table, plan)
+    scan = scan_ids(table, plan)
     directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
-    writer = ReportWriter(directory, table, xlsx=xlsx_report)
+    writer = ReportWriter(
+        directory,
+        table,
+        xlsx=xlsx_report,
+        total_rows=scan.rows,
+        xlsx_full_rows=config.xlsx_full_rows,
+    )
     for chunk in table.chunks(config.chunk_rows):
         rows = map_chunk(chunk, plan, config)
-        validate_rows(rows, plan, config, duplicates)
+        validate_rows(rows, plan, config, scan.duplicates)
         originals = chunk.frame.itertuples(index=False, name=None)
         for row, cells in zip(rows, originals, strict=True):
             if row.blank:

@@ -71,6 +71,7 @@ class Config:
     statuses: tuple[str, ...] | None = None
     sheet: str | None = None
     chunk_rows: int = D.CHUNK_ROWS
+    xlsx_full_rows: int = D.XLSX_FULL_ROWS
     base_url: str = D.BASE_URL
     mapping_path: str | None = None
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from leadsync.defaults import XLSX_REPORT_MAX_ROWS
+from leadsync.defaults import XLSX_FULL_ROWS, XLSX_MAX_ROWS
 from leadsync.mapper import MappedRow, Problem, cell_text
 from leadsync.reader import Table
 
@@ -64,7 +64,15 @@ def display_text(value: Any) -> str:
 class ReportWriter:
     """Writes the four reports for one run, a row at a time."""
 
-    def __init__(self, directory: Path, table: Table, *, xlsx: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        table: Table,
+        *,
+        xlsx: bool = True,
+        total_rows: int = 0,
+        xlsx_full_rows: int = XLSX_FULL_ROWS,
+    ) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.table = table
@@ -82,7 +90,11 @@ class ReportWriter:
         self._successes = csv.writer(self._successes_fh)
         self._failures.writerow([*FAILURE_COLUMNS, *map(neutralise, self.headers)])
         self._successes.writerow([*SUCCESS_COLUMNS, *map(neutralise, self.headers)])
-        self._xlsx = _XlsxReport(directory / "report.xlsx", table) if xlsx else None
+        self._xlsx = (
+            _XlsxReport(directory / "report.xlsx", table, full=total_rows <= xlsx_full_rows)
+            if xlsx
+            else None
+        )
         if self._xlsx is not None:
             self.paths["report_xlsx"] = self._xlsx.path
 
@@ -152,15 +164,19 @@ def _outcome_colour(outcome: str) -> str | None:
 
 
 class _XlsxReport:
-    """The user's own rows, invalid cells red with a comment, an outcome column, a summary."""
+    """The user's own rows, invalid cells red with a comment, an outcome column, a summary.
 
-    def __init__(self, path: Path, table: Table) -> None:
+    In full mode every row sits at the row number it has in the user's file. For a large
+    file (``full=False``) only rows that need attention are copied, each with a leading
+    ``row`` column that says where it came from.
+    """
+
+    def __init__(self, path: Path, table: Table, *, full: bool) -> None:
         from openpyxl import Workbook
         from openpyxl.styles import Font, PatternFill
 
         self.path = path
-        self.table = table
-        self.offset = table.first_column
+        self.full = full
         self.width = len(table.headers)
         self.book = Workbook(write_only=True)
         self.sheet = self.book.create_sheet(table.sheet or "Leads")
@@ -168,20 +184,21 @@ class _XlsxReport:
         self.fills = {c: PatternFill("solid", fgColor=c) for c in (_RED, _AMBER, _GREEN)}
         self.bold = Font(bold=True)
         self.next_row = 1
-        self.written = 0
         self.omitted = 0
-        self.sheet.freeze_panes = f"A{table.header_row + 1}"
-        self._pad_to(table.header_row)
         header = [*table.headers, "leadsync outcome", "leadsync problems"]
+        if full:
+            self.lead: list[Any] = [None] * table.first_column
+            while self.next_row < table.header_row:
+                self.sheet.append([])
+                self.next_row += 1
+        else:
+            self.lead = []
+            header.insert(0, "row")
+        self.sheet.freeze_panes = f"A{self.next_row + 1}"
         self._append([self._cell(h, font=self.bold) for h in header])
 
-    def _pad_to(self, row_number: int) -> None:
-        while self.next_row < row_number:
-            self.sheet.append([])
-            self.next_row += 1
-
     def _append(self, cells: list[Any]) -> None:
-        self.sheet.append([None] * self.offset + cells)
+        self.sheet.append(self.lead + cells)
         self.next_row += 1
 
     def _cell(
@@ -208,18 +225,18 @@ class _XlsxReport:
     def write(
         self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
     ) -> None:
-        if row_number > XLSX_REPORT_MAX_ROWS or row_number < self.next_row:
+        if not self.full and outcome not in FAILURE_OUTCOMES:
+            return
+        if self.next_row > XLSX_MAX_ROWS or (self.full and row_number < self.next_row):
             self.omitted += 1
             return
-        self._pad_to(row_number)
+        while self.full and self.next_row < row_number:
+            self._append([])
         by_column: dict[int, list[str]] = {}
-        loose: list[str] = []
         for p in problems:
             if p.column_index is not None:
                 by_column.setdefault(p.column_index, []).append(p.message)
-            else:
-                loose.append(p.message)
-        out = []
+        out = [] if self.full else [row_number]
         for j in range(self.width):
             value = cells[j] if j < len(cells) else None
             if isinstance(value, str) and not value:
@@ -233,7 +250,6 @@ class _XlsxReport:
         summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
         out.append(self._cell(summary or None))
         self._append(out)
-        self.written += 1
 
     def close(self, summary: Mapping[str, Any]) -> None:
         s = self.summary_sheet
@@ -262,6 +278,14 @@ class _XlsxReport:
             s.append([self._cell("columns not sent (unmapped)", font=self.bold)])
             for h in unmapped:
                 s.append([self._cell(h)])
+        if not self.full:
+            s.append([])
+            s.append(
+                [
+                    "This file is large: the first sheet holds only the rows that need "
+                    "attention; every row is in the CSV reports."
+                ]
+            )
         if self.omitted:
             s.append([])
             s.append([f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only"])

@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from leadsync.config import Config
@@ -224,26 +225,35 @@ def _problem(row: MappedRow, plan: ColumnPlan, fname: str, code: str, message: s
     )
 
 
-def find_duplicate_ids(table: Table, plan: ColumnPlan) -> frozenset[str]:
-    """Lead ids that appear on more than one row.
+@dataclass(frozen=True)
+class IdScan:
+    """What one cheap pass over the id column tells before any row is sent."""
+
+    rows: int
+    duplicates: frozenset[str]
+
+
+def scan_ids(table: Table, plan: ColumnPlan) -> IdScan:
+    """Count the rows and find lead ids that appear on more than one row.
 
     Runs before any row is sent (row 5 must not go out when row 900 repeats its id).
-    The first pass keeps only an 8-byte hash per row, so memory stays small; a second
-    pass, only when hashes collide, counts the real ids behind the colliding hashes.
+    The first pass keeps only an 8-byte hash per id, so memory stays small; a second
+    pass, only when hashes repeat, counts the real ids behind them.
     """
     import numpy as np
 
     index = plan.id_index
     if index is None:
-        return frozenset()
-    hashes = array.array("q", (hash(t) for t in _ids(table, index)))
+        return IdScan(sum(1 for _ in table.column(0)), frozenset())
+    rows = 0
+    hashes = array.array("q")
+    for text in map(lead_id_text, table.column(index)):
+        rows += 1
+        if text:
+            hashes.append(hash(text))
     unique, counts = np.unique(np.frombuffer(hashes, dtype=np.int64), return_counts=True)
     repeated = set(unique[counts > 1].tolist())
     if not repeated:
-        return frozenset()
-    real = Counter(t for t in _ids(table, index) if hash(t) in repeated)
-    return frozenset(k for k, n in real.items() if n > 1)
-
-
-def _ids(table: Table, index: int) -> Iterable[str]:
-    return (t for t in map(lead_id_text, table.column(index)) if t)
+        return IdScan(rows, frozenset())
+    ids = (t for t in map(lead_id_text, table.column(index)) if t and hash(t) in repeated)
+    return IdScan(rows, frozenset(k for k, n in Counter(ids).items() if n > 1))

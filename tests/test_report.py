@@ -10,6 +10,7 @@ from pathlib import Path
 from openpyxl import load_workbook
 
 import leadsync
+from leadsync.config import Config
 from leadsync.report import neutralise
 from tests.conftest import read_csv_report, write_csv, write_xlsx
 
@@ -149,3 +150,34 @@ def test_summary_counts_every_row_once(tmp_path: Path) -> None:
     }
     assert summary["problems_by_code"] == {"id_invalid": 1}
     assert len(summary["file"]["sha256"]) == 64
+
+
+def test_large_file_report_xlsx_keeps_only_rows_needing_attention(tmp_path: Path) -> None:
+    rows = [["id", "first_name", "last_name"]] + [[str(i), "A", "B"] for i in range(1, 11)]
+    rows[4][2] = "L" * 51
+    rows[8] = ["", "", ""]
+    src = write_csv(tmp_path / "in.csv", rows)
+    leadsync.validate(src, Config(xlsx_full_rows=5), report_dir=tmp_path / "out")
+    book = load_workbook(tmp_path / "out" / "report.xlsx")
+    values = [[c.value for c in r] for r in book["Leads"].iter_rows()]
+    assert values[0] == [
+        "row",
+        "id",
+        "first_name",
+        "last_name",
+        "leadsync outcome",
+        "leadsync problems",
+    ]
+    assert values[1:] == [
+        [
+            5,
+            "4",
+            "A",
+            "L" * 51,
+            "invalid",
+            "last_name: last_name has 51 characters; at most 50 allowed",
+        ]
+    ]
+    assert book["Leads"]["D2"].comment is not None
+    notes = [r[0].value for r in book["Summary"].iter_rows()]
+    assert any(str(n).startswith("This file is large") for n in notes)

@@ -14,7 +14,7 @@ from leadsync.config import Config
 from leadsync.fields import FIELDS, Kind, json_size, php_json
 from leadsync.mapper import MappedRow, map_chunk, plan_columns
 from leadsync.reader import open_table
-from leadsync.validator import check_lead_id, check_payload, find_duplicate_ids, validate_rows
+from leadsync.validator import check_lead_id, check_payload, scan_ids, validate_rows
 from tests.conftest import write_csv, write_xlsx
 
 
@@ -22,7 +22,7 @@ def validated(path: Path, config: Config | None = None) -> list[MappedRow]:
     config = config or Config()
     table = open_table(path)
     plan = plan_columns(table.headers, config)
-    dups = find_duplicate_ids(table, plan)
+    dups = scan_ids(table, plan).duplicates
     rows = []
     for chunk in table.chunks(7):  # small chunks: duplicates must be found across chunks
         got = map_chunk(chunk, plan, config)
