@@ -72,10 +72,11 @@ def check_payload(
                 add(fname, "wrong_type", f"{fname} must be text")
                 continue
             n = len(value)
-            if spec.min_chars is not None and n < spec.min_chars:
-                add(fname, "too_short", f"{fname} must not be empty")
-            elif not value.strip() and n:
-                add(fname, "too_short", f"{fname} must not be only spaces")
+            if not value.strip():
+                # a blank means "leave unchanged": it is left out, never sent as ""
+                add(fname, "blank", f"{fname} must not be empty or only spaces")
+            elif spec.min_chars is not None and n < spec.min_chars:
+                add(fname, "too_short", f"{fname} needs at least {spec.min_chars} characters")
             if spec.max_chars is not None and n > spec.max_chars:
                 add(
                     fname,

@@ -1,0 +1,537 @@
+"""Sandbox: a local Lead API simulator on loopback (spec §8).
+
+It serves the API of spec §1 with the same rules as the client (it calls
+:func:`leadsync.validator.check_payload`), keeps leads in memory, and can rate-limit
+(a token bucket or a Laravel-style fixed window) and inject faults by seeded chance:
+503 *before* applying, and 500, a dropped connection or a stall *after* applying — the
+ambiguous cases a careful client must survive. ``/_sandbox/*`` reports what it received
+and applied.
+
+Use it from Python (tests start it on a free port in a thread)::
+
+    with Sandbox(SandboxConfig(latency=0.1)) as sb:
+        sb.base_url            # http://127.0.0.1:PORT/api/v103
+        sb.stats()["applied"]
+
+or from the shell: ``leadsync sandbox --port 8808 --rate-limit 20``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import math
+import random
+import re
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from leadsync.fields import API_VERSION_PATH
+from leadsync.validator import check_payload
+
+DEFAULT_KEY = "sandbox-key"
+DEFAULT_OFFICES: tuple[tuple[int, str], ...] = (
+    (1213, "Bristol"),
+    (1214, "Bath"),
+    (1215, "Cardiff"),
+    (1216, "Leeds"),
+)
+ADMIN = "/_sandbox"
+_LEAD_PATH = re.compile(rf"{API_VERSION_PATH}/leads/([^/]+)")
+
+
+@dataclass
+class SandboxConfig:
+    """Everything the sandbox can be told; all faults are off by default."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+    api_key: str = DEFAULT_KEY
+    revoked_keys: tuple[str, ...] = ("revoked-key",)
+    leads: Iterable[str] | None = None  # lead ids to seed; default 1000..9999 and 480001..480300
+    lead_file: Path | None = None  # JSON list of lead objects with an "id"
+    offices: tuple[tuple[int, str], ...] = DEFAULT_OFFICES
+    require_names: bool = True
+    # Rate limit: a token bucket of `rate_limit`/s with `burst`, or, when `window` is set,
+    # a fixed window of `rate_limit` requests per `window` seconds (Laravel's throttle).
+    rate_limit: float | None = None
+    burst: int = 1
+    window: float | None = None
+    rate_headers: bool = True  # X-RateLimit-Limit / -Remaining on every response
+    retry_after: bool = True  # Retry-After on 429
+    latency: float = 0.0  # seconds added to every API request
+    fail_503: float = 0.0  # chance of 503 before applying
+    fail_500_after: float = 0.0  # chance of 500 after applying
+    drop_after: float = 0.0  # chance of closing the connection after applying
+    stall_after: float = 0.0  # chance of stalling (no answer) after applying
+    stall_seconds: float = 30.0
+    seed: int = 0
+
+
+@dataclass
+class _Applied:
+    count: int = 0
+    fields: Counter[str] = field(default_factory=Counter)
+    pairs: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class _Limiter:
+    """Token bucket or fixed window; thread-safe. Returns (allowed, remaining, retry_after)."""
+
+    def __init__(self, rate: float, burst: int, window: float | None) -> None:
+        self.rate, self.window = rate, window
+        self.capacity = float(max(1, burst)) if window is None else rate
+        self.tokens = self.capacity
+        self.started = time.monotonic()
+        self.hits = 0
+        self.lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        return int(self.capacity if self.window is not None else self.rate)
+
+    def take(self) -> tuple[bool, int, float]:
+        now = time.monotonic()
+        with self.lock:
+            if self.window is not None:
+                if now - self.started >= self.window:
+                    self.started, self.hits = now, 0
+                if self.hits < self.rate:
+                    self.hits += 1
+                    return True, int(self.rate - self.hits), 0.0
+                return False, 0, self.window - (now - self.started)
+            self.tokens = min(self.capacity, self.tokens + (now - self.started) * self.rate)
+            self.started = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True, int(self.tokens), 0.0
+            return False, 0, (1 - self.tokens) / self.rate
+
+
+class Sandbox:
+    """The simulator: a threaded HTTP server plus the in-memory leads it serves."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.lock = threading.Lock()
+        self.random = random.Random(self.config.seed)
+        self.leads: dict[str, dict[str, Any]] = {}
+        self.limiter: _Limiter | None = None
+        self._reset_state()
+        handler = type("Handler", (_Handler,), {"sandbox": self})
+        self.server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + API_VERSION_PATH
+
+    def start(self) -> Sandbox:
+        """Serve in a background thread; the socket is already listening."""
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), name="sandbox", daemon=True
+        )
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- state --------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        c = self.config
+        self.random = random.Random(c.seed)
+        self.leads = {}
+        for lead_id in _seed_ids(c):
+            self.leads[lead_id] = _seed_lead(lead_id)
+        if c.lead_file is not None:
+            for item in json.loads(Path(c.lead_file).read_text(encoding="utf-8")):
+                self.leads[str(item["id"])] = {
+                    **_seed_lead(str(item["id"])),
+                    **item,
+                    "id": str(item["id"]),
+                }
+        self.limiter = _Limiter(c.rate_limit, c.burst, c.window) if c.rate_limit else None
+        self.requests = 0
+        self.by_status: Counter[int] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.applied: dict[str, _Applied] = {}
+        self.log: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.started = time.monotonic()
+
+    def reset(self) -> None:
+        """Forget every request and restore the seeded leads."""
+        with self.lock:
+            self._reset_state()
+
+    def stats(self) -> dict[str, Any]:
+        """What the sandbox received and applied (also at ``GET /_sandbox/stats``)."""
+        with self.lock:
+            applied = {
+                lead: {
+                    "count": a.count,
+                    "fields": dict(a.fields),
+                    "questionnaire_len": len(self.leads[lead].get("questionnaire", [])),
+                    "duplicate_pairs": sum(n - 1 for n in a.pairs.values() if n > 1),
+                }
+                for lead, a in self.applied.items()
+            }
+            return {
+                "requests": self.requests,
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+                "rate_limited": self.by_status.get(429, 0),
+                "faults": dict(self.faults),
+                "applied": applied,
+                "applied_requests": sum(a.count for a in self.applied.values()),
+                "duplicate_questionnaire_pairs": sum(
+                    a["duplicate_pairs"] for a in applied.values()
+                ),
+                "max_concurrent": self.max_in_flight,
+                "uptime_s": round(time.monotonic() - self.started, 3),
+            }
+
+    def requests_log(self) -> list[dict[str, Any]]:
+        """Every API request received, in order: time, method, path, lead, status, body."""
+        with self.lock:
+            return copy.deepcopy(self.log)
+
+    def lead(self, lead_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.leads.get(lead_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    # -- request handling (called from handler threads) ---------------------------
+
+    def office_ids(self) -> set[int]:
+        return {oid for oid, _ in self.config.offices}
+
+    def draw(self) -> str | None:
+        """Decide this request's fault by seeded chance (one draw per request)."""
+        c = self.config
+        with self.lock:
+            x = self.random.random()
+        for name, p in (
+            ("503", c.fail_503),
+            ("500_after", c.fail_500_after),
+            ("drop_after", c.drop_after),
+            ("stall_after", c.stall_after),
+        ):
+            if x < p:
+                return name
+            x -= p
+        return None
+
+    def apply(self, lead_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Update a lead: questionnaire appended, meta merged, other fields replaced."""
+        with self.lock:
+            lead = self.leads[lead_id]
+            record = self.applied.setdefault(lead_id, _Applied())
+            record.count += 1
+            for key, value in payload.items():
+                record.fields[key] += 1
+                if key == "questionnaire":
+                    lead.setdefault("questionnaire", []).extend(value)
+                    record.pairs.update((q, a) for q, a in value)
+                elif key == "meta":
+                    lead.setdefault("meta", {}).update(value)
+                else:
+                    lead[key] = value
+            lead["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            return copy.deepcopy(lead)
+
+
+def _seed_ids(c: SandboxConfig) -> Iterable[str]:
+    if c.leads is not None:
+        return [str(x) for x in c.leads]
+    return [str(i) for i in (*range(1000, 10000), *range(480001, 480301))]
+
+
+def _seed_lead(lead_id: str) -> dict[str, Any]:
+    digits = "".join(ch for ch in lead_id if ch.isdigit())[-6:].rjust(6, "0")
+    return {
+        "id": lead_id,
+        "first_name": "Lead",
+        "last_name": lead_id,
+        "status": "New",
+        "email": f"lead{lead_id}@example.test",
+        "phone": f"07700{digits}",
+        "questionnaire": [],
+        "meta": {},
+    }
+
+
+def parse_lead_ids(spec: str) -> list[str]:
+    """``1000-1999,480001-480300,ABC`` → the ids it names."""
+    ids: list[str] = []
+    for part in spec.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if sep and lo.isdigit() and hi.isdigit():
+            ids.extend(str(i) for i in range(int(lo), int(hi) + 1))
+        elif part:
+            ids.append(part)
+    return ids
+
+
+def parse_offices(spec: str) -> tuple[tuple[int, str], ...]:
+    """``1213:Bristol,1214:Bath`` → ((1213, "Bristol"), (1214, "Bath"))."""
+    offices = []
+    for part in spec.split(","):
+        oid, _, name = part.strip().partition(":")
+        offices.append((int(oid), name.strip() or f"Office {oid}"))
+    return tuple(offices)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class _Reply:
+    status: int | str  # an HTTP status, or the after-apply fault that replaces the answer
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sandbox: Sandbox
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else keep-alive responses stall ~40 ms (spec §10)
+    server_version = "leadsync-sandbox"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the stats endpoint is the record
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_PATCH(self) -> None:
+        self._route("PATCH")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            # linger 0: close with a reset, as a crashed server or proxy would
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _route(self, method: str) -> None:
+        sb = self.sandbox
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        body = self._body()
+        if path.startswith(ADMIN):
+            self._admin(method, path)
+            return
+        with sb.lock:
+            sb.requests += 1
+            sb.in_flight += 1
+            sb.max_in_flight = max(sb.max_in_flight, sb.in_flight)
+            entry: dict[str, Any] = {
+                "t": round(time.monotonic() - sb.started, 4),
+                "method": method,
+                "path": path,
+                "status": None,
+            }
+            sb.log.append(entry)
+        reply = _Reply("error", {"message": "Server Error"})
+        try:
+            reply = self._api(method, path, parts.query, body, entry)
+        finally:
+            # recorded before the client hears back, so stats never lag a response
+            with sb.lock:
+                sb.in_flight -= 1
+                entry["status"] = reply.status
+                if isinstance(reply.status, int):
+                    sb.by_status[reply.status] += 1
+                if reply.fault:
+                    sb.faults[reply.fault] += 1
+                    entry["fault"] = reply.fault
+        if reply.status in ("drop_after", "stall_after"):
+            if reply.status == "stall_after":
+                time.sleep(sb.config.stall_seconds)
+            self._drop()
+        else:
+            self._send(int(reply.status), reply.body, reply.headers)
+
+    def _api(
+        self, method: str, path: str, query: str, body: bytes, entry: dict[str, Any]
+    ) -> _Reply:
+        sb, c = self.sandbox, self.sandbox.config
+        key = self.headers.get("X-API-KEY")
+        if not key or (key != c.api_key and key not in c.revoked_keys):
+            return _Reply(401, {"message": "Unauthenticated."})
+        if key in c.revoked_keys:
+            return _Reply(403, {"message": "This API key has been revoked."})
+        headers: dict[str, str] = {}
+        if sb.limiter is not None:
+            allowed, remaining, wait = sb.limiter.take()
+            if c.rate_headers:
+                headers["X-RateLimit-Limit"] = str(sb.limiter.limit)
+                headers["X-RateLimit-Remaining"] = str(remaining)
+            if not allowed:
+                if c.retry_after:
+                    headers["Retry-After"] = str(max(1, math.ceil(wait)))
+                    headers["X-RateLimit-Reset"] = str(int(time.time() + wait))
+                return _Reply(429, {"message": "Too Many Attempts."}, headers)
+        if c.latency:
+            time.sleep(c.latency)
+        fault = sb.draw()
+        if fault == "503":
+            return _Reply(
+                503,
+                {"message": "Service Unavailable"},
+                {**headers, "Retry-After": "1"},
+                fault="503",
+            )
+        status, response = self._handle(method, path, query, body, entry)
+        if fault is not None and status < 300:
+            if fault == "500_after":
+                return _Reply(500, {"message": "Server Error"}, headers, fault=fault)
+            return _Reply(fault, None, fault=fault)
+        return _Reply(status, response, headers)
+
+    def _handle(
+        self, method: str, path: str, query: str, body: bytes, entry: dict[str, Any]
+    ) -> tuple[int, Any]:
+        sb = self.sandbox
+        m = _LEAD_PATH.fullmatch(path)
+        if m:
+            lead_id = unquote(m.group(1))
+            entry["lead"] = lead_id
+            if method not in ("GET", "PATCH"):
+                return 405, {"message": f"The {method} method is not supported for this route."}
+            lead = sb.lead(lead_id)
+            if lead is None:
+                return 404, {"message": f"Lead {lead_id} not found."}
+            if method == "GET":
+                return 200, {"data": lead}
+            try:
+                payload = json.loads(body.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                return 400, {"message": "Malformed JSON body."}
+            entry["body"] = payload
+            if not isinstance(payload, dict):
+                return 400, {"message": "The body must be a JSON object."}
+            problems = check_payload(
+                payload, require_names=sb.config.require_names, office_ids=sb.office_ids()
+            )
+            if problems:
+                errors = {f: [msg for _, msg in items] for f, items in problems.items()}
+                return 422, {"message": "The given data was invalid.", "errors": errors}
+            entry["applied"] = True
+            return 200, {"data": sb.apply(lead_id, payload)}
+        if method != "GET":
+            return 405, {"message": f"The {method} method is not supported for this route."}
+        if path == f"{API_VERSION_PATH}/offices":
+            # the real API mixes string and number ids: so does the sandbox
+            data = [
+                {"id": str(oid) if i % 2 == 0 else oid, "name": name}
+                for i, (oid, name) in enumerate(sb.config.offices)
+            ]
+            return 200, {"data": data}
+        if path == f"{API_VERSION_PATH}/person/leads":
+            params = parse_qs(query)
+            email = (params.get("email") or [""])[0].strip().casefold()
+            phone = "".join(ch for ch in (params.get("phone") or [""])[0] if ch.isdigit())
+            if not email and not phone:
+                return 422, {
+                    "message": "The given data was invalid.",
+                    "errors": {"email": ["The email field is required when phone is not present."]},
+                }
+            with sb.lock:
+                found = [
+                    copy.deepcopy(lead)
+                    for lead in sb.leads.values()
+                    if (email and str(lead.get("email", "")).casefold() == email)
+                    or (
+                        phone
+                        and "".join(ch for ch in str(lead.get("phone", "")) if ch.isdigit())
+                        == phone
+                    )
+                ]
+            return 200, {"data": found}
+        return 404, {"message": "Not Found"}
+
+    def _admin(self, method: str, path: str) -> None:
+        sb = self.sandbox
+        if path == f"{ADMIN}/stats" and method == "GET":
+            self._send(200, sb.stats())
+        elif path == f"{ADMIN}/log" and method == "GET":
+            self._send(200, sb.requests_log())
+        elif path == f"{ADMIN}/reset" and method == "POST":
+            sb.reset()
+            self._send(200, {"reset": True})
+        elif path.startswith(f"{ADMIN}/leads/") and method == "GET":
+            lead = sb.lead(unquote(path.rsplit("/", 1)[1]))
+            self._send(200 if lead else 404, lead or {"message": "Not Found"})
+        else:
+            self._send(404, {"message": "Not Found"})
