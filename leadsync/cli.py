@@ -6,15 +6,20 @@ on stderr and its exit code; a traceback appears only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from leadsync import __version__
+from leadsync import __version__, defaults
 from leadsync.errors import ExitCode, LeadsyncError
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in leadsync, not in the input
@@ -27,7 +32,7 @@ class _Boundary(click.Group):
         except LeadsyncError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"leadsync: error: {exc}", err=True)
+            click.echo(f"leadsync: error: {_redacted(ctx, str(exc))}", err=True)
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -38,11 +43,20 @@ class _Boundary(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(
-                f"leadsync: internal error: {type(exc).__name__}: {exc} "
+                f"leadsync: internal error: {type(exc).__name__}: {_redacted(ctx, str(exc))} "
                 "(this is a bug; run again with --debug for the traceback)",
                 err=True,
             )
             ctx.exit(INTERNAL_ERROR)
+
+
+def _redacted(ctx: click.Context, text: str) -> str:
+    secret = (ctx.obj or {}).get("secret")
+    if secret:
+        from leadsync.sender import redact
+
+        return redact(text, secret)
+    return text
 
 
 @click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,13 +118,17 @@ def validate(
 
     config = build_config(mapping, os.environ, sheet=sheet)
     result = run_validate(file, config, report_dir)
+    _print_result(result, as_json)
+    sys.exit(int(result.exit_code))
+
+
+def _print_result(result: Any, as_json: bool) -> None:
     for notice in result.notices:
         click.echo(f"leadsync: note: {notice}", err=True)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False))
     else:
         click.echo(format_summary(result.summary))
-    sys.exit(int(result.exit_code))
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -130,12 +148,237 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("unmapped_columns"):
         cols = ", ".join(repr(c) for c in summary["unmapped_columns"])
         lines.append(f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {cols}")
+    sending = summary.get("sending")
+    if sending:
+        lines.append(
+            f"sent {sending['requests']} requests to {sending['base_url']} in "
+            f"{sending['duration_s']:.1f} s ({sending['achieved_rate'] or 0:.1f}/s, "
+            f"{sending['mode']}), {sending['retries']} retries, "
+            f"{sending['rate_limited_429']} answered 429"
+        )
+    if summary.get("aborted"):
+        lines.append(f"ABORTED: {summary['aborted']}")
     reports = summary.get("reports") or {}
     if reports:
         folder = Path(next(iter(reports.values()))).parent
         names = ", ".join(Path(p).name for p in reports.values())
         lines.append(f"reports: {folder}/ ({names})")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and report only; send nothing.")
+@click.option("--rate", type=float, help="Pin the request rate (requests/s) instead of adapting.")
+@click.option(
+    "--max-rate",
+    type=float,
+    help=f"Upper bound for the adaptive rate (default {defaults.MAX_RATE:g}/s).",
+)
+@click.option(
+    "--concurrency", type=int, help=f"Requests in flight at once (default {defaults.CONCURRENCY})."
+)
+@click.option(
+    "--timeout",
+    "read_timeout",
+    type=float,
+    help=f"Seconds to wait for each answer (default {defaults.READ_TIMEOUT:g}).",
+)
+@click.option(
+    "--resend-ambiguous",
+    is_flag=True,
+    default=None,
+    help="Re-send questionnaire rows whose outcome is unknown (may append twice).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the API key (default: $LEADSYNC_API_KEY).",
+)
+@click.option("--base-url", help="API base URL (default: $LEADSYNC_BASE_URL, else the live API).")
+@_mapping_option
+@_sheet_option
+@_report_dir_option
+@_json_option
+@click.pass_context
+def sync(
+    ctx: click.Context,
+    file: Path,
+    dry_run: bool,
+    rate: float | None,
+    max_rate: float | None,
+    concurrency: int | None,
+    read_timeout: float | None,
+    resend_ambiguous: bool | None,
+    api_key_file: Path | None,
+    base_url: str | None,
+    mapping: Path | None,
+    sheet: str | None,
+    report_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Send every valid row of FILE to the Lead API as a PATCH; report every row.
+
+    Throttled (adaptive by default, or --rate), retried when safe, stopped at once
+    by a refused key. Ctrl-C or SIGTERM stops taking new rows, finishes the ones in
+    flight, writes the reports and exits 3.
+
+    \b
+    Example:
+      export LEADSYNC_API_KEY=...          # or --api-key-file ~/.leadsync-key
+      leadsync sync leads.xlsx --dry-run   # check first
+      leadsync sync leads.xlsx
+    """
+    from leadsync.api import sync as run_sync
+    from leadsync.api import validate as run_validate
+    from leadsync.config import build_config, read_api_key
+
+    if rate is not None and max_rate is not None:
+        raise click.UsageError("--rate pins the rate; --max-rate bounds the adaptive rate: use one")
+    config = build_config(
+        mapping,
+        os.environ,
+        sheet=sheet,
+        rate=rate,
+        max_rate=max_rate,
+        concurrency=concurrency,
+        read_timeout=read_timeout,
+        base_url=base_url,
+        resend_ambiguous=resend_ambiguous,
+    )
+    if dry_run:
+        result = run_validate(file, config, report_dir, command="sync --dry-run")
+        _print_result(result, as_json)
+        sys.exit(int(result.exit_code))
+    key, warnings = read_api_key(os.environ, api_key_file)
+    ctx.obj["secret"] = key
+    for w in warnings:
+        click.echo(f"leadsync: warning: {w}", err=True)
+    with _signals_stop() as stop, _progress_reporter() as progress:
+        result = run_sync(file, config, report_dir, api_key=key, stop=stop, progress=progress)
+    _print_result(result, as_json)
+    sys.exit(int(result.exit_code))
+
+
+@main.command()
+@_report_dir_option
+@_json_option
+def demo(report_dir: Path | None, as_json: bool) -> None:
+    """Rehearse a whole sync offline: a local sandbox API, the bundled sample export.
+
+    Starts the sandbox on a free port (with some injected faults: 503s, and 500s and
+    dropped connections after the update was applied), syncs sample_data/leads.xlsx
+    to it, and shows where the reports are and what the sandbox received.
+
+    \b
+    Example:
+      leadsync demo
+    """
+    from leadsync.api import sync as run_sync
+    from leadsync.config import Config
+    from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
+
+    sample = _find_sample()
+    faults = SandboxConfig(
+        latency=0.02, fail_503=0.05, fail_500_after=0.03, drop_after=0.03, seed=7
+    )
+    with Sandbox(faults) as sandbox:
+        click.echo(
+            f"sandbox listening on {sandbox.base_url} (faults: 503 5%, 500 after applying 3%, "
+            "connection dropped after applying 3%)",
+            err=True,
+        )
+        config = Config(base_url=sandbox.base_url, backoff_initial=0.1)
+        with _signals_stop() as stop, _progress_reporter() as progress:
+            result = run_sync(
+                sample, config, report_dir, api_key=DEFAULT_KEY, stop=stop, progress=progress
+            )
+        stats = sandbox.stats()
+    _print_result(result, as_json)
+    if not as_json:
+        click.echo(
+            f"sandbox: {stats['applied_requests']} updates applied to {len(stats['applied'])} "
+            f"leads; questionnaire answers applied twice: "
+            f"{stats['duplicate_questionnaire_pairs']}; faults injected: {stats['faults']}"
+        )
+        click.echo(
+            f"(a real sync of this file exits {int(result.exit_code)}: the sample has "
+            "deliberate mistakes, see failures.csv)"
+        )
+    sys.exit(0 if result.exit_code in (0, 1) else int(result.exit_code))
+
+
+def _find_sample() -> Path:
+    here = Path(__file__).resolve().parent
+    for candidate in (Path("sample_data/leads.xlsx"), here.parent / "sample_data" / "leads.xlsx"):
+        if candidate.exists():
+            return candidate
+    raise LeadsyncError(
+        "the sample export sample_data/leads.xlsx was not found: run the demo "
+        "from the leadsync source folder"
+    )
+
+
+@contextlib.contextmanager
+def _signals_stop() -> Iterator[threading.Event]:
+    """An event set by the first Ctrl-C or SIGTERM; a second one interrupts at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(
+            f"leadsync: {signal.Signals(signum).name}: finishing the rows in flight, "
+            "then writing the reports (again to stop at once)",
+            err=True,
+        )
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _progress_reporter() -> Iterator[Any]:
+    """A rich progress bar on a terminal; a log line every few seconds otherwise (cron)."""
+    stream = click.get_text_stream("stderr")
+    if stream.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("rows", total=None)
+
+            def update(done: int, total: int, counts: Any) -> None:
+                failed = sum(counts[o] for o in ("invalid", "rejected", "failed", "unknown"))
+                bar.update(
+                    task,
+                    completed=done,
+                    total=total,
+                    description=f"rows ({counts['updated']} updated, {failed} not)",
+                )
+
+            yield update
+        return
+    last = [time.monotonic()]
+
+    def log(done: int, total: int, counts: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < defaults.PROGRESS_EVERY:
+            return
+        last[0] = now
+        parts = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        click.echo(f"leadsync: {done}/{total} rows ({parts})", err=True)
+
+    yield log
 
 
 @main.command()

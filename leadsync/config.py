@@ -73,6 +73,18 @@ class Config:
     chunk_rows: int = D.CHUNK_ROWS
     xlsx_full_rows: int = D.XLSX_FULL_ROWS
     base_url: str = D.BASE_URL
+    # sending
+    rate: float | None = None  # pinned requests/s; None: adaptive
+    max_rate: float = D.MAX_RATE
+    start_rate: float = D.START_RATE
+    concurrency: int = D.CONCURRENCY
+    connect_timeout: float = D.CONNECT_TIMEOUT
+    read_timeout: float = D.READ_TIMEOUT
+    max_attempts: int = D.MAX_ATTEMPTS
+    backoff_initial: float = D.BACKOFF_INITIAL
+    backoff_max: float = D.BACKOFF_MAX
+    breaker_threshold: int = D.BREAKER_THRESHOLD
+    resend_ambiguous: bool = False
     mapping_path: str | None = None
 
     @property
@@ -172,6 +184,14 @@ def _checked(config: Config) -> Config:
         ) from None
     if config.chunk_rows < 1:
         raise MappingError("chunk size must be at least 1 row")
+    if config.rate is not None and config.rate <= 0:
+        raise MappingError("--rate must be more than 0 requests per second")
+    if config.max_rate <= 0:
+        raise MappingError("--max-rate must be more than 0 requests per second")
+    if config.concurrency < 1:
+        raise MappingError("--concurrency must be at least 1")
+    if config.max_attempts < 1:
+        raise MappingError("attempts must be at least 1")
     return config
 
 
@@ -222,3 +242,29 @@ def _target(header: str, target: Any) -> str:
 
 def _names(items: set[str]) -> str:
     return ", ".join(sorted(items))
+
+
+def read_api_key(
+    env: Mapping[str, str], key_file: str | Path | None = None
+) -> tuple[str, list[str]]:
+    """The API key from ``--api-key-file`` or ``LEADSYNC_API_KEY``, and any warnings.
+
+    Never from a command-line value: that would show in ``ps`` and shell history.
+    """
+    warnings: list[str] = []
+    if key_file is not None:
+        p = Path(key_file)
+        try:
+            key = p.read_text(encoding="utf-8-sig").strip()
+            mode = p.stat().st_mode
+        except OSError as exc:
+            raise MappingError(f"cannot read the API key file {p}: {exc.strerror or exc}") from None
+        if mode & 0o077:
+            warnings.append(f"the API key file {p} can be read by other users: chmod 600 {p}")
+        if not key:
+            raise MappingError(f"the API key file {p} is empty")
+        return key, warnings
+    key = env.get(D.ENV_API_KEY, "").strip()
+    if not key:
+        raise MappingError(f"no API key: set {D.ENV_API_KEY} or pass --api-key-file PATH")
+    return key, warnings

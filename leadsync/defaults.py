@@ -17,3 +17,15 @@ XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
 
 ENV_API_KEY = "LEADSYNC_API_KEY"
 ENV_BASE_URL = "LEADSYNC_BASE_URL"
+
+# Sending (spec §4)
+CONCURRENCY = 4  # requests in flight; latency hiding is the lever, not CPU
+START_RATE = 4.0  # requests/s the adaptive throttle starts at
+MAX_RATE = 50.0  # the adaptive throttle never goes above this (--max-rate)
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_TIMEOUT = 60.0  # seconds
+MAX_ATTEMPTS = 6  # per row, first try included
+BACKOFF_INITIAL = 0.5  # seconds, doubled per retry, with jitter
+BACKOFF_MAX = 60.0
+BREAKER_THRESHOLD = 25  # consecutive rows that failed outright abort the run
+PROGRESS_EVERY = 10.0  # seconds between log lines when not on a terminal
