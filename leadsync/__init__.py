@@ -5,6 +5,7 @@ The library works without the CLI::
     import leadsync
     result = leadsync.validate("export.xlsx", report_dir="out")
     print(result.exit_code, result.summary["outcomes"])
+    result = leadsync.sync("export.xlsx", leadsync.Config(), api_key=key)
 
 Heavy modules (pandas, openpyxl, requests) load on first use, so ``leadsync --help``
 stays fast.
@@ -17,13 +18,22 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from leadsync.api import RunResult, validate
+    from leadsync.api import RunResult, sync, validate
     from leadsync.config import Config, build_config, load_mapping
 
-__all__ = ["Config", "RunResult", "__version__", "build_config", "load_mapping", "validate"]
+__all__ = [
+    "Config",
+    "RunResult",
+    "__version__",
+    "build_config",
+    "load_mapping",
+    "sync",
+    "validate",
+]
 
 _LAZY = {
     "validate": "leadsync.api",
+    "sync": "leadsync.api",
     "RunResult": "leadsync.api",
     "Config": "leadsync.config",
     "build_config": "leadsync.config",

@@ -131,7 +131,7 @@ class ReportWriter:
                         *original,
                     ]
                 )
-        elif outcome != "skipped_blank":
+        else:  # valid, updated, unchanged, skipped_blank: every row is in one of the two
             sent = ",".join(fields_sent if fields_sent is not None else (payload or {}))
             body = json.dumps(payload, ensure_ascii=False) if payload is not None else ""
             self._successes.writerow(

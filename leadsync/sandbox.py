@@ -76,6 +76,9 @@ class SandboxConfig:
     stall_after: float = 0.0  # chance of stalling (no answer) after applying
     stall_seconds: float = 30.0
     seed: int = 0
+    # faults for the first API requests, in order ("503", "500_after", "drop_after",
+    # "stall_after" or None), before the seeded chances take over: exact scenarios
+    script: tuple[str | None, ...] = ()
 
 
 @dataclass
@@ -173,6 +176,7 @@ class Sandbox:
     def _reset_state(self) -> None:
         c = self.config
         self.random = random.Random(c.seed)
+        self.scripted = 0
         self.leads = {}
         for lead_id in _seed_ids(c):
             self.leads[lead_id] = _seed_lead(lead_id)
@@ -243,6 +247,9 @@ class Sandbox:
         """Decide this request's fault by seeded chance (one draw per request)."""
         c = self.config
         with self.lock:
+            if self.scripted < len(c.script):
+                self.scripted += 1
+                return c.script[self.scripted - 1]
             x = self.random.random()
         for name, p in (
             ("503", c.fail_503),

@@ -192,13 +192,14 @@ class Throttle:
                 if stop.is_set():
                     return None
                 now = self.clock()
-                wait = self._wait_needed(now)
+                wait, probe = self._wait_needed(now)
                 if wait <= 0:
                     interval = 1.0 / self.rate
                     # small lateness does not accumulate into a slower rate; a long idle
                     # gap does not turn into a burst
                     self.next_slot = max(self.next_slot, now - 0.2 * interval) + interval
                     self.in_flight += 1
+                    self.probe_out = self.probe_out or probe
                     self.stats.requests += 1
                     if self.window_first_send is None:
                         self.window_first_send = now
@@ -206,24 +207,26 @@ class Throttle:
                 self.stats.waited_s += min(wait, 0.25)
                 self.cond.wait(min(wait, 0.25))
 
-    def _wait_needed(self, now: float) -> float:
+    def _wait_needed(self, now: float) -> tuple[float, bool]:
+        """Seconds to wait before the next request, and whether it is a budget probe."""
         if now < self.pause_until:
-            return self.pause_until - now
+            return self.pause_until - now, False
+        probe = False
         if self._budget_spent():
             if self.reset_at is not None:
                 if now < self.reset_at:
-                    return self.reset_at - now
+                    return self.reset_at - now, False
                 # the window has turned over: a fresh budget, learned again from headers
                 self.remaining = self.limit
                 self.reset_at = None
                 self.new_window = True
                 self.window_first_send = None
             elif self.in_flight > 0 or self.probe_out:
-                return 0.05  # wait for an answer before deciding
+                return 0.05, False  # wait for an answer before deciding
             else:
-                self.probe_out = True  # one request to learn when the window resets
+                probe = True  # one request to learn when the window resets
         slot = self.next_slot
-        return slot - now if slot > now else 0.0
+        return (slot - now if slot > now else 0.0), probe
 
     def _budget_spent(self) -> bool:
         if self.pinned or self.refilling or self.remaining is None:
@@ -369,7 +372,7 @@ class RowSender:
 
         appends = "questionnaire" in payload and not self.config.resend_ambiguous
         backoff = wait_exponential_jitter(
-            initial=self.config.backoff_initial,
+            multiplier=self.config.backoff_initial,
             max=self.config.backoff_max,
             jitter=self.config.backoff_initial,
         )
@@ -541,7 +544,11 @@ class RowSender:
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
-                wait=backoff(initial=self.config.backoff_initial, max=self.config.backoff_max),
+                wait=backoff(
+                    multiplier=self.config.backoff_initial,
+                    max=self.config.backoff_max,
+                    jitter=self.config.backoff_initial,
+                ),
                 reraise=True,
                 sleep=self.sleep,
             ):
