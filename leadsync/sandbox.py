@@ -107,7 +107,8 @@ class _Limiter:
         now = time.monotonic()
         with self.lock:
             if self.window is not None:
-                if now - self.started >= self.window:
+                # Laravel's window opens with the first request, not when the server starts
+                if self.hits == 0 or now - self.started >= self.window:
                     self.started, self.hits = now, 0
                 if self.hits < self.rate:
                     self.hits += 1

@@ -181,6 +181,8 @@ class Throttle:
         self.window_first_send: float | None = None
         self.new_window = False
         self.refilling = False  # a token bucket: its budget refills continuously
+        self.unchanged = 0  # answers in a row that did not lower the remaining budget
+        self.peak_in_flight = 0
         self.probe_out = False
 
     # the gate ------------------------------------------------------------------
@@ -199,6 +201,7 @@ class Throttle:
                     # gap does not turn into a burst
                     self.next_slot = max(self.next_slot, now - 0.2 * interval) + interval
                     self.in_flight += 1
+                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                     self.probe_out = self.probe_out or probe
                     self.stats.requests += 1
                     if self.window_first_send is None:
@@ -272,19 +275,28 @@ class Throttle:
                     self.last_decrease = now
             elif status is not None:
                 if limit is not None and remaining is not None and not self.pinned:
-                    self._budget_from_headers(limit, remaining, reset_epoch, now, was_probe)
-                if not self.pinned:
+                    self._budget_from_headers(
+                        limit, remaining, reset_epoch, now, was_probe, sent_at
+                    )
+                # an empty budget on a refilling server: at its rate now, so hold it there
+                at_limit = self.refilling and remaining is not None and remaining <= 0
+                if not self.pinned and not at_limit:
                     self._grow()
             self.cond.notify_all()
 
     def _budget_from_headers(
-        self, limit: int, remaining: int, reset_epoch: int | None, now: float, was_probe: bool
+        self,
+        limit: int,
+        remaining: int,
+        reset_epoch: int | None,
+        now: float,
+        was_probe: bool,
+        sent_at: float,
     ) -> None:
         if (
             was_probe
             and self.remaining is not None
             and self.remaining <= 0
-            and remaining >= 0
             and self.reset_at is None
         ):
             # a request went through with the budget spent: the server refills as it goes
@@ -295,8 +307,23 @@ class Throttle:
             if self.new_window and self.window is not None:
                 self.reset_at = now + self.window
             self.new_window = False
+        elif remaining > self.remaining + self.in_flight + 1:
+            # the budget went up by more than answers arriving out of order explain: the
+            # server's window turned over, and it started no earlier than this request
+            self.remaining = remaining
+            self.window_first_send = sent_at
+            if self.window is not None:
+                self.reset_at = now + self.window
+        elif remaining < self.remaining:
+            self.remaining = remaining
+            self.unchanged = 0
         else:
-            self.remaining = min(self.remaining, remaining)
+            # A fixed window's count only goes down: after more answers than could have
+            # been in flight together, one must show a lower count. If none does, the
+            # server refills its budget continuously (a token bucket): stop budgeting.
+            self.unchanged += 1
+            if self.unchanged > self.peak_in_flight + 1:
+                self.refilling = True
         if reset_epoch is not None:
             self.reset_at = now + max(0.0, reset_epoch - time.time())
 
