@@ -36,9 +36,22 @@ LATENCY = 0.1
 class Server:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "leadsync", "sandbox", "--port", "0", "--latency", str(LATENCY),
-             "--leads", "100000-199999", *args],
-            stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "leadsync",
+                "sandbox",
+                "--port",
+                "0",
+                "--latency",
+                str(LATENCY),
+                "--leads",
+                "100000-199999",
+                *args,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stderr is not None
         self.base = self.proc.stderr.readline().split(" listening on ")[1].split()[0]
         self.admin = self.base.replace("/api/v103", "/_sandbox")
@@ -63,8 +76,22 @@ def run_leadsync(server: Server, src: Path, *flags: str, seconds: float) -> dict
     env = {**os.environ, "LEADSYNC_API_KEY": KEY, "LEADSYNC_BASE_URL": server.base}
     out = Path(tempfile.mkdtemp())
     proc = subprocess.Popen(
-        [sys.executable, "-m", "leadsync", "sync", str(src), "--report-dir", str(out), "--json", *flags],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "leadsync",
+            "sync",
+            str(src),
+            "--report-dir",
+            str(out),
+            "--json",
+            *flags,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         stdout, _ = proc.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
@@ -79,8 +106,12 @@ def naive(server: Server, seconds: float) -> list[dict[str, Any]]:
     end = time.monotonic() + seconds
     i = 0
     while time.monotonic() < end:
-        s.patch(f"{server.base}/leads/{100000 + i % 90000}", json={"first_name": "A", "last_name": "B"},
-                headers={"X-API-KEY": KEY}, timeout=10)
+        s.patch(
+            f"{server.base}/leads/{100000 + i % 90000}",
+            json={"first_name": "A", "last_name": "B"},
+            headers={"X-API-KEY": KEY},
+            timeout=10,
+        )
         i += 1
     return server.log()
 
@@ -124,9 +155,13 @@ def scenario_pinned(seconds: float, workdir: Path) -> None:
         brate, blimited, bn = rate_of(naive(base, min(seconds, 15)), 2.0)
     finally:
         base.stop()
-    print(f"  leadsync : {rate:6.2f} req/s = {rate / 20:.3f} of the limit, 429s {limited:.2%} of {n} "
-          f"(target >= 0.97, < 0.5%)  [summary: {summary['sending']['achieved_rate']}/s]")
-    print(f"  baseline : {brate:6.2f} req/s = {brate / 20:.3f} of the limit, 429s {blimited:.2%} of {bn}")
+    print(
+        f"  leadsync : {rate:6.2f} req/s = {rate / 20:.3f} of the limit, 429s {limited:.2%} of {n} "
+        f"(target >= 0.97, < 0.5%)  [summary: {summary['sending']['achieved_rate']}/s]"
+    )
+    print(
+        f"  baseline : {brate:6.2f} req/s = {brate / 20:.3f} of the limit, 429s {blimited:.2%} of {bn}"
+    )
 
 
 def scenario_window(seconds: float, workdir: Path) -> None:
@@ -149,14 +184,20 @@ def scenario_window(seconds: float, workdir: Path) -> None:
         base.stop()
     bcounts = windows(blog, 200, 10.0)[:-1]
     _, blimited, bn = rate_of(blog)
-    print(f"  leadsync : full windows used {[f'{c / 200:.0%}' for c in full]} "
-          f"(min {min(full) / 200 if full else 0:.3f}), 429s {limited:.2%} of {n} (target >= 0.95, < 0.5%)"
-          f"  [summary: {summary['sending']['achieved_rate']}/s, {summary['sending']['rate_limited_429']} x 429]")
-    print(f"  baseline : full windows used {[f'{c / 200:.0%}' for c in bcounts]}, 429s {blimited:.2%} of {bn}")
+    print(
+        f"  leadsync : full windows used {[f'{c / 200:.0%}' for c in full]} "
+        f"(min {min(full) / 200 if full else 0:.3f}), 429s {limited:.2%} of {n} (target >= 0.95, < 0.5%)"
+        f"  [summary: {summary['sending']['achieved_rate']}/s, {summary['sending']['rate_limited_429']} x 429]"
+    )
+    print(
+        f"  baseline : full windows used {[f'{c / 200:.0%}' for c in bcounts]}, 429s {blimited:.2%} of {bn}"
+    )
 
 
 def scenario_bucket(seconds: float, workdir: Path) -> None:
-    print("bucket: adaptive default against a 20 req/s token bucket, no rate headers, no Retry-After")
+    print(
+        "bucket: adaptive default against a 20 req/s token bucket, no rate headers, no Retry-After"
+    )
     src = workdir / "bucket.csv"
     write_leads(src, int(seconds * 25) + 50)
     flags = ("--rate-limit", "20", "--burst", "2", "--no-rate-headers", "--no-retry-after")
@@ -172,9 +213,13 @@ def scenario_bucket(seconds: float, workdir: Path) -> None:
         brate, blimited, bn = rate_of(naive(base, min(seconds, 15)), 2.0)
     finally:
         base.stop()
-    print(f"  leadsync : steady state {rate:6.2f} req/s = {rate / 20:.3f} of the limit, 429s {limited:.2%} "
-          f"of {n} (target >= 0.85, < 3%)  [summary: {summary['sending']['rate_limited_429']} x 429 in all]")
-    print(f"  baseline : {brate:6.2f} req/s = {brate / 20:.3f} of the limit, 429s {blimited:.2%} of {bn}")
+    print(
+        f"  leadsync : steady state {rate:6.2f} req/s = {rate / 20:.3f} of the limit, 429s {limited:.2%} "
+        f"of {n} (target >= 0.85, < 3%)  [summary: {summary['sending']['rate_limited_429']} x 429 in all]"
+    )
+    print(
+        f"  baseline : {brate:6.2f} req/s = {brate / 20:.3f} of the limit, 429s {blimited:.2%} of {bn}"
+    )
 
 
 def main() -> None:
@@ -183,7 +228,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["pinned", "window", "bucket"])
     a = ap.parse_args()
     workdir = Path(tempfile.mkdtemp())
-    for name, fn in (("pinned", scenario_pinned), ("window", scenario_window), ("bucket", scenario_bucket)):
+    for name, fn in (
+        ("pinned", scenario_pinned),
+        ("window", scenario_window),
+        ("bucket", scenario_bucket),
+    ):
         if a.only in (None, name):
             fn(a.seconds, workdir)
 
