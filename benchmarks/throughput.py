@@ -73,8 +73,13 @@ def write_leads(path: Path, n: int) -> None:
 
 
 def run_leadsync(server: Server, src: Path, *flags: str, seconds: float) -> dict[str, Any]:
-    env = {**os.environ, "LEADSYNC_API_KEY": KEY, "LEADSYNC_BASE_URL": server.base}
     out = Path(tempfile.mkdtemp())
+    env = {
+        **os.environ,
+        "LEADSYNC_API_KEY": KEY,
+        "LEADSYNC_BASE_URL": server.base,
+        "LEADSYNC_JOURNAL": str(out / "journal.sqlite"),
+    }
     proc = subprocess.Popen(
         [
             sys.executable,

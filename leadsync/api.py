@@ -21,6 +21,8 @@ from typing import Any
 from leadsync import __version__, defaults
 from leadsync.config import Config
 from leadsync.errors import ExitCode, LeadsyncError
+from leadsync.fields import REQUIRED_NAMES
+from leadsync.journal import Journal
 from leadsync.mapper import ColumnPlan, MappedRow, Problem, map_chunk, plan_columns
 from leadsync.reader import Table, open_table
 from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, ReportWriter
@@ -66,6 +68,7 @@ class _Run:
     plan: ColumnPlan
     scan: IdScan
     writer: ReportWriter
+    sha256: str
 
     @classmethod
     def open(
@@ -83,14 +86,29 @@ class _Run:
             total_rows=scan.rows,
             xlsx_full_rows=config.xlsx_full_rows,
         )
-        return cls(config, run_id, started, clock, table, plan, scan, writer)
+        return cls(
+            config, run_id, started, clock, table, plan, scan, writer, file_sha256(table.path)
+        )
 
     def rows(self) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
-        """Every row, mapped and validated, with its original cells, chunk by chunk."""
+        """Every row, mapped and validated, with its original cells, chunk by chunk.
+
+        A leadsync report read back as input has a line per problem: each of its rows
+        is yielded once.
+        """
+        seen: set[Any] = set()
+        report_row = self.plan.report_row_index
         for chunk in self.table.chunks(self.config.chunk_rows):
             rows = map_chunk(chunk, self.plan, self.config)
             validate_rows(rows, self.plan, self.config, self.scan.duplicates)
-            yield from zip(rows, chunk.frame.itertuples(index=False, name=None), strict=True)
+            for row, cells in zip(
+                rows, chunk.frame.itertuples(index=False, name=None), strict=True
+            ):
+                if report_row is not None:
+                    if cells[report_row] in seen:
+                        continue
+                    seen.add(cells[report_row])
+                yield row, cells
 
     def finish(
         self, command: str, exit_code: ExitCode, extra: dict[str, Any] | None = None
@@ -147,6 +165,7 @@ class _Job:
     seq: int
     row: MappedRow
     cells: tuple[Any, ...]
+    sent: dict[str, Any] = field(default_factory=dict)  # what went out (after change detection)
 
 
 class _InOrder:
@@ -165,33 +184,133 @@ class _InOrder:
             self.next += 1
 
 
+def _send_row(
+    job: _Job, sender: RowSender, journal: Journal | None, run_id: str, config: Config, full: bool
+) -> SendResult:
+    """One row: settle earlier ambiguous attempts, send what changed, journal it."""
+    lead, payload = str(job.row.lead_id), job.row.payload
+    if journal is None:
+        job.sent = dict(payload)
+        return sender.send(lead, job.sent)
+    pairs = {tuple(p) for p in payload.get("questionnaire", [])}
+    for earlier in journal.pending(lead, run_id):
+        # An earlier run sent this lead something and never heard back (a crash, a
+        # timeout): read the lead before sending again, so nothing is applied twice.
+        if config.resend_ambiguous:
+            break
+        applied = sender.check_applied(lead, earlier.payload)
+        if applied is not None:
+            journal.resolve(earlier, lead, run_id, applied)
+        elif pairs & {tuple(p) for p in earlier.payload.get("questionnaire", [])}:
+            return SendResult(
+                "unknown",
+                code="ambiguous_earlier",
+                message=f"run {earlier.run_id} sent this lead's questionnaire answers without "
+                "learning whether they were applied, and reading the lead back could not "
+                "tell; check the lead, or re-run with --resend-ambiguous",
+            )
+        # else: plain field values, harmless to send again
+    keep = REQUIRED_NAMES if config.require_names else ()
+    job.sent = dict(payload) if full else journal.diff(lead, payload, keep=keep)
+    if not job.sent:
+        return SendResult(
+            "unchanged", code="unchanged", message="every field already confirmed by an earlier run"
+        )
+    attempt = journal.begin(run_id, job.row.row, lead, job.sent)
+    result = sender.send(lead, job.sent)
+    journal.finish(
+        attempt,
+        lead,
+        run_id,
+        result.outcome,
+        job.sent,
+        result.http_status,
+        result.code,
+        result.message,
+    )
+    return result
+
+
 def sync(
     path: str | Path,
     config: Config | None = None,
     report_dir: str | Path | None = None,
     *,
     api_key: str,
+    journal: str | Path | None = None,
+    full: bool = False,
+    retry_failed: str | None = None,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     xlsx_report: bool = True,
 ) -> RunResult:
     """Validate every row of ``path`` and send each valid one as a PATCH; report all.
 
-    ``stop`` lets the caller end the run early (Ctrl-C, SIGTERM): rows in flight finish,
-    the rest are reported ``not_attempted``, and the result's exit code is 3.
+    With a ``journal`` (a SQLite file; the CLI always uses one) only what changed since
+    the last confirmed update is sent (``full=True`` sends everything), a crashed run
+    resumes where it stopped, and ``retry_failed=RUN`` sends only the rows that failed
+    or ended unknown in that run. ``stop`` ends the run early (Ctrl-C, SIGTERM): rows
+    in flight finish, the rest are reported ``not_attempted``, the exit code is 3.
     """
     config = config or Config()
     base_url = check_base_url(config.base_url)
     if not api_key:
         raise LeadsyncError(f"no API key: set {defaults.ENV_API_KEY} or pass --api-key-file PATH")
-    run = _Run.open(path, config, report_dir, xlsx_report)
+    book = Journal(journal) if journal is not None else None
+    if book is not None:
+        book.acquire()
+    try:
+        only = None
+        retry_of = None
+        if retry_failed is not None:
+            if book is None:
+                raise LeadsyncError("--retry-failed needs the journal of the run to retry")
+            retry_of = book.find_run(retry_failed)["run_id"]
+            only = book.leads_to_retry(retry_of)
+        run = _Run.open(path, config, report_dir, xlsx_report)
+        if book is not None:
+            book.start_run(
+                run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
+            )
+        result = _sync_rows(run, config, base_url, api_key, book, full, only, stop, progress)
+        extra = result.summary
+        if retry_of is not None:
+            extra["retry_of"] = retry_of
+        if book is not None:
+            extra["journal"] = str(book.path)
+            book.finish_run(
+                run.run_id, int(result.exit_code), run.writer.counts, extra.get("aborted")
+            )
+        return run.finish("sync", result.exit_code, extra)
+    finally:
+        if book is not None:
+            book.close()
+
+
+@dataclass
+class _SyncOutcome:
+    exit_code: ExitCode
+    summary: dict[str, Any]
+
+
+def _sync_rows(
+    run: _Run,
+    config: Config,
+    base_url: str,
+    api_key: str,
+    book: Journal | None,
+    full: bool,
+    only: set[str] | None,
+    stop: threading.Event | None,
+    progress: Progress | None,
+) -> _SyncOutcome:
     stop = stop or threading.Event()
     throttle = Throttle(config)
     jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.concurrency * 2)
     results: queue.Queue[tuple[_Job, SendResult]] = queue.Queue()
     senders: list[RowSender] = []
     out = _InOrder(run.writer)
-    state: dict[str, Any] = {"abort": None, "failed_in_a_row": 0}
+    state: dict[str, Any] = {"abort": None, "failed_in_a_row": 0, "left_out": 0}
     send_started = time.perf_counter()
 
     def worker() -> None:
@@ -204,7 +323,7 @@ def sync(
                     result = SendResult("not_attempted", code="stopped")
                 else:
                     try:
-                        result = sender.send(str(job.row.lead_id), job.row.payload)
+                        result = _send_row(job, sender, book, run.run_id, config, full)
                     except Exception as exc:  # a bug must not lose the row
                         result = SendResult(
                             "failed",
@@ -231,6 +350,7 @@ def sync(
             state["failed_in_a_row"] = 0
         if result.outcome == "not_attempted":
             result.message = result.message or _not_sent(state["abort"])
+        sent = job.sent or job.row.payload
         out.put(
             job.seq,
             job.row,
@@ -238,8 +358,8 @@ def sync(
             job.cells,
             problems=_send_problems(job.row, run.plan, result),
             http_status=result.http_status,
-            fields_sent=list(job.row.payload) if result.outcome == "updated" else None,
-            payload=job.row.payload,
+            fields_sent=list(sent) if result.outcome == "updated" else [],
+            payload=sent,
         )
 
     def drain(block: float = 0.0) -> None:
@@ -259,7 +379,11 @@ def sync(
     ]
     for t in threads:
         t.start()
-    for seq, (row, cells) in enumerate(run.rows()):
+    seq = 0
+    for row, cells in run.rows():
+        if only is not None and (row.blank or row.lead_id not in only):
+            state["left_out"] += 1  # --retry-failed: not part of this run
+            continue
         if row.blank:
             out.put(seq, row, "skipped_blank", cells)
         elif row.problems:
@@ -276,7 +400,8 @@ def sync(
                     break
                 except queue.Full:
                     drain()
-        if seq % 64 == 63:
+        seq += 1
+        if seq % 64 == 0:
             drain()
     for _ in threads:
         while True:
@@ -298,7 +423,7 @@ def sync(
     else:
         exit_code = ExitCode.OK
     stats = throttle.stats
-    extra = {
+    summary: dict[str, Any] = {
         "aborted": aborted,
         "sending": {
             "base_url": base_url,
@@ -306,6 +431,7 @@ def sync(
             if config.rate
             else f"adaptive (max {config.max_rate:g}/s)",
             "concurrency": config.concurrency,
+            "change_detection": book is not None and not full,
             "requests": stats.requests,
             "retries": sum(s.retries for s in senders),
             "rate_limited_429": stats.rate_limited,
@@ -314,7 +440,9 @@ def sync(
             "achieved_rate": round(stats.requests / send_s, 2) if send_s > 0 else None,
         },
     }
-    return run.finish("sync", exit_code, extra)
+    if only is not None:
+        summary["rows_left_out"] = state["left_out"]
+    return _SyncOutcome(exit_code, summary)
 
 
 def _not_sent(reason: str | None) -> str:
@@ -373,6 +501,7 @@ def build_summary(
     reports: dict[str, str],
     config: Config,
     extra: dict[str, Any] | None = None,
+    sha256: str | None = None,
 ) -> dict[str, Any]:
     """The run summary: what summary.json holds and what ``--json`` prints."""
     elapsed = time.perf_counter() - clock
@@ -393,7 +522,7 @@ def build_summary(
             "encoding": table.encoding,
             "delimiter": table.delimiter,
             "size_bytes": table.path.stat().st_size,
-            "sha256": file_sha256(table.path),
+            "sha256": sha256 or file_sha256(table.path),
         },
         "mapping": config.mapping_path,
         "rows": rows,

@@ -90,6 +90,12 @@ _report_dir_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the reports (default: leadsync-reports/<run-id>/).",
 )
+_journal_option = click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The SQLite journal (default: $LEADSYNC_JOURNAL, else your state folder, "
+    "e.g. ~/.local/state/leadsync/journal.sqlite).",
+)
 _json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
 )
@@ -196,6 +202,20 @@ def format_summary(summary: dict[str, Any]) -> str:
     help="File holding the API key (default: $LEADSYNC_API_KEY).",
 )
 @click.option("--base-url", help="API base URL (default: $LEADSYNC_BASE_URL, else the live API).")
+@_journal_option
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Send every field of every row, not only what changed since the last confirmed "
+    "run (questionnaire answers already sent are appended again).",
+)
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    metavar="RUN",
+    help="Send only the rows that failed or ended unknown in run RUN (an id from "
+    "`leadsync runs`, a prefix of one, or 'last').",
+)
 @_mapping_option
 @_sheet_option
 @_report_dir_option
@@ -212,6 +232,9 @@ def sync(
     resend_ambiguous: bool | None,
     api_key_file: Path | None,
     base_url: str | None,
+    journal: Path | None,
+    full: bool,
+    retry_failed: str | None,
     mapping: Path | None,
     sheet: str | None,
     report_dir: Path | None,
@@ -254,10 +277,107 @@ def sync(
     ctx.obj["secret"] = key
     for w in warnings:
         click.echo(f"leadsync: warning: {w}", err=True)
+    if full:
+        click.echo(
+            "leadsync: warning: --full sends every field again; questionnaire answers "
+            "already confirmed will be appended to the leads a second time",
+            err=True,
+        )
     with _signals_stop() as stop, _progress_reporter() as progress:
-        result = run_sync(file, config, report_dir, api_key=key, stop=stop, progress=progress)
+        result = run_sync(
+            file,
+            config,
+            report_dir,
+            api_key=key,
+            journal=_journal_path(journal),
+            full=full,
+            retry_failed=retry_failed,
+            stop=stop,
+            progress=progress,
+        )
     _print_result(result, as_json)
     sys.exit(int(result.exit_code))
+
+
+@main.command()
+@_journal_option
+@click.option(
+    "--show", "show", metavar="RUN", help="List the rows of run RUN that did not succeed."
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="How many runs to list.")
+@_json_option
+def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> None:
+    """List past sync runs from the journal, newest first, with their counts.
+
+    \b
+    Example:
+      leadsync runs
+      leadsync runs --show last              # what went wrong in the last run
+      leadsync sync leads.xlsx --retry-failed last
+    """
+    from leadsync.journal import Journal
+
+    path = _journal_path(journal)
+    if not path.exists():
+        raise LeadsyncError(f"no journal at {path} yet: it is created by the first sync")
+    with Journal(path) as book:
+        if show:
+            found = book.find_run(show)
+            problems = book.run_problems(found["run_id"])
+            if as_json:
+                click.echo(json.dumps({"run": found, "rows": problems}, indent=2))
+                return
+            click.echo(
+                f"run {found['run_id']} ({found['status']}, exit {found['exit_code']}): "
+                f"{found['file']}"
+            )
+            if found.get("aborted"):
+                click.echo(f"aborted: {found['aborted']}")
+            for p in problems:
+                status = f" HTTP {p['http_status']}" if p["http_status"] else ""
+                click.echo(
+                    f"  row {p['row']:>6}  lead {p['lead_id']:<12} {p['state']:<13}"
+                    f"{status} {p['message'] or ''}"
+                )
+            if not problems:
+                click.echo("  every row sent in this run was confirmed")
+            click.echo(f"reports: {found['report_dir']}")
+            return
+        listed = book.runs(limit)
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    if not listed:
+        click.echo(f"no runs yet in {path}")
+        return
+    for r in listed:
+        took = _duration(r["started_at"], r["finished_at"])
+        counts = ", ".join(f"{k} {v}" for k, v in r["counts"].items() if v)
+        code = "-" if r["exit_code"] is None else r["exit_code"]
+        click.echo(
+            f"{r['run_id']}  {r['started_at'][:19]}  {took:>8}  {r['status']:<8} "
+            f"exit {code}  {Path(r['file'] or '').name}  {counts}"
+        )
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    import datetime as dt
+
+    if not start or not end:
+        return "-"
+    seconds = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def _journal_path(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    env = os.environ.get(defaults.ENV_JOURNAL)
+    if env:
+        return Path(env)
+    from leadsync.journal import default_path
+
+    return default_path()
 
 
 @main.command()

@@ -17,6 +17,7 @@ XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
 
 ENV_API_KEY = "LEADSYNC_API_KEY"
 ENV_BASE_URL = "LEADSYNC_BASE_URL"
+ENV_JOURNAL = "LEADSYNC_JOURNAL"
 
 # Sending (spec §4)
 CONCURRENCY = 4  # requests in flight; latency hiding is the lever, not CPU

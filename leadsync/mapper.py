@@ -61,6 +61,9 @@ class ColumnPlan:
     id_index: int | None
     unmapped: tuple[str, ...]
     defaults: Mapping[str, Any]
+    # set when the input is a leadsync report (failures.csv fed back in): the column
+    # holding each line's original row number, so a row with two problems is read once
+    report_row_index: int | None = None
 
     def field_column(self, fname: str) -> int | None:
         """The column that feeds ``fname`` (a field, or questionnaire/meta columns)."""
@@ -104,8 +107,11 @@ BLANK: Any = object()  # a blank cell: leave the field unchanged
 
 def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
     """Decide what every header maps to; raise :class:`InputError` for a file-level fault."""
-    targets: list[Target | None] = []
-    for header in headers:
+    from leadsync.report import report_prefix
+
+    prefix = report_prefix(headers)
+    targets: list[Target | None] = [Target("ignore")] * prefix
+    for header in headers[prefix:]:
         targets.append(_target_for(header, config))
     seen: dict[tuple[str, str], int] = {}
     for i, t in enumerate(targets):
@@ -134,7 +140,14 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
             raise MappingError(f"[defaults] {fname} = {raw!r}: {value.message}")
         defaults[fname] = value
     unmapped = tuple(h for h, t in zip(headers, targets, strict=True) if t is None)
-    return ColumnPlan(headers, tuple(targets), id_index, unmapped, defaults)
+    return ColumnPlan(
+        headers,
+        tuple(targets),
+        id_index,
+        unmapped,
+        defaults,
+        report_row_index=0 if prefix else None,
+    )
 
 
 def _target_for(header: str, config: Config) -> Target | None:
@@ -397,6 +410,10 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
     """Map every row of ``chunk``; problems are collected on the rows, never raised."""
     n = len(chunk)
     frame = chunk.frame
+    if plan.report_row_index is not None:
+        from leadsync.report import unneutralise
+
+        frame = frame.map(lambda v: unneutralise(v) if isinstance(v, str) else v)
     ids = (
         [lead_id_text(v) for v in frame[plan.id_index].tolist()]
         if plan.id_index is not None

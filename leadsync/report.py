@@ -46,6 +46,21 @@ def neutralise(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def unneutralise(text: str) -> str:
+    """Undo :func:`neutralise` when a leadsync report is read back as input."""
+    if text.startswith("'") and text[1:].startswith(_FORMULA_START):
+        return text[1:]
+    return text
+
+
+def report_prefix(headers: tuple[str, ...]) -> int:
+    """How many leading columns are leadsync's own, if ``headers`` are a report's."""
+    for prefix in (FAILURE_COLUMNS, SUCCESS_COLUMNS):
+        if headers[: len(prefix)] == prefix:
+            return len(prefix)
+    return 0
+
+
 def private_file(path: Path, mode: str = "w") -> IO[Any]:
     """Open ``path`` for writing, created with mode 0600 (owner only)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC

@@ -133,7 +133,7 @@ class Sandbox:
         self.limiter: _Limiter | None = None
         self._reset_state()
         handler = type("Handler", (_Handler,), {"sandbox": self})
-        self.server = ThreadingHTTPServer((self.config.host, self.config.port), handler)
+        self.server = _Server((self.config.host, self.config.port), handler)
         self.server.daemon_threads = True
         self.server.block_on_close = False
         self.thread: threading.Thread | None = None
@@ -331,6 +331,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # a client that went away (killed, timed out) is not the server's fault
+        super().handle_error(request, client_address)
 
 
 @dataclass

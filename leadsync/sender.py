@@ -536,7 +536,7 @@ class RowSender:
     ) -> NoReturn:
         if not appends:
             raise _Retry(reason, status)  # re-sending the same values is harmless
-        applied = self._check(lead_id, payload)
+        applied = self.check_applied(lead_id, payload)
         if applied is True:
             raise _Done(
                 SendResult(
@@ -559,7 +559,7 @@ class RowSender:
             )
         )
 
-    def _check(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
+    def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
         """Read the lead back: True applied, False not applied, None cannot tell.
 
         A GET changes nothing, so it is retried on any failure.

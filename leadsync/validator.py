@@ -11,7 +11,7 @@ import array
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,7 +248,7 @@ def scan_ids(table: Table, plan: ColumnPlan) -> IdScan:
         return IdScan(sum(1 for _ in table.column(0)), frozenset())
     rows = 0
     hashes = array.array("q")
-    for text in map(lead_id_text, table.column(index)):
+    for text in _ids_once(table, plan):
         rows += 1
         if text:
             hashes.append(hash(text))
@@ -256,5 +256,19 @@ def scan_ids(table: Table, plan: ColumnPlan) -> IdScan:
     repeated = set(unique[counts > 1].tolist())
     if not repeated:
         return IdScan(rows, frozenset())
-    ids = (t for t in map(lead_id_text, table.column(index)) if t and hash(t) in repeated)
+    ids = (t for t in _ids_once(table, plan) if t and hash(t) in repeated)
     return IdScan(rows, frozenset(k for k, n in Counter(ids).items() if n > 1))
+
+
+def _ids_once(table: Table, plan: ColumnPlan) -> Iterator[str]:
+    """Each row's lead id as text; a report's repeated lines of one row count once."""
+    index = plan.id_index
+    assert index is not None
+    if plan.report_row_index is None:
+        yield from map(lead_id_text, table.column(index))
+        return
+    seen: set[str] = set()
+    for row_no, lead in zip(table.column(plan.report_row_index), table.column(index), strict=True):
+        if row_no not in seen:
+            seen.add(row_no)
+            yield lead_id_text(lead)

@@ -70,6 +70,12 @@ def read_csv_report(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.fixture(autouse=True)
+def _own_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may touch the user's real journal: each gets its own by default."""
+    monkeypatch.setenv("LEADSYNC_JOURNAL", str(tmp_path / "default-journal.sqlite"))
+
+
 @pytest.fixture
 def cli() -> Callable[..., Result]:
     """Run the real CLI in-process and return click's Result (exit code, stdout, stderr)."""

@@ -301,23 +301,29 @@ def test_cli_sync_exit_codes_and_the_key_never_shows(
     key = "s3cr3t-key-value-0987"
     sandbox.config.api_key = key
     src = leads_file(tmp_path / "in.xlsx", 5)
-    env = {"LEADSYNC_API_KEY": key, "LEADSYNC_BASE_URL": sandbox.base_url}
+    journal = str(tmp_path / "journal.sqlite")
+    env = {
+        "LEADSYNC_API_KEY": key,
+        "LEADSYNC_BASE_URL": sandbox.base_url,
+        "LEADSYNC_JOURNAL": journal,
+    }
     ok = cli("sync", src, "--report-dir", tmp_path / "ok", "--json", env=env)
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["outcomes"]["updated"] == 5
     dry = cli("sync", src, "--dry-run", "--report-dir", tmp_path / "dry", env=env)
     assert dry.exit_code == 0 and "valid" in dry.stdout
     assert sandbox.stats()["applied_requests"] == 5  # the dry run sent nothing
+    fresh = leads_file(tmp_path / "fresh.xlsx", 5, start=2000)  # not yet in the journal
     bad = cli(
         "sync",
-        src,
+        fresh,
         "--report-dir",
         tmp_path / "bad",
-        env={"LEADSYNC_API_KEY": "wrong-" + key, "LEADSYNC_BASE_URL": sandbox.base_url},
+        env={**env, "LEADSYNC_API_KEY": "wrong-" + key},
     )
     assert bad.exit_code == 3
     assert "ABORTED: the API refused the key (HTTP 401)" in bad.stdout
-    nokey = cli("sync", src, env={"LEADSYNC_API_KEY": "", "LEADSYNC_BASE_URL": sandbox.base_url})
+    nokey = cli("sync", src, env={**env, "LEADSYNC_API_KEY": ""})
     assert nokey.exit_code == 2
     assert (
         nokey.stderr
@@ -333,9 +339,10 @@ def test_cli_sync_exit_codes_and_the_key_never_shows(
         keyfile,
         "--report-dir",
         tmp_path / "kf",
-        env={"LEADSYNC_BASE_URL": sandbox.base_url},
+        env={**env, "LEADSYNC_API_KEY": ""},
     )
     assert viafile.exit_code == 0
+    assert "unchanged" in viafile.stdout  # same journal: nothing new to send
     assert (
         f"leadsync: warning: the API key file {keyfile} can be read by other users"
         in viafile.stderr
@@ -356,7 +363,12 @@ def test_rate_and_max_rate_are_exclusive(cli: Cli, tmp_path: Path) -> None:
 def test_sigterm_finishes_in_flight_rows_and_reports_all(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(latency=0.2)) as sb:
         src = leads_file(tmp_path / "in.xlsx", 200)
-        env = {**os.environ, "LEADSYNC_API_KEY": DEFAULT_KEY, "LEADSYNC_BASE_URL": sb.base_url}
+        env = {
+            **os.environ,
+            "LEADSYNC_API_KEY": DEFAULT_KEY,
+            "LEADSYNC_BASE_URL": sb.base_url,
+            "LEADSYNC_JOURNAL": str(tmp_path / "journal.sqlite"),
+        }
         proc = subprocess.Popen(
             [
                 sys.executable,

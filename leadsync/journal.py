@@ -1,0 +1,418 @@
+"""Journal stage: what was sent and what the server answered, per lead and per run (spec §5).
+
+A SQLite file in WAL mode with ``synchronous=FULL``: every attempt is committed *before*
+its request goes out and updated after, so a ``kill -9`` at any moment leaves a journal
+that tells exactly what was confirmed. From it come:
+
+- **change detection** — per lead, the last confirmed value of each field and the
+  questionnaire pairs already confirmed; a row sends only what differs;
+- **resume** — a re-run skips what was confirmed; an attempt left in flight by a crash is
+  *ambiguous* and follows the same rules as a timeout (checked before answers are re-sent);
+- **history** — ``leadsync runs``; ``--retry-failed RUN``;
+- **the lock** — one run per journal at a time (an OS file lock: a dead process's lock is
+  released by the kernel, so it is taken over without guesswork).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leadsync.errors import AbortError, InputError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    file TEXT,
+    file_sha256 TEXT,
+    report_dir TEXT,
+    pid INTEGER,
+    host TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL,          -- running, done, aborted, crashed
+    exit_code INTEGER,
+    counts TEXT,                   -- JSON: outcome -> rows
+    aborted TEXT
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    row INTEGER NOT NULL,
+    lead_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    payload TEXT NOT NULL,         -- JSON, exactly what was sent
+    state TEXT NOT NULL,           -- sending, updated, rejected, failed, unknown,
+                                   -- not_attempted, resolved
+    http_status INTEGER,
+    code TEXT,
+    message TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_lead ON attempts(lead_id, state);
+CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts(run_id, state);
+CREATE TABLE IF NOT EXISTS lead_fields (
+    lead_id TEXT NOT NULL,
+    field TEXT NOT NULL,           -- a field name, or meta.<key>
+    value TEXT NOT NULL,           -- JSON
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (lead_id, field)
+);
+CREATE TABLE IF NOT EXISTS lead_pairs (
+    lead_id TEXT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (lead_id, question, answer)
+);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
+"""
+PENDING = ("sending", "unknown")  # may or may not have been applied
+
+
+def default_path() -> Path:
+    """The journal's default home: the user's state directory."""
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("leadsync")) / "journal.sqlite"
+
+
+def fingerprint(payload: Mapping[str, Any]) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An earlier attempt whose outcome is not known (a crash, or an ambiguous answer)."""
+
+    attempt_id: int
+    run_id: str
+    payload: dict[str, Any]
+
+
+class Journal:
+    """One SQLite journal file; safe to share between the run's worker threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            self.db.execute(
+                "INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"cannot open the journal {self.path}: {exc}") from None
+        except OSError as exc:
+            raise InputError(
+                f"cannot create the journal {self.path}: {exc.strerror or exc}"
+            ) from None
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)  # it holds what was sent: personal data
+        self.mutex = threading.Lock()
+        self._lock_fh: Any = None
+
+    def close(self) -> None:
+        self.release()
+        self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.mutex:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- the lock -------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Hold the journal for this process, or raise :class:`AbortError` (exit 3)."""
+        import fcntl
+
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another leadsync run"
+            fh.close()
+            raise AbortError(
+                f"another run is using the journal {self.path} ({holder}); "
+                "wait for it to finish, or use another --journal"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}")
+        fh.flush()
+        self._lock_fh = fh
+        # we hold the lock, so any run still marked running died without finishing
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'")
+
+    def release(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()  # closing the file releases the flock
+            self._lock_fh = None
+
+    # -- runs -----------------------------------------------------------------------
+
+    def start_run(self, run_id: str, command: str, file: str, sha256: str, report_dir: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (run_id, command, file, file_sha256, report_dir, pid, host, "
+                "started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                (
+                    run_id,
+                    command,
+                    file,
+                    sha256,
+                    report_dir,
+                    os.getpid(),
+                    socket.gethostname(),
+                    _now(),
+                ),
+            )
+
+    def finish_run(
+        self, run_id: str, exit_code: int, counts: Mapping[str, int], aborted: str | None
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, counts = ?, "
+                "aborted = ? WHERE run_id = ?",
+                (
+                    _now(),
+                    "aborted" if aborted else "done",
+                    exit_code,
+                    json.dumps(dict(counts)),
+                    aborted,
+                    run_id,
+                ),
+            )
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.mutex:
+            cur = self.db.execute(
+                "SELECT run_id, command, file, started_at, finished_at, status, exit_code, "
+                "counts, aborted, report_dir FROM runs ORDER BY started_at DESC LIMIT ?",
+                (limit,),
+            )
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        for r in rows:
+            r["counts"] = json.loads(r["counts"]) if r["counts"] else {}
+        return rows
+
+    def find_run(self, run_id: str) -> dict[str, Any]:
+        """A run by id, or by a unique prefix of it (or 'last')."""
+        with self.mutex:
+            if run_id == "last":
+                found = self.db.execute(
+                    "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1"
+                ).fetchall()
+            else:
+                found = self.db.execute(
+                    "SELECT run_id FROM runs WHERE run_id LIKE ? || '%'", (run_id,)
+                ).fetchall()
+        if len(found) != 1:
+            what = "no run" if not found else f"{len(found)} runs"
+            raise InputError(
+                f"{what} in the journal {self.path} matches {run_id!r}: see `leadsync runs`"
+            )
+        return next(r for r in self.runs(10_000) if r["run_id"] == found[0][0])
+
+    def run_problems(self, run_id: str) -> list[dict[str, Any]]:
+        """The attempts of a run that did not end updated."""
+        with self.mutex:
+            cur = self.db.execute(
+                "SELECT row, lead_id, state, http_status, code, message FROM attempts "
+                "WHERE run_id = ? AND state NOT IN ('updated', 'resolved') ORDER BY row",
+                (run_id,),
+            )
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def leads_to_retry(self, run_id: str) -> set[str]:
+        """Lead ids whose rows in ``run_id`` failed or ended unknown (or never finished)."""
+        with self.mutex:
+            cur = self.db.execute(
+                "SELECT DISTINCT lead_id FROM attempts WHERE run_id = ? "
+                "AND state IN ('failed', 'unknown', 'sending', 'not_attempted')",
+                (run_id,),
+            )
+            return {r[0] for r in cur.fetchall()}
+
+    # -- attempts -------------------------------------------------------------------
+
+    def begin(self, run_id: str, row: int, lead_id: str, payload: Mapping[str, Any]) -> int:
+        """Record an attempt durably, before its request goes out."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO attempts (run_id, row, lead_id, fingerprint, payload, state, "
+                "started_at) VALUES (?, ?, ?, ?, ?, 'sending', ?)",
+                (
+                    run_id,
+                    row,
+                    lead_id,
+                    fingerprint(payload),
+                    json.dumps(payload, ensure_ascii=False),
+                    _now(),
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish(
+        self,
+        attempt_id: int,
+        lead_id: str,
+        run_id: str,
+        outcome: str,
+        payload: Mapping[str, Any],
+        http_status: int | None,
+        code: str,
+        message: str,
+    ) -> None:
+        """Record the answer; a confirmed update becomes the lead's known state."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE attempts SET state = ?, http_status = ?, code = ?, message = ?, "
+                "finished_at = ? WHERE id = ?",
+                (outcome, http_status, code, message, _now(), attempt_id),
+            )
+            if outcome == "updated":
+                self._confirm(db, lead_id, run_id, payload)
+                # an earlier in-flight attempt of this lead is settled by this one
+                db.execute(
+                    "UPDATE attempts SET state = 'resolved', finished_at = ? "
+                    "WHERE lead_id = ? AND id <> ? AND state IN ('sending', 'unknown')",
+                    (_now(), lead_id, attempt_id),
+                )
+
+    def resolve(self, pending: Pending, lead_id: str, run_id: str, applied: bool) -> None:
+        """Settle an earlier ambiguous attempt once the lead has been read back."""
+        with self._tx() as db:
+            if applied:
+                self._confirm(db, lead_id, pending.run_id, pending.payload)
+            db.execute(
+                "UPDATE attempts SET state = 'resolved', finished_at = ?, message = "
+                "coalesce(message || '; ', '') || ? WHERE id = ?",
+                (
+                    _now(),
+                    f"checked in run {run_id}: {'applied' if applied else 'not applied'}",
+                    pending.attempt_id,
+                ),
+            )
+
+    @staticmethod
+    def _confirm(
+        db: sqlite3.Connection, lead_id: str, run_id: str, payload: Mapping[str, Any]
+    ) -> None:
+        for key, value in payload.items():
+            if key == "questionnaire":
+                db.executemany(
+                    "INSERT OR IGNORE INTO lead_pairs VALUES (?, ?, ?, ?)",
+                    [(lead_id, q, a, run_id) for q, a in value],
+                )
+            elif key == "meta":
+                db.executemany(
+                    "INSERT OR REPLACE INTO lead_fields VALUES (?, ?, ?, ?)",
+                    [(lead_id, f"meta.{k}", json.dumps(v), run_id) for k, v in value.items()],
+                )
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO lead_fields VALUES (?, ?, ?, ?)",
+                    (lead_id, key, json.dumps(value), run_id),
+                )
+
+    # -- what a lead already has ----------------------------------------------------
+
+    def known(self, lead_id: str) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+        """The lead's last confirmed field values and questionnaire pairs."""
+        with self.mutex:
+            fields = {
+                f: json.loads(v)
+                for f, v in self.db.execute(
+                    "SELECT field, value FROM lead_fields WHERE lead_id = ?", (lead_id,)
+                )
+            }
+            pairs = {
+                (q, a)
+                for q, a in self.db.execute(
+                    "SELECT question, answer FROM lead_pairs WHERE lead_id = ?", (lead_id,)
+                )
+            }
+        return fields, pairs
+
+    def pending(self, lead_id: str, run_id: str) -> list[Pending]:
+        """Attempts of earlier runs for this lead whose outcome is not known."""
+        with self.mutex:
+            rows = self.db.execute(
+                "SELECT id, run_id, payload FROM attempts WHERE lead_id = ? AND run_id <> ? "
+                "AND state IN ('sending', 'unknown') ORDER BY id",
+                (lead_id, run_id),
+            ).fetchall()
+        return [Pending(i, r, json.loads(p)) for i, r, p in rows]
+
+    def diff(
+        self, lead_id: str, payload: Mapping[str, Any], *, keep: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The part of ``payload`` not already confirmed for the lead (``{}``: nothing new).
+
+        Fields in ``keep`` (the names an account requires on every update) go along
+        whenever something else changed.
+        """
+        fields, pairs = self.known(lead_id)
+        out: dict[str, Any] = {}
+        for key, value in payload.items():
+            if key == "questionnaire":
+                new = [p for p in value if (p[0], p[1]) not in pairs]
+                if new:
+                    out[key] = new
+            elif key == "meta":
+                changed = {k: v for k, v in value.items() if fields.get(f"meta.{k}") != v}
+                if changed:
+                    out[key] = changed
+            elif key not in fields or fields[key] != value:
+                out[key] = value
+        if out:
+            for key in keep:
+                if key in payload:
+                    out.setdefault(key, payload[key])
+            out = {k: out[k] for k in payload if k in out}  # the row's own order
+        return out
