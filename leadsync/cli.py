@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -409,10 +410,28 @@ def demo(report_dir: Path | None, as_json: bool) -> None:
             err=True,
         )
         config = Config(base_url=sandbox.base_url, backoff_initial=0.1)
+        journal = Path(tempfile.mkdtemp(prefix="leadsync-demo-")) / "journal.sqlite"
         with _signals_stop() as stop, _progress_reporter() as progress:
             result = run_sync(
-                sample, config, report_dir, api_key=DEFAULT_KEY, stop=stop, progress=progress
+                sample,
+                config,
+                report_dir,
+                api_key=DEFAULT_KEY,
+                journal=journal,
+                stop=stop,
+                progress=progress,
             )
+            again = None
+            if not stop.is_set():  # the nightly re-run: nothing changed, nothing is sent
+                again = run_sync(
+                    sample,
+                    config,
+                    None,
+                    api_key=DEFAULT_KEY,
+                    journal=journal,
+                    stop=stop,
+                    xlsx_report=False,
+                )
         stats = sandbox.stats()
     _print_result(result, as_json)
     if not as_json:
@@ -421,6 +440,17 @@ def demo(report_dir: Path | None, as_json: bool) -> None:
             f"leads; questionnaire answers applied twice: "
             f"{stats['duplicate_questionnaire_pairs']}; faults injected: {stats['faults']}"
         )
+        if stats["applied_requests"] > len(stats["applied"]):
+            click.echo(
+                "(a row without questionnaire answers is simply sent again after an ambiguous "
+                "error: the same values twice, harmless)"
+            )
+        if again is not None:
+            click.echo(
+                f"re-run of the same file (journal {journal}): "
+                f"{again.summary['outcomes']['unchanged']} rows unchanged, "
+                f"{again.summary['sending']['requests']} requests sent"
+            )
         click.echo(
             f"(a real sync of this file exits {int(result.exit_code)}: the sample has "
             "deliberate mistakes, see failures.csv)"
