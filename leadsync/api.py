@@ -13,16 +13,16 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from leadsync import __version__, defaults
 from leadsync.config import Config
-from leadsync.errors import ExitCode, LeadsyncError
+from leadsync.errors import AbortError, ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES
-from leadsync.journal import Journal
+from leadsync.journal import Journal, diff_payload
 from leadsync.mapper import ColumnPlan, MappedRow, Problem, map_chunk, plan_columns
 from leadsync.reader import Table, open_table
 from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, ReportWriter
@@ -69,6 +69,7 @@ class _Run:
     scan: IdScan
     writer: ReportWriter
     sha256: str
+    office_ids: frozenset[int] | None = None
 
     @classmethod
     def open(
@@ -100,7 +101,7 @@ class _Run:
         report_row = self.plan.report_row_index
         for chunk in self.table.chunks(self.config.chunk_rows):
             rows = map_chunk(chunk, self.plan, self.config)
-            validate_rows(rows, self.plan, self.config, self.scan.duplicates)
+            validate_rows(rows, self.plan, self.config, self.scan.duplicates, self.office_ids)
             for row, cells in zip(
                 rows, chunk.frame.itertuples(index=False, name=None), strict=True
             ):
@@ -139,6 +140,7 @@ def validate(
     progress: Progress | None = None,
     xlsx_report: bool = True,
     command: str = "validate",
+    office_ids: Collection[int] | None = None,
 ) -> RunResult:
     """Read, map and validate every row of ``path``; write the reports; send nothing.
 
@@ -146,6 +148,8 @@ def validate(
     used (missing, unreadable, no id column); row problems are reported, not raised.
     """
     run = _Run.open(path, config or Config(), report_dir, xlsx_report)
+    if office_ids is not None:
+        run.office_ids = frozenset(office_ids)
     writer = run.writer
     for done, (row, cells) in enumerate(run.rows(), start=1):
         if row.blank:
@@ -187,7 +191,13 @@ class _InOrder:
 def _send_row(
     job: _Job, sender: RowSender, journal: Journal | None, run_id: str, config: Config, full: bool
 ) -> SendResult:
-    """One row: settle earlier ambiguous attempts, send what changed, journal it."""
+    """One row: find its lead if need be, settle earlier ambiguous attempts, send what
+    changed, journal it."""
+    if job.row.lead_id is None and config.match_by is not None and job.row.match:
+        found, why = sender.find_lead(config.match_by, job.row.match)
+        if found is None:
+            return SendResult("invalid", code="no_single_match", message=why)
+        job.row.lead_id = found
     lead, payload = str(job.row.lead_id), job.row.payload
     if journal is None:
         job.sent = dict(payload)
@@ -272,7 +282,10 @@ def sync(
             book.start_run(
                 run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
             )
-        result = _sync_rows(run, config, base_url, api_key, book, full, only, stop, progress)
+        preflight = _preflight(run, config, base_url, api_key, book, full, only)
+        result = _sync_rows(
+            run, config, base_url, api_key, book, full, only, stop, progress, preflight
+        )
         extra = result.summary
         if retry_of is not None:
             extra["retry_of"] = retry_of
@@ -285,6 +298,42 @@ def sync(
     finally:
         if book is not None:
             book.close()
+
+
+def _preflight(
+    run: _Run,
+    config: Config,
+    base_url: str,
+    api_key: str,
+    book: Journal | None,
+    full: bool,
+    only: set[str] | None,
+) -> str | None:
+    """Checks before anything is sent; returns why the run must not send, if it must not."""
+    if config.check_offices:
+        client = LeadClient(base_url, api_key, config)
+        try:
+            run.office_ids = frozenset(o for o, _ in client.offices() if isinstance(o, int))
+        except AbortError as exc:
+            return str(exc)  # a refused key: not one row is sent
+        except LeadsyncError as exc:
+            run.table.notices.append(f"office ids not checked ({exc})")
+        finally:
+            client.close()
+    if config.max_changes is not None:
+        keep = REQUIRED_NAMES if config.require_names else ()
+        changes = 0
+        for row, _ in run.rows():
+            if row.blank or row.problems or (only is not None and row.lead_id not in only):
+                continue
+            if book is None or full or book.diff(str(row.lead_id), row.payload, keep=keep):
+                changes += 1
+        if changes > config.max_changes:
+            return (
+                f"--max-changes {config.max_changes}: this file would change {changes} "
+                "leads; nothing was sent (raise the limit if that is expected)"
+            )
+    return None
 
 
 @dataclass
@@ -303,6 +352,7 @@ def _sync_rows(
     only: set[str] | None,
     stop: threading.Event | None,
     progress: Progress | None,
+    preflight: str | None = None,
 ) -> _SyncOutcome:
     stop = stop or threading.Event()
     throttle = Throttle(config)
@@ -310,7 +360,15 @@ def _sync_rows(
     results: queue.Queue[tuple[_Job, SendResult]] = queue.Queue()
     senders: list[RowSender] = []
     out = _InOrder(run.writer)
-    state: dict[str, Any] = {"abort": None, "failed_in_a_row": 0, "left_out": 0}
+    state: dict[str, Any] = {
+        "abort": preflight,
+        "failed_in_a_row": 0,
+        "left_out": 0,
+        "sent": 0,
+        "failures": 0,
+    }
+    if preflight:
+        stop.set()
     send_started = time.perf_counter()
 
     def worker() -> None:
@@ -348,6 +406,22 @@ def _sync_rows(
                 stop.set()
         elif result.outcome in ("updated", "rejected", "unknown"):
             state["failed_in_a_row"] = 0
+        if result.outcome in ("updated", "rejected", "failed", "unknown"):
+            state["sent"] += 1
+            state["failures"] += result.outcome != "updated"
+            share = state["failures"] / state["sent"]
+            limit = config.max_failure_rate
+            if (
+                limit is not None
+                and state["sent"] >= _MIN_SAMPLE
+                and share > limit
+                and state["abort"] is None
+            ):
+                state["abort"] = (
+                    f"--max-failure-rate {limit:g}: {state['failures']} of the "
+                    f"first {state['sent']} rows sent failed"
+                )
+                stop.set()
         if result.outcome == "not_attempted":
             result.message = result.message or _not_sent(state["abort"])
         sent = job.sent or job.row.payload
@@ -445,6 +519,9 @@ def _sync_rows(
     return _SyncOutcome(exit_code, summary)
 
 
+_MIN_SAMPLE = 10  # rows sent before --max-failure-rate may judge the run
+
+
 def _not_sent(reason: str | None) -> str:
     return f"not sent: {reason}" if reason else "not sent: the run was stopped"
 
@@ -536,3 +613,88 @@ def build_summary(
     if extra:
         summary.update(extra)
     return summary
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field a sync would change: the old value (as far as known) and the new one."""
+
+    row: int
+    lead_id: str
+    field: str
+    old: Any
+    new: Any
+
+
+_UNKNOWN = "(not known)"
+
+
+def plan(
+    path: str | Path,
+    config: Config | None = None,
+    *,
+    journal: str | Path | None = None,
+    api_key: str | None = None,
+    live: bool = False,
+) -> Iterator[Change]:
+    """What a sync of ``path`` would change, field by field, sending nothing.
+
+    The old values come from the journal's last confirmed state, or with ``live`` from
+    ``GET /leads/<id>`` (throttled like a sync). Invalid rows are left out: validate
+    them first.
+    """
+    config = config or Config()
+    table = open_table(path, config.sheet)
+    col_plan = plan_columns(table.headers, config)
+    scan = scan_ids(table, col_plan)
+    book = Journal(journal) if journal is not None and Path(journal).exists() else None
+    client = throttle = None
+    if live:
+        if not api_key:
+            raise LeadsyncError(f"--live needs the API key: set {defaults.ENV_API_KEY}")
+        client = LeadClient(config.base_url, api_key, config)
+        throttle = Throttle(config)
+    stop = threading.Event()
+    try:
+        for chunk in table.chunks(config.chunk_rows):
+            rows = map_chunk(chunk, col_plan, config)
+            validate_rows(rows, col_plan, config, scan.duplicates)
+            for row in rows:
+                if row.blank or row.problems:
+                    continue
+                lead = str(row.lead_id)
+                if client is not None and throttle is not None:
+                    sent_at = throttle.acquire(stop)
+                    response = client.get_lead(lead)
+                    throttle.release(sent_at or 0.0, response.status_code, response.headers)
+                    body = response.json() if response.status_code == 200 else {}
+                    known = body.get("data", body) if isinstance(body, dict) else {}
+                    fields = {k: v for k, v in known.items() if k != "questionnaire"}
+                    fields.update({f"meta.{k}": v for k, v in (known.get("meta") or {}).items()})
+                    pairs = {
+                        tuple(p) for p in known.get("questionnaire") or [] if isinstance(p, list)
+                    }
+                    diff = diff_payload(row.payload, fields, pairs)
+                elif book is not None:
+                    diff = book.diff(lead, row.payload)
+                    fields = book.known(lead)[0]
+                else:
+                    diff, fields = dict(row.payload), {}
+                yield from _changes(row.row, lead, diff, fields)
+    finally:
+        if client is not None:
+            client.close()
+        if book is not None:
+            book.close()
+
+
+def _changes(row: int, lead: str, diff: dict[str, Any], fields: dict[str, Any]) -> Iterator[Change]:
+    for key, value in diff.items():
+        if key == "questionnaire":
+            for q, a in value:
+                yield Change(row, lead, f"questionnaire: {q}", "(appended)", a)
+        elif key == "meta":
+            for k, v in value.items():
+                yield Change(row, lead, f"meta: {k}", fields.get(f"meta.{k}", _UNKNOWN), v)
+        else:
+            yield Change(row, lead, key, fields.get(key, _UNKNOWN), value)

@@ -40,6 +40,11 @@ class _Boundary(click.Group):
         except KeyboardInterrupt:
             click.echo("leadsync: interrupted", err=True)
             ctx.exit(int(ExitCode.ABORTED))
+        except BrokenPipeError:
+            # the reader went away (`leadsync plan ... | head`): not an error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(0)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -102,14 +107,40 @@ _json_option = click.option(
 )
 
 
+_key_file_option = click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the API key (default: $LEADSYNC_API_KEY).",
+)
+_base_url_option = click.option(
+    "--base-url", help="API base URL (default: $LEADSYNC_BASE_URL, else the live API)."
+)
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @_mapping_option
 @_sheet_option
 @_report_dir_option
+@click.option(
+    "--check-offices",
+    is_flag=True,
+    help="Also check office_id against the account's offices (one GET /offices; needs the key).",
+)
+@_key_file_option
+@_base_url_option
 @_json_option
+@click.pass_context
 def validate(
-    file: Path, mapping: Path | None, sheet: str | None, report_dir: Path | None, as_json: bool
+    ctx: click.Context,
+    file: Path,
+    mapping: Path | None,
+    sheet: str | None,
+    report_dir: Path | None,
+    check_offices: bool,
+    api_key_file: Path | None,
+    base_url: str | None,
+    as_json: bool,
 ) -> None:
     """Check every row of FILE against the Lead API's rules; send nothing.
 
@@ -123,10 +154,62 @@ def validate(
     from leadsync.api import validate as run_validate
     from leadsync.config import build_config
 
-    config = build_config(mapping, os.environ, sheet=sheet)
-    result = run_validate(file, config, report_dir)
+    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url)
+    office_ids = None
+    if check_offices:
+        office_ids = {o for o, _ in _offices(ctx, config, api_key_file) if isinstance(o, int)}
+    result = run_validate(file, config, report_dir, office_ids=office_ids)
     _print_result(result, as_json)
     sys.exit(int(result.exit_code))
+
+
+def _client(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
+    from leadsync.config import read_api_key
+    from leadsync.sender import LeadClient
+
+    key, warnings = read_api_key(os.environ, api_key_file)
+    ctx.obj["secret"] = key
+    for w in warnings:
+        click.echo(f"leadsync: warning: {w}", err=True)
+    return LeadClient(config.base_url, key, config)
+
+
+def _offices(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
+    client = _client(ctx, config, api_key_file)
+    try:
+        return client.offices()
+    finally:
+        client.close()
+
+
+@main.command()
+@_key_file_option
+@_base_url_option
+@_json_option
+@click.pass_context
+def offices(
+    ctx: click.Context, api_key_file: Path | None, base_url: str | None, as_json: bool
+) -> None:
+    """List the account's offices (the ids office_id may take).
+
+    \b
+    Example:
+      leadsync offices
+      leadsync offices --json > offices.json
+    """
+    from leadsync.config import build_config
+
+    config = build_config(None, os.environ, base_url=base_url)
+    found = _offices(ctx, config, api_key_file)
+    if as_json:
+        click.echo(
+            json.dumps([{"id": o, "name": n} for o, n in found], indent=2, ensure_ascii=False)
+        )
+        return
+    width = max((len(str(o)) for o, _ in found), default=2)
+    click.echo(f"{'id':>{width}}  name")
+    for oid, name in found:
+        click.echo(f"{oid!s:>{width}}  {name}")
 
 
 def _print_result(result: Any, as_json: bool) -> None:
@@ -197,12 +280,31 @@ def format_summary(summary: dict[str, Any]) -> str:
     default=None,
     help="Re-send questionnaire rows whose outcome is unknown (may append twice).",
 )
+@_key_file_option
+@_base_url_option
 @click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File holding the API key (default: $LEADSYNC_API_KEY).",
+    "--no-check-offices",
+    "check_offices",
+    flag_value=False,
+    default=None,
+    help="Do not fetch the office list first (office_id is then checked by the server only).",
 )
-@click.option("--base-url", help="API base URL (default: $LEADSYNC_BASE_URL, else the live API).")
+@click.option(
+    "--match-by",
+    type=click.Choice(["email", "phone"]),
+    help="For rows without a lead id: find the lead by this column (GET /person/leads); "
+    "no match or several matches is a row error, never a guess.",
+)
+@click.option(
+    "--max-changes",
+    type=int,
+    help="Refuse to run (exit 3, nothing sent) if the file would change more leads than this.",
+)
+@click.option(
+    "--max-failure-rate",
+    type=float,
+    help="Stop (exit 3) once more than this share of the rows sent fail, e.g. 0.05.",
+)
 @_journal_option
 @click.option(
     "--full",
@@ -233,6 +335,10 @@ def sync(
     resend_ambiguous: bool | None,
     api_key_file: Path | None,
     base_url: str | None,
+    check_offices: bool | None,
+    match_by: str | None,
+    max_changes: int | None,
+    max_failure_rate: float | None,
     journal: Path | None,
     full: bool,
     retry_failed: str | None,
@@ -269,6 +375,10 @@ def sync(
         read_timeout=read_timeout,
         base_url=base_url,
         resend_ambiguous=resend_ambiguous,
+        check_offices=check_offices,
+        match_by=match_by,
+        max_changes=max_changes,
+        max_failure_rate=max_failure_rate,
     )
     if dry_run:
         result = run_validate(file, config, report_dir, command="sync --dry-run")
@@ -298,6 +408,88 @@ def sync(
         )
     _print_result(result, as_json)
     sys.exit(int(result.exit_code))
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Compare with the leads as they are now (GET /leads/<id>, throttled) instead of "
+    "the journal's last confirmed values.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@_journal_option
+@_key_file_option
+@_base_url_option
+@_mapping_option
+@_sheet_option
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    file: Path,
+    live: bool,
+    fmt: str,
+    journal: Path | None,
+    api_key_file: Path | None,
+    base_url: str | None,
+    mapping: Path | None,
+    sheet: str | None,
+) -> None:
+    """Show, per lead, the fields a sync of FILE would change: old -> new. Sends nothing.
+
+    Old values are the journal's last confirmed ones ("(not known)" for a lead never
+    synced), or the live lead with --live. Invalid rows are left out: see validate.
+
+    \b
+    Example:
+      leadsync plan leads.xlsx
+      leadsync plan leads.xlsx --live --format csv > changes.csv
+    """
+    import csv as csv_module
+
+    from leadsync.api import plan as run_plan
+    from leadsync.config import build_config, read_api_key
+
+    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url)
+    key = None
+    if live:
+        key, warnings = read_api_key(os.environ, api_key_file)
+        ctx.obj["secret"] = key
+        for w in warnings:
+            click.echo(f"leadsync: warning: {w}", err=True)
+    changes = run_plan(file, config, journal=_journal_path(journal), api_key=key, live=live)
+    if fmt == "json":
+        items = [c.__dict__ for c in changes]
+        click.echo(json.dumps(items, indent=2, ensure_ascii=False, default=str))
+        return
+    if fmt == "csv":
+        writer = csv_module.writer(click.get_text_stream("stdout"))
+        writer.writerow(["row", "lead_id", "field", "old", "new"])
+        for c in changes:
+            writer.writerow([c.row, c.lead_id, c.field, _show(c.old), _show(c.new)])
+        return
+    count = leads = 0
+    last = None
+    for c in changes:
+        if c.lead_id != last:
+            click.echo(f"row {c.row}  lead {c.lead_id}")
+            last = c.lead_id
+            leads += 1
+        click.echo(f"    {c.field}: {_show(c.old)} -> {_show(c.new)}")
+        count += 1
+    click.echo(f"{count} change(s) to {leads} lead(s)" if count else "nothing would change")
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @main.command()

@@ -85,6 +85,11 @@ class Config:
     backoff_max: float = D.BACKOFF_MAX
     breaker_threshold: int = D.BREAKER_THRESHOLD
     resend_ambiguous: bool = False
+    match_by: str | None = None  # "email" or "phone": find rows' leads by contact detail
+    check_offices: bool = True  # sync: check office_id against GET /offices first
+    # guards for unattended runs
+    max_changes: int | None = None  # refuse to send more than this many rows
+    max_failure_rate: float | None = None  # stop when this share of sent rows fails
     mapping_path: str | None = None
 
     @property
@@ -192,6 +197,10 @@ def _checked(config: Config) -> Config:
         raise MappingError("--concurrency must be at least 1")
     if config.max_attempts < 1:
         raise MappingError("attempts must be at least 1")
+    if config.max_changes is not None and config.max_changes < 0:
+        raise MappingError("--max-changes must be 0 or more")
+    if config.max_failure_rate is not None and not 0 <= config.max_failure_rate <= 1:
+        raise MappingError("--max-failure-rate must be a share between 0 and 1 (e.g. 0.05)")
     return config
 
 

@@ -23,7 +23,7 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,21 +398,30 @@ class Journal:
         whenever something else changed.
         """
         fields, pairs = self.known(lead_id)
-        out: dict[str, Any] = {}
-        for key, value in payload.items():
-            if key == "questionnaire":
-                new = [p for p in value if (p[0], p[1]) not in pairs]
-                if new:
-                    out[key] = new
-            elif key == "meta":
-                changed = {k: v for k, v in value.items() if fields.get(f"meta.{k}") != v}
-                if changed:
-                    out[key] = changed
-            elif key not in fields or fields[key] != value:
-                out[key] = value
+        out = diff_payload(payload, fields, pairs)
         if out:
             for key in keep:
                 if key in payload:
                     out.setdefault(key, payload[key])
             out = {k: out[k] for k in payload if k in out}  # the row's own order
         return out
+
+
+def diff_payload(
+    payload: Mapping[str, Any], fields: Mapping[str, Any], pairs: Collection[tuple[Any, ...]]
+) -> dict[str, Any]:
+    """The part of ``payload`` that differs from a lead's known ``fields`` (meta keys as
+    ``meta.<key>``) and questionnaire ``pairs``."""
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        if key == "questionnaire":
+            new = [p for p in value if (p[0], p[1]) not in pairs]
+            if new:
+                out[key] = new
+        elif key == "meta":
+            changed = {k: v for k, v in value.items() if fields.get(f"meta.{k}") != v}
+            if changed:
+                out[key] = changed
+        elif key not in fields or fields[key] != value:
+            out[key] = value
+    return out

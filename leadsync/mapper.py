@@ -48,7 +48,7 @@ class Problem:
 class Target:
     """What one column feeds: the id, a field, a question, a meta key, or nothing."""
 
-    kind: Literal["id", "field", "question", "meta", "ignore"]
+    kind: Literal["id", "field", "question", "meta", "ignore", "match"]
     name: str = ""
 
 
@@ -64,6 +64,7 @@ class ColumnPlan:
     # set when the input is a leadsync report (failures.csv fed back in): the column
     # holding each line's original row number, so a row with two problems is read once
     report_row_index: int | None = None
+    match_index: int | None = None  # --match-by: the email/phone column
 
     def field_column(self, fname: str) -> int | None:
         """The column that feeds ``fname`` (a field, or questionnaire/meta columns)."""
@@ -88,6 +89,7 @@ class MappedRow:
     problems: list[Problem] = field(default_factory=list)
     blank: bool = False
     sources: dict[str, int] = field(default_factory=dict)  # field -> column index
+    match: str | None = None  # --match-by: the email or phone to find the lead by
 
 
 class Bad:
@@ -128,7 +130,13 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
             )
         seen[key] = i
     id_index = seen.get(("id", ID_HEADER))
-    if id_index is None:
+    match_index = seen.get(("match", config.match_by or ""))
+    if config.match_by is not None and match_index is None:
+        raise InputError(
+            f"--match-by {config.match_by} needs a column headed {config.match_by!r} "
+            "(or map yours to it in the mapping file)"
+        )
+    if id_index is None and match_index is None:
         raise InputError(
             "no lead id column: add a column headed 'id', 'lead_id' or 'Lead ID', or map "
             'your id column in the mapping file ([columns] "Your header" = "id")'
@@ -172,7 +180,16 @@ def _target_for(header: str, config: Config) -> Target | None:
         return Target("id", ID_HEADER)
     if key in FIELD_KEYS:
         return Target("field", FIELD_KEYS[key])
+    if config.match_by is not None and key in MATCH_ALIASES[config.match_by]:
+        return Target("match", config.match_by)
     return None
+
+
+# contact-detail headers that --match-by looks leads up by (they are not update fields)
+MATCH_ALIASES = {
+    "email": frozenset({"email", "emailaddress"}),
+    "phone": frozenset({"phone", "phonenumber", "mobile", "telephone"}),
+}
 
 
 def _target_text(t: Target) -> str:
@@ -426,6 +443,10 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
     has_data = [False] * n
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id"):
+            continue
+        if target.kind == "match":
+            for i, cell in enumerate(frame[j].tolist()):
+                rows[i].match = cell_text(cell) or None
             continue
         column = frame[j].tolist()
         convert = _column_converter(target, config)

@@ -76,7 +76,7 @@ class SandboxConfig:
     stall_after: float = 0.0  # chance of stalling (no answer) after applying
     stall_seconds: float = 30.0
     seed: int = 0
-    # faults for the first API requests, in order ("503", "500_after", "drop_after",
+    # faults for the first PATCH requests, in order ("503", "500_after", "drop_after",
     # "stall_after" or None), before the seeded chances take over: exact scenarios
     script: tuple[str | None, ...] = ()
 
@@ -244,11 +244,11 @@ class Sandbox:
     def office_ids(self) -> set[int]:
         return {oid for oid, _ in self.config.offices}
 
-    def draw(self) -> str | None:
-        """Decide this request's fault by seeded chance (one draw per request)."""
+    def draw(self, method: str) -> str | None:
+        """Decide this request's fault: scripted for the first PATCHes, else by chance."""
         c = self.config
         with self.lock:
-            if self.scripted < len(c.script):
+            if method == "PATCH" and self.scripted < len(c.script):
                 self.scripted += 1
                 return c.script[self.scripted - 1]
             x = self.random.random()
@@ -461,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return _Reply(429, {"message": "Too Many Attempts."}, headers)
         if c.latency:
             time.sleep(c.latency)
-        fault = sb.draw()
+        fault = sb.draw(method)
         if fault == "503":
             return _Reply(
                 503,

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlsplit
 
 from leadsync import __version__
 from leadsync.config import Config
-from leadsync.errors import LeadsyncError
+from leadsync.errors import AbortError, LeadsyncError
 
 Clock = Callable[[], float]
 
@@ -109,6 +109,74 @@ class LeadClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def get_json(
+        self, path: str, params: Mapping[str, str] | None = None, *, attempts: int = 4
+    ) -> Any:
+        """GET with retries (a GET changes nothing); errors become one-line LeadsyncErrors."""
+        import requests
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        class _Again(Exception):
+            pass
+
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(attempts),
+                reraise=True,
+                retry=retry_if_exception_type((_Again, requests.RequestException)),
+                wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
+            ):
+                with attempt:
+                    response = self.request("GET", path, params=params)
+                    if response.status_code == 429 or response.status_code >= 500:
+                        raise _Again(f"HTTP {response.status_code}")
+        except _Again as exc:
+            raise LeadsyncError(f"GET {path} failed: {exc}") from None
+        except requests.RequestException as exc:
+            raise LeadsyncError(f"GET {path} failed: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise AbortError(
+                f"the API refused the key (HTTP {response.status_code}): check LEADSYNC_API_KEY"
+            )
+        if response.status_code != 200:
+            raise LeadsyncError(
+                f"GET {path} answered HTTP {response.status_code}: {_server_message(response)}"
+            )
+        return _json(response)
+
+    def offices(self) -> list[tuple[int | str, str]]:
+        """The account's offices as (id, name); numeric ids as ints, whatever their JSON type."""
+        body = self.get_json("/offices")
+        items = body.get("data", body) if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise LeadsyncError("GET /offices did not return a list of offices")
+        out: list[tuple[int | str, str]] = []
+        for item in items:
+            if not isinstance(item, dict) or "id" not in item:
+                continue
+            raw = str(item["id"]).strip()
+            oid: int | str = (
+                int(float(raw))
+                if raw.replace(".", "", 1).isdigit() and float(raw).is_integer()
+                else raw
+            )
+            out.append((oid, str(item.get("name") or "")))
+        return out
+
+    def find_leads(
+        self, email: str | None = None, phone: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Leads matching a contact detail (``GET /person/leads``)."""
+        params = {k: v for k, v in (("email", email), ("phone", phone)) if v}
+        body = self.get_json("/person/leads", params)
+        items = body.get("data", body) if isinstance(body, dict) else body
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
 # -- throttle -----------------------------------------------------------------------
@@ -558,6 +626,41 @@ class RowSender:
                 "--resend-ambiguous",
             )
         )
+
+    def find_lead(self, by: str, value: str) -> tuple[str | None, str]:
+        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not."""
+        import requests
+
+        reason = ""
+        for _ in range(self.config.max_attempts):
+            sent_at = self.throttle.acquire(self.stop)
+            if sent_at is None:
+                return None, "the run stopped before the lead was looked up"
+            try:
+                response = self.client.request("GET", "/person/leads", params={by: value})
+            except requests.RequestException as exc:
+                self.throttle.release(sent_at, None)
+                reason = type(exc).__name__
+                continue
+            self.throttle.release(sent_at, response.status_code, response.headers)
+            if response.status_code == 429 or response.status_code >= 500:
+                reason = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                return None, f"looking the lead up failed: HTTP {response.status_code}"
+            body = _json(response)
+            items = body.get("data", body) if isinstance(body, dict) else body
+            ids = [str(i["id"]) for i in items or [] if isinstance(i, dict) and "id" in i]
+            if len(ids) == 1:
+                return ids[0], ""
+            if not ids:
+                return None, f"no lead has the {by} {value!r}"
+            return (
+                None,
+                f"{len(ids)} leads have the {by} {value!r} ({', '.join(ids[:5])}): "
+                "add the lead id to the row",
+            )
+        return None, f"looking the lead up failed: {reason}"
 
     def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
         """Read the lead back: True applied, False not applied, None cannot tell.

@@ -190,6 +190,16 @@ def validate_rows(
         if row.blank:
             continue
         bad_id = check_lead_id(row.lead_id)
+        if bad_id is not None and row.lead_id is None and config.match_by is not None:
+            # no id: the lead is looked up by its email or phone when the row is sent
+            bad_id = (
+                None
+                if row.match
+                else (
+                    "id_missing",
+                    f"the row has neither a lead id nor a {config.match_by} to find the lead by",
+                )
+            )
         if bad_id is not None:
             row.problems.append(_problem(row, plan, "id", *bad_id))
         elif row.lead_id in duplicates:

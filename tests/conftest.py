@@ -65,6 +65,11 @@ def write_csv(
     return path
 
 
+def lead_log(sb: Any) -> list[dict[str, Any]]:
+    """The sandbox's record of requests about leads (not the offices check)."""
+    return [e for e in sb.requests_log() if "/leads/" in e["path"]]
+
+
 def read_csv_report(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))

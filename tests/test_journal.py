@@ -20,7 +20,7 @@ import leadsync
 from leadsync.config import Config
 from leadsync.journal import Journal
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from tests.conftest import read_csv_report, write_csv
+from tests.conftest import lead_log, read_csv_report, write_csv
 
 Cli = Callable[..., Result]
 HEADER = ["id", "first_name", "last_name", "status", "office_id", "questionnaire: Budget?"]
@@ -60,7 +60,7 @@ def test_same_file_twice_sends_nothing_and_changes_send_only_what_changed(tmp_pa
         assert again.exit_code == 0
         assert again.summary["outcomes"]["unchanged"] == 20
         assert again.summary["sending"]["requests"] == 0
-        before = len(sb.requests_log())
+        before = len(lead_log(sb))
         changes = {
             1: {"status": "Contacted"},
             4: {"office_id": "1214"},
@@ -75,7 +75,7 @@ def test_same_file_twice_sends_nothing_and_changes_send_only_what_changed(tmp_pa
             journal,
             config={"require_names": False},
         )
-        sent = sb.requests_log()[before:]
+        sent = lead_log(sb)[before:]
         stats = sb.stats()
     assert changed.summary["outcomes"]["updated"] == 5
     assert changed.summary["outcomes"]["unchanged"] == 15
@@ -95,14 +95,14 @@ def test_required_names_go_along_with_any_change(tmp_path: Path) -> None:
     journal = tmp_path / "j.sqlite"
     with Sandbox() as sb:
         sync(sb, export(tmp_path / "a.csv", 3), tmp_path / "o1", journal)
-        before = len(sb.requests_log())
+        before = len(lead_log(sb))
         sync(
             sb,
             export(tmp_path / "b.csv", 3, changes={1: {"status": "Lost"}}),
             tmp_path / "o2",
             journal,
         )
-        [entry] = sb.requests_log()[before:]
+        [entry] = lead_log(sb)[before:]
     assert entry["body"] == {"first_name": "F1", "last_name": "L1", "status": "Lost"}
 
 
@@ -239,7 +239,7 @@ def test_runs_lists_history_and_retry_failed_sends_only_failures(tmp_path: Path,
         assert result.summary["run_id"] in listing.stdout and "failed 4" in listing.stdout
         shown = cli("runs", "--journal", journal, "--show", "last", env=env)
         assert shown.stdout.count("failed") >= 4 and "HTTP 503" in shown.stdout
-        before = len(sb.requests_log())
+        before = len(lead_log(sb))
         retry = cli(
             "sync",
             src,
@@ -252,7 +252,7 @@ def test_runs_lists_history_and_retry_failed_sends_only_failures(tmp_path: Path,
             "--json",
             env=env,
         )
-        sent = sb.requests_log()[before:]
+        sent = lead_log(sb)[before:]
     assert retry.exit_code == 0, retry.output
     summary = json.loads(retry.stdout)
     assert summary["retry_of"] == result.summary["run_id"]
@@ -285,7 +285,7 @@ def test_failures_csv_feeds_back_in_as_is(tmp_path: Path) -> None:
         fixed["first_name"], fixed["last_name"] = "Ann", "Lee"
         write_csv(tmp_path / "fixed.csv", [list(fixed), list(fixed.values())])
         third = sync(sb, tmp_path / "fixed.csv", tmp_path / "o3", journal)
-        body = sb.requests_log()[-1]["body"]
+        body = lead_log(sb)[-1]["body"]
     assert third.exit_code == 0 and third.summary["outcomes"]["updated"] == 1
     assert body["questionnaire"] == [["Budget?", "=x"]]  # the neutralising quote is gone
 

@@ -21,7 +21,7 @@ import leadsync
 from leadsync.config import Config
 from leadsync.errors import LeadsyncError
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from tests.conftest import read_csv_report, write_csv, write_xlsx
+from tests.conftest import lead_log, read_csv_report, write_csv, write_xlsx
 
 Cli = Callable[..., Result]
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.2}
@@ -87,7 +87,7 @@ def test_every_valid_row_is_sent_once_with_only_its_fields(
         4: "skipped_blank",
         5: "invalid",
     }
-    log = sandbox.requests_log()
+    log = lead_log(sandbox)
     assert {e["lead"]: (e["method"], e["body"]) for e in log} == {
         "1001": (
             "PATCH",
@@ -115,7 +115,7 @@ def test_fault_mix_every_row_one_outcome_nothing_doubled(tmp_path: Path) -> None
         src = leads_file(tmp_path / "in.xlsx", 120)
         result = run_sync(sb, src, tmp_path / "out", concurrency=4)
         stats = sb.stats()
-        log = sb.requests_log()
+        log = lead_log(sb)
     seen = outcomes(tmp_path / "out")
     assert sorted(seen) == list(range(2, 122))  # every row, exactly once
     counts = Counter(seen.values())
@@ -158,7 +158,7 @@ def test_read_back_confirms_an_applied_questionnaire_update(tmp_path: Path) -> N
         src = leads_file(tmp_path / "in.xlsx", 1)
         result = run_sync(sb, src, tmp_path / "out")
         stats = sb.stats()
-        methods = [e["method"] for e in sb.requests_log()]
+        methods = [e["method"] for e in lead_log(sb)]
     assert result.exit_code == 0
     [ok] = read_csv_report(tmp_path / "out" / "successes.csv")
     assert ok["outcome"] == "updated"
@@ -172,7 +172,7 @@ def test_read_back_showing_nothing_applied_allows_a_resend(tmp_path: Path) -> No
     with Sandbox(SandboxConfig(script=("503",))) as sb:
         src = leads_file(tmp_path / "in.xlsx", 1)
         result = run_sync(sb, src, tmp_path / "out")
-        methods = [(e["method"], e["status"]) for e in sb.requests_log()]
+        methods = [(e["method"], e["status"]) for e in lead_log(sb)]
     assert result.exit_code == 0
     assert methods == [("PATCH", 503), ("PATCH", 200)]
 
@@ -184,11 +184,18 @@ def test_server_rejections_are_final_and_point_at_the_cell(
         tmp_path / "in.xlsx",
         [
             ["id", "first_name", "last_name", "office_id"],
-            [1001, "Ann", "Lee", 4242],  # not an office of the account: only the server knows
+            [1001, "Ann", "Lee", 4242],  # not an office of the account
             [77, "Bob", "Ray", None],  # no such lead
         ],
     )
-    result = run_sync(sandbox, src, tmp_path / "out")
+    # by default the office list is fetched first and the row never goes out
+    checked = run_sync(sandbox, src, tmp_path / "checked")
+    assert checked.exit_code == 1
+    early = {r["lead_id"]: r for r in read_csv_report(tmp_path / "checked" / "failures.csv")}
+    assert (early["1001"]["outcome"], early["1001"]["code"]) == ("invalid", "unknown_office")
+    assert [e["lead"] for e in lead_log(sandbox)] == ["77"]
+    # without the check, the server's own 422 is reported the same way, per field
+    result = run_sync(sandbox, src, tmp_path / "out", check_offices=False)
     assert result.exit_code == 1
     fails = {r["lead_id"]: r for r in read_csv_report(tmp_path / "out" / "failures.csv")}
     assert fails["1001"]["outcome"] == "rejected" and fails["1001"]["http_status"] == "422"
@@ -196,7 +203,7 @@ def test_server_rejections_are_final_and_point_at_the_cell(
     assert fails["1001"]["message"] == "office 4242 is not an office of this account"
     assert fails["77"]["outcome"] == "rejected" and fails["77"]["http_status"] == "404"
     assert fails["77"]["message"] == "Lead 77 not found."
-    assert len(sandbox.requests_log()) == 2  # nothing retried
+    assert len(lead_log(sandbox)) == 3  # nothing retried
     from openpyxl import load_workbook
 
     ws = load_workbook(tmp_path / "out" / "report.xlsx").active
@@ -204,12 +211,21 @@ def test_server_rejections_are_final_and_point_at_the_cell(
     assert ws["D2"].comment is not None and "not an office" in ws["D2"].comment.text
 
 
-def test_wrong_key_aborts_after_a_handful_of_requests(sandbox: Sandbox, tmp_path: Path) -> None:
-    src = leads_file(tmp_path / "in.xlsx", 300, questionnaire_every=1000)
+def test_wrong_key_is_caught_before_any_update(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = leads_file(tmp_path / "in.xlsx", 50, questionnaire_every=1000)
     result = run_sync(sandbox, src, tmp_path / "out", key="wrong-key-123")
     assert result.exit_code == 3
+    assert result.summary["aborted"].startswith("the API refused the key (HTTP 401)")
+    assert [e["path"] for e in sandbox.requests_log()] == ["/api/v103/offices"]
+    assert result.summary["outcomes"]["not_attempted"] == 50
+
+
+def test_wrong_key_aborts_after_a_handful_of_requests(sandbox: Sandbox, tmp_path: Path) -> None:
+    src = leads_file(tmp_path / "in.xlsx", 300, questionnaire_every=1000)
+    result = run_sync(sandbox, src, tmp_path / "out", key="wrong-key-123", check_offices=False)
+    assert result.exit_code == 3
     assert "the API refused the key (HTTP 401)" in result.summary["aborted"]
-    requests_made = len(sandbox.requests_log())
+    requests_made = len(lead_log(sandbox))
     assert requests_made <= 2 * 4  # at most what was in flight
     counts = result.summary["outcomes"]
     assert counts["not_attempted"] >= 300 - requests_made
@@ -245,7 +261,7 @@ def test_429_retry_after_is_honoured(tmp_path: Path) -> None:
         start = time.monotonic()
         result = run_sync(sb, src, tmp_path / "out", start_rate=50)
         elapsed = time.monotonic() - start
-        log = sb.requests_log()
+        log = lead_log(sb)
     assert result.exit_code == 0
     assert result.summary["outcomes"]["updated"] == 8
     limited = [e for e in log if e["status"] == 429]
@@ -260,7 +276,7 @@ def test_pinned_rate_is_never_exceeded(tmp_path: Path) -> None:
     with Sandbox(SandboxConfig(leads=[str(i) for i in range(1000, 1030)])) as sb:
         src = leads_file(tmp_path / "in.xlsx", 30, questionnaire_every=1000)
         result = run_sync(sb, src, tmp_path / "out", rate=20, concurrency=4)
-        times = [e["t"] for e in sb.requests_log()]
+        times = [e["t"] for e in lead_log(sb)]
     assert result.exit_code == 0
     assert len(times) == 30
     # in any one-second span, at most 20 requests (+1 for the span's edge)

@@ -1,0 +1,191 @@
+"""Operator features over the sandbox: offices, plan, guards, and help on every command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import Result
+
+from leadsync.cli import main
+from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
+from tests.conftest import lead_log, read_csv_report, write_csv
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(leads=[str(i) for i in range(1000, 1100)])) as sb:
+        yield sb
+
+
+@pytest.fixture
+def env(sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    return {
+        "LEADSYNC_API_KEY": DEFAULT_KEY,
+        "LEADSYNC_BASE_URL": sandbox.base_url,
+        "LEADSYNC_JOURNAL": str(tmp_path / "journal.sqlite"),
+    }
+
+
+def export(path: Path, n: int, status: str = "New", office: str = "1213") -> Path:
+    rows = [["id", "first_name", "last_name", "status", "office_id"]]
+    rows += [[str(1000 + i), f"F{i}", f"L{i}", status, office] for i in range(n)]
+    return write_csv(path, rows)
+
+
+def test_offices_lists_ids_as_numbers_whatever_their_json_type(
+    cli: Cli, env: dict[str, str]
+) -> None:
+    result = cli("offices", env=env)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "  id  name",
+        "1213  Bristol",
+        "1214  Bath",
+        "1215  Cardiff",
+        "1216  Leeds",
+    ]
+    as_json = json.loads(cli("offices", "--json", env=env).stdout)
+    assert as_json[0] == {"id": 1213, "name": "Bristol"} and as_json[1]["id"] == 1214
+
+
+def test_offices_with_a_wrong_key_exits_3(cli: Cli, env: dict[str, str]) -> None:
+    result = cli("offices", env={**env, "LEADSYNC_API_KEY": "nope-nope"})
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "leadsync: error: the API refused the key (HTTP 401): check LEADSYNC_API_KEY\n"
+    )
+
+
+def test_validate_check_offices(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
+    src = export(tmp_path / "a.csv", 2, office="4242")
+    plain = cli("validate", src, "--report-dir", tmp_path / "o1", env=env)
+    assert plain.exit_code == 0  # a whole number: fine without the account's list
+    checked = cli("validate", src, "--check-offices", "--report-dir", tmp_path / "o2", env=env)
+    assert checked.exit_code == 1
+    assert "unknown_office 2" in checked.stdout
+
+
+def test_plan_from_the_journal_and_live(
+    cli: Cli, env: dict[str, str], tmp_path: Path, sandbox: Sandbox
+) -> None:
+    first = cli("plan", export(tmp_path / "a.csv", 3), env=env)
+    assert first.exit_code == 0
+    assert "    status: (not known) -> New" in first.stdout
+    assert first.stdout.rstrip().endswith("12 change(s) to 3 lead(s)")
+    assert cli("sync", tmp_path / "a.csv", "--report-dir", tmp_path / "s1", env=env).exit_code == 0
+    changed = export(tmp_path / "b.csv", 3)
+    text = changed.read_text().replace("1001,F1,L1,New,1213", "1001,F1,L1,Lost,1214")
+    changed.write_text(text)
+    planned = cli("plan", changed, "--format", "csv", env=env)
+    rows = list(csv.DictReader(io.StringIO(planned.stdout)))
+    assert rows == [
+        {"row": "3", "lead_id": "1001", "field": "status", "old": "New", "new": "Lost"},
+        {"row": "3", "lead_id": "1001", "field": "office_id", "old": "1213", "new": "1214"},
+    ]
+    before = len(lead_log(sandbox))
+    live = cli("plan", changed, "--live", "--format", "json", env=env)
+    assert live.exit_code == 0
+    assert [(c["lead_id"], c["field"], c["old"], c["new"]) for c in json.loads(live.stdout)] == [
+        ("1001", "status", "New", "Lost"),
+        ("1001", "office_id", 1213, 1214),
+    ]
+    assert [e["method"] for e in lead_log(sandbox)[before:]] == ["GET"] * 3  # read, never written
+
+
+def test_max_changes_refuses_before_sending(
+    cli: Cli, env: dict[str, str], tmp_path: Path, sandbox: Sandbox
+) -> None:
+    src = export(tmp_path / "a.csv", 12)
+    result = cli("sync", src, "--max-changes", "10", "--report-dir", tmp_path / "o", env=env)
+    assert result.exit_code == 3
+    assert (
+        "ABORTED: --max-changes 10: this file would change 12 leads; nothing was sent"
+        in result.stdout
+    )
+    assert lead_log(sandbox) == []
+    assert {r["outcome"] for r in read_csv_report(tmp_path / "o" / "failures.csv")} == {
+        "not_attempted"
+    }
+    ok = cli("sync", src, "--max-changes", "12", "--report-dir", tmp_path / "o2", env=env)
+    assert ok.exit_code == 0
+    # the limit counts changes, not rows: a re-run changes nothing and passes any limit
+    again = cli("sync", src, "--max-changes", "0", "--report-dir", tmp_path / "o3", env=env)
+    assert again.exit_code == 0
+
+
+def test_max_failure_rate_stops_a_run_going_wrong(
+    cli: Cli, env: dict[str, str], tmp_path: Path
+) -> None:
+    rows = [["id", "first_name", "last_name"]] + [[str(5000 + i), "A", "B"] for i in range(40)]
+    src = write_csv(tmp_path / "a.csv", rows)  # leads the account does not have: all 404
+    result = cli(
+        "sync",
+        src,
+        "--max-failure-rate",
+        "0.2",
+        "--concurrency",
+        "1",
+        "--report-dir",
+        tmp_path / "o",
+        "--json",
+        env=env,
+    )
+    assert result.exit_code == 3
+    summary = json.loads(result.stdout)
+    assert summary["aborted"] == "--max-failure-rate 0.2: 10 of the first 10 rows sent failed"
+    assert summary["outcomes"]["rejected"] == 10 and summary["outcomes"]["not_attempted"] == 30
+
+
+def test_every_command_and_option_has_help_and_an_example() -> None:
+    assert isinstance(main, click.Group)
+    for name, command in main.commands.items():
+        assert command.help and "Example:" in command.help, name
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts}"
+
+
+def test_match_by_email_finds_each_lead_or_says_why_not(
+    cli: Cli, env: dict[str, str], tmp_path: Path, sandbox: Sandbox
+) -> None:
+    sandbox.leads["1002"]["email"] = "lead1001@example.test"  # two leads share an address
+    src = write_csv(
+        tmp_path / "a.csv",
+        [
+            ["Email", "first_name", "last_name", "status"],
+            ["lead1000@example.test", "A", "B", "Lost"],
+            ["LEAD1001@example.test", "C", "D", "Lost"],
+            ["nobody@example.test", "E", "F", "Lost"],
+            ["", "G", "H", "Lost"],
+        ],
+    )
+    without = cli("sync", src, "--report-dir", tmp_path / "o0", env=env)
+    assert without.exit_code == 2 and "no lead id column" in without.stderr
+    result = cli("sync", src, "--match-by", "email", "--report-dir", tmp_path / "o", env=env)
+    assert result.exit_code == 1
+    fails = {
+        r["row"]: (r["outcome"], r["code"], r["message"])
+        for r in read_csv_report(tmp_path / "o" / "failures.csv")
+    }
+    assert (
+        fails["3"][:2] == ("invalid", "no_single_match")
+        and "2 leads have the email" in fails["3"][2]
+    )
+    assert fails["4"] == (
+        "invalid",
+        "no_single_match",
+        "no lead has the email 'nobody@example.test'",
+    )
+    assert fails["5"][:2] == ("invalid", "id_missing")
+    [ok] = read_csv_report(tmp_path / "o" / "successes.csv")
+    assert (ok["row"], ok["lead_id"], ok["outcome"]) == ("2", "1000", "updated")
+    assert sandbox.lead("1000")["status"] == "Lost"  # type: ignore[index]
+    assert [e["method"] for e in lead_log(sandbox)] == ["PATCH"]
