@@ -92,24 +92,8 @@ class _Run:
         )
 
     def rows(self) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
-        """Every row, mapped and validated, with its original cells, chunk by chunk.
-
-        A leadsync report read back as input has a line per problem: each of its rows
-        is yielded once.
-        """
-        seen: set[Any] = set()
-        report_row = self.plan.report_row_index
-        for chunk in self.table.chunks(self.config.chunk_rows):
-            rows = map_chunk(chunk, self.plan, self.config)
-            validate_rows(rows, self.plan, self.config, self.scan.duplicates, self.office_ids)
-            for row, cells in zip(
-                rows, chunk.frame.itertuples(index=False, name=None), strict=True
-            ):
-                if report_row is not None:
-                    if cells[report_row] in seen:
-                        continue
-                    seen.add(cells[report_row])
-                yield row, cells
+        """Every row, mapped and validated, with its original cells, chunk by chunk."""
+        return _validated_rows(self.table, self.plan, self.config, self.scan, self.office_ids)
 
     def finish(
         self, command: str, exit_code: ExitCode, extra: dict[str, Any] | None = None
@@ -130,6 +114,31 @@ class _Run:
         )
         self.writer.close(summary)
         return RunResult(summary, self.writer.directory, exit_code, list(self.table.notices))
+
+
+def _validated_rows(
+    table: Table,
+    plan: ColumnPlan,
+    config: Config,
+    scan: IdScan,
+    office_ids: Collection[int] | None = None,
+) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+    """Every row of ``table``, mapped and validated, with its original cells.
+
+    A leadsync report read back as input has a line per problem: each of its rows is
+    yielded once.
+    """
+    seen: set[Any] = set()
+    report_row = plan.report_row_index
+    for chunk in table.chunks(config.chunk_rows):
+        rows = map_chunk(chunk, plan, config)
+        validate_rows(rows, plan, config, scan.duplicates, office_ids)
+        for row, cells in zip(rows, chunk.frame.itertuples(index=False, name=None), strict=True):
+            if report_row is not None:
+                if cells[report_row] in seen:
+                    continue
+                seen.add(cells[report_row])
+            yield row, cells
 
 
 def validate(
@@ -656,31 +665,26 @@ def plan(
         throttle = Throttle(config)
     stop = threading.Event()
     try:
-        for chunk in table.chunks(config.chunk_rows):
-            rows = map_chunk(chunk, col_plan, config)
-            validate_rows(rows, col_plan, config, scan.duplicates)
-            for row in rows:
-                if row.blank or row.problems:
-                    continue
-                lead = str(row.lead_id)
-                if client is not None and throttle is not None:
-                    sent_at = throttle.acquire(stop)
-                    response = client.get_lead(lead)
-                    throttle.release(sent_at or 0.0, response.status_code, response.headers)
-                    body = response.json() if response.status_code == 200 else {}
-                    known = body.get("data", body) if isinstance(body, dict) else {}
-                    fields = {k: v for k, v in known.items() if k != "questionnaire"}
-                    fields.update({f"meta.{k}": v for k, v in (known.get("meta") or {}).items()})
-                    pairs = {
-                        tuple(p) for p in known.get("questionnaire") or [] if isinstance(p, list)
-                    }
-                    diff = diff_payload(row.payload, fields, pairs)
-                elif book is not None:
-                    diff = book.diff(lead, row.payload)
-                    fields = book.known(lead)[0]
-                else:
-                    diff, fields = dict(row.payload), {}
-                yield from _changes(row.row, lead, diff, fields)
+        for row, _ in _validated_rows(table, col_plan, config, scan):
+            if row.blank or row.problems or row.lead_id is None:
+                continue
+            lead = row.lead_id
+            if client is not None and throttle is not None:
+                sent_at = throttle.acquire(stop)
+                response = client.get_lead(lead)
+                throttle.release(sent_at or 0.0, response.status_code, response.headers)
+                body = response.json() if response.status_code == 200 else {}
+                known = body.get("data", body) if isinstance(body, dict) else {}
+                fields = {k: v for k, v in known.items() if k != "questionnaire"}
+                fields.update({f"meta.{k}": v for k, v in (known.get("meta") or {}).items()})
+                pairs = {tuple(p) for p in known.get("questionnaire") or [] if isinstance(p, list)}
+                diff = diff_payload(row.payload, fields, pairs)
+            elif book is not None:
+                diff = book.diff(lead, row.payload)
+                fields = book.known(lead)[0]
+            else:
+                diff, fields = dict(row.payload), {}
+            yield from _changes(row.row, lead, diff, fields)
     finally:
         if client is not None:
             client.close()

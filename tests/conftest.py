@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,16 @@ def write_csv(
         w.writerow(["" if v is None else v for v in r])
     path.write_bytes(out.getvalue().encode(encoding))
     return path
+
+
+def wait_until_sandbox(sb: Any, key: str, at_least: int, proc: Any, timeout: float = 60) -> None:
+    """Readiness check: poll the sandbox's stats until ``key`` reaches ``at_least`` while
+    the client process ``proc`` is still running (never a blind sleep)."""
+    deadline = time.monotonic() + timeout
+    while sb.stats()[key] < at_least:
+        assert time.monotonic() < deadline, f"{key} never reached {at_least}"
+        assert proc.poll() is None, "the client process ended early"
+        time.sleep(0.02)
 
 
 def lead_log(sb: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import leadsync
 from leadsync.config import Config
 from leadsync.journal import Journal
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from tests.conftest import lead_log, read_csv_report, write_csv
+from tests.conftest import lead_log, read_csv_report, wait_until_sandbox, write_csv
 
 Cli = Callable[..., Result]
 HEADER = ["id", "first_name", "last_name", "status", "office_id", "questionnaire: Budget?"]
@@ -139,10 +138,7 @@ def test_kill_9_mid_run_then_resume_applies_every_lead_once(tmp_path: Path) -> N
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while sb.stats()["applied_requests"] < 15:  # readiness: well into the run
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
+        wait_until_sandbox(sb, "applied_requests", 15, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         killed_at = sb.stats()["applied_requests"]
@@ -190,10 +186,7 @@ def test_a_second_run_on_the_same_journal_exits_3_and_a_dead_runs_lock_is_taken(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while sb.stats()["requests"] < 2:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
+        wait_until_sandbox(sb, "requests", 2, proc)
         second = cli(
             "sync",
             src,

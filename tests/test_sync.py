@@ -21,7 +21,7 @@ import leadsync
 from leadsync.config import Config
 from leadsync.errors import LeadsyncError
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from tests.conftest import lead_log, read_csv_report, write_csv, write_xlsx
+from tests.conftest import lead_log, read_csv_report, wait_until_sandbox, write_csv, write_xlsx
 
 Cli = Callable[..., Result]
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.2}
@@ -402,10 +402,7 @@ def test_sigterm_finishes_in_flight_rows_and_reports_all(tmp_path: Path) -> None
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 60
-        while sb.stats()["applied_requests"] < 5:  # readiness: it is sending
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+        wait_until_sandbox(sb, "applied_requests", 5, proc)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
         stats = sb.stats()
