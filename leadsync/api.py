@@ -79,6 +79,8 @@ class _Run:
         table = open_table(path, config.sheet)
         plan = plan_columns(table.headers, config)
         scan = scan_ids(table, plan)
+        if scan.rows == 0:
+            table.notices.append(f"{table.path.name} has a header but no data rows")
         directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
         writer = ReportWriter(
             directory,
@@ -291,9 +293,10 @@ def sync(
             book.start_run(
                 run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
             )
-        preflight = _preflight(run, config, base_url, api_key, book, full, only)
+        throttle = Throttle(config)  # one for the run: the preflight's request counts too
+        preflight = _preflight(run, config, base_url, api_key, book, full, only, throttle)
         result = _sync_rows(
-            run, config, base_url, api_key, book, full, only, stop, progress, preflight
+            run, config, base_url, api_key, book, full, only, stop, progress, preflight, throttle
         )
         extra = result.summary
         if retry_of is not None:
@@ -317,12 +320,14 @@ def _preflight(
     book: Journal | None,
     full: bool,
     only: set[str] | None,
+    throttle: Throttle,
 ) -> str | None:
     """Checks before anything is sent; returns why the run must not send, if it must not."""
     if config.check_offices:
         client = LeadClient(base_url, api_key, config)
         try:
-            run.office_ids = frozenset(o for o, _ in client.offices() if isinstance(o, int))
+            offices = client.offices(throttle)
+            run.office_ids = frozenset(o for o, _ in offices if isinstance(o, int))
         except AbortError as exc:
             return str(exc)  # a refused key: not one row is sent
         except LeadsyncError as exc:
@@ -362,9 +367,10 @@ def _sync_rows(
     stop: threading.Event | None,
     progress: Progress | None,
     preflight: str | None = None,
+    throttle: Throttle | None = None,
 ) -> _SyncOutcome:
     stop = stop or threading.Event()
-    throttle = Throttle(config)
+    throttle = throttle or Throttle(config)
     jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.concurrency * 2)
     results: queue.Queue[tuple[_Job, SendResult]] = queue.Queue()
     senders: list[RowSender] = []

@@ -31,8 +31,7 @@ class _Boundary(click.Group):
         try:
             return super().invoke(ctx)
         except LeadsyncError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
+            _traceback_if_debug(ctx)
             click.echo(f"leadsync: error: {_redacted(ctx, str(exc))}", err=True)
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -46,14 +45,21 @@ class _Boundary(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
         except Exception as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
+            _traceback_if_debug(ctx)
             click.echo(
                 f"leadsync: internal error: {type(exc).__name__}: {_redacted(ctx, str(exc))} "
                 "(this is a bug; run again with --debug for the traceback)",
                 err=True,
             )
             ctx.exit(INTERNAL_ERROR)
+
+
+def _traceback_if_debug(ctx: click.Context) -> None:
+    """With --debug, the traceback (the key redacted from it) before the one-line error."""
+    if ctx.obj and ctx.obj.get("debug"):
+        import traceback
+
+        click.echo(_redacted(ctx, traceback.format_exc()).rstrip(), err=True)
 
 
 def _redacted(ctx: click.Context, text: str) -> str:
@@ -114,6 +120,12 @@ _key_file_option = click.option(
 )
 _base_url_option = click.option(
     "--base-url", help="API base URL (default: $LEADSYNC_BASE_URL, else the live API)."
+)
+_ca_bundle_option = click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA certificates file to verify the API's TLS with (default: $LEADSYNC_CA_BUNDLE, "
+    "else the system's). Verification cannot be turned off.",
 )
 
 
@@ -282,6 +294,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 )
 @_key_file_option
 @_base_url_option
+@_ca_bundle_option
 @click.option(
     "--no-check-offices",
     "check_offices",
@@ -335,6 +348,7 @@ def sync(
     resend_ambiguous: bool | None,
     api_key_file: Path | None,
     base_url: str | None,
+    ca_bundle: str | None,
     check_offices: bool | None,
     match_by: str | None,
     max_changes: int | None,
@@ -376,6 +390,7 @@ def sync(
         base_url=base_url,
         resend_ambiguous=resend_ambiguous,
         check_offices=check_offices,
+        ca_bundle=ca_bundle,
         match_by=match_by,
         max_changes=max_changes,
         max_failure_rate=max_failure_rate,
@@ -641,7 +656,7 @@ def demo(report_dir: Path | None, as_json: bool) -> None:
             click.echo(
                 f"re-run of the same file (journal {journal}): "
                 f"{again.summary['outcomes']['unchanged']} rows unchanged, "
-                f"{again.summary['sending']['requests']} requests sent"
+                f"{again.summary['outcomes']['updated']} updates sent"
             )
         click.echo(
             f"(a real sync of this file exits {int(result.exit_code)}: the sample has "

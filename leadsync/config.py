@@ -85,6 +85,7 @@ class Config:
     backoff_max: float = D.BACKOFF_MAX
     breaker_threshold: int = D.BREAKER_THRESHOLD
     resend_ambiguous: bool = False
+    ca_bundle: str | None = None  # a CA file for TLS behind an inspecting proxy
     match_by: str | None = None  # "email" or "phone": find rows' leads by contact detail
     check_offices: bool = True  # sync: check office_id against GET /offices first
     # guards for unattended runs
@@ -112,6 +113,8 @@ def build_config(
     env = env or {}
     if env.get(D.ENV_BASE_URL):
         config = replace(config, base_url=env[D.ENV_BASE_URL])
+    if env.get(D.ENV_CA_BUNDLE):
+        config = replace(config, ca_bundle=env[D.ENV_CA_BUNDLE])
     return config.with_flags(**flags)
 
 
@@ -197,6 +200,8 @@ def _checked(config: Config) -> Config:
         raise MappingError("--concurrency must be at least 1")
     if config.max_attempts < 1:
         raise MappingError("attempts must be at least 1")
+    if config.ca_bundle is not None and not Path(config.ca_bundle).is_file():
+        raise MappingError(f"CA bundle {config.ca_bundle} is not a file")
     if config.max_changes is not None and config.max_changes < 0:
         raise MappingError("--max-changes must be 0 or more")
     if config.max_failure_rate is not None and not 0 <= config.max_failure_rate <= 1:

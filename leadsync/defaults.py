@@ -18,6 +18,7 @@ XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
 ENV_API_KEY = "LEADSYNC_API_KEY"
 ENV_BASE_URL = "LEADSYNC_BASE_URL"
 ENV_JOURNAL = "LEADSYNC_JOURNAL"
+ENV_CA_BUNDLE = "LEADSYNC_CA_BUNDLE"
 
 # Sending (spec §4)
 CONCURRENCY = 4  # requests in flight; latency hiding is the lever, not CPU

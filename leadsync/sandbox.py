@@ -166,6 +166,17 @@ class Sandbox:
         if self.thread is not None:
             self.thread.join(timeout=5)
 
+    def restart(self, down_for: float = 0.0) -> None:
+        """Go away (connections refused) for ``down_for`` seconds, then serve again on the
+        same port with the same leads and records: a crashed and restarted server."""
+        port = self.port
+        self.stop()
+        time.sleep(down_for)
+        self.server = _Server((self.config.host, port), self.server.RequestHandlerClass)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.start()
+
     def __enter__(self) -> Sandbox:
         return self.start()
 

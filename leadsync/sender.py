@@ -71,7 +71,12 @@ class LeadClient:
         self.base_url = check_base_url(base_url)
         self.timeout = (config.connect_timeout, config.read_timeout)
         self.session = requests.Session()
-        self.session.trust_env = False  # no proxies or .netrc credentials picked up silently
+        # proxies (HTTPS_PROXY, NO_PROXY) and REQUESTS_CA_BUNDLE from the environment are
+        # honoured, as operators behind a corporate proxy expect; TLS is always verified
+        if config.ca_bundle:
+            self.session.verify = config.ca_bundle
+        if _loopback(urlsplit(self.base_url).hostname or ""):
+            self.session.trust_env = False  # never send loopback traffic to a proxy
         self.session.headers.update(
             {
                 "X-API-KEY": api_key,
@@ -111,7 +116,12 @@ class LeadClient:
         self.session.close()
 
     def get_json(
-        self, path: str, params: Mapping[str, str] | None = None, *, attempts: int = 4
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        attempts: int = 4,
+        throttle: Throttle | None = None,
     ) -> Any:
         """GET with retries (a GET changes nothing); errors become one-line LeadsyncErrors."""
         import requests
@@ -133,7 +143,16 @@ class LeadClient:
                 wait=wait_exponential_jitter(multiplier=0.5, max=10, jitter=0.5),
             ):
                 with attempt:
-                    response = self.request("GET", path, params=params)
+                    sent_at = throttle.acquire(threading.Event()) if throttle else None
+                    try:
+                        response = self.request("GET", path, params=params)
+                    except requests.RequestException:
+                        if throttle is not None and sent_at is not None:
+                            throttle.release(sent_at, None)
+                        raise
+                    if throttle is not None and sent_at is not None:
+                        # the run's throttle sees every request: it shares the server's budget
+                        throttle.release(sent_at, response.status_code, response.headers)
                     if response.status_code == 429 or response.status_code >= 500:
                         raise _Again(f"HTTP {response.status_code}")
         except _Again as exc:
@@ -150,9 +169,9 @@ class LeadClient:
             )
         return _json(response)
 
-    def offices(self) -> list[tuple[int | str, str]]:
+    def offices(self, throttle: Throttle | None = None) -> list[tuple[int | str, str]]:
         """The account's offices as (id, name); numeric ids as ints, whatever their JSON type."""
-        body = self.get_json("/offices")
+        body = self.get_json("/offices", throttle=throttle)
         items = body.get("data", body) if isinstance(body, dict) else body
         if not isinstance(items, list):
             raise LeadsyncError("GET /offices did not return a list of offices")
@@ -250,6 +269,7 @@ class Throttle:
         self.new_window = False
         self.refilling = False  # a token bucket: its budget refills continuously
         self.unchanged = 0  # answers in a row that did not lower the remaining budget
+        self.most_remaining = 0  # the largest X-RateLimit-Remaining seen
         self.peak_in_flight = 0
         self.probe_out = False
 
@@ -347,7 +367,13 @@ class Throttle:
                         limit, remaining, reset_epoch, now, was_probe, sent_at
                     )
                 # an empty budget on a refilling server: at its rate now, so hold it there
-                at_limit = self.refilling and remaining is not None and remaining <= 0
+                # (a bucket of one always shows 0: then the header says nothing)
+                at_limit = (
+                    self.refilling
+                    and remaining is not None
+                    and remaining <= 0
+                    and self.most_remaining > 0
+                )
                 if not self.pinned and not at_limit:
                     self._grow()
             self.cond.notify_all()
@@ -370,6 +396,11 @@ class Throttle:
             # a request went through with the budget spent: the server refills as it goes
             self.refilling = True
         self.limit = limit
+        self.most_remaining = max(self.most_remaining, remaining)
+        if self.new_window and remaining < limit - 2 - self.peak_in_flight:
+            # a window that has just turned over starts nearly full; this one did not:
+            # the "window" was a token bucket's refill, so stop budgeting
+            self.refilling = True
         if self.new_window or self.remaining is None:
             self.remaining = remaining
             if self.new_window and self.window is not None:

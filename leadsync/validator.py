@@ -130,15 +130,15 @@ def _check_questionnaire(value: Any, add: Any) -> None:
                 "questionnaire_item",
                 f"questionnaire item {i} must be exactly two strings: [question, answer]",
             )
-            return
+            break
         if not item[0].strip() or not item[1].strip():
             add(
                 "questionnaire",
                 "questionnaire_item",
                 f"questionnaire item {i} has an empty question or answer",
             )
-            return
-    _check_size("questionnaire", value, add)
+            break
+    _check_size("questionnaire", value, add)  # every problem is reported, not just the first
 
 
 def _check_meta(value: Any, add: Any) -> None:

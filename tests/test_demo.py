@@ -24,7 +24,7 @@ def test_demo_syncs_the_sample_through_faults_and_rerun_sends_nothing(tmp_path: 
     assert "  updated             191" in out
     assert "  invalid               8" in out
     assert "questionnaire answers applied twice: 0" in out
-    assert "191 rows unchanged, 0 requests sent" in out
+    assert "191 rows unchanged, 0 updates sent" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["outcomes"]["updated"] == 191 and summary["rows"] == 200
     assert summary["exit_code"] == 1  # the sample's deliberate mistakes
