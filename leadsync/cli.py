@@ -32,7 +32,7 @@ class _Boundary(click.Group):
             return super().invoke(ctx)
         except LeadsyncError as exc:
             _traceback_if_debug(ctx)
-            click.echo(f"leadsync: error: {_redacted(ctx, str(exc))}", err=True)
+            _log("error", _redacted(ctx, str(exc)), exit_code=int(exc.exit_code))
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -74,8 +74,21 @@ def _redacted(ctx: click.Context, text: str) -> str:
 @click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="leadsync")
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Only errors on stderr: no progress, notes or warnings."
+)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Progress as log lines every 2 s, even on a terminal."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr as text, or as JSON for log shippers.",
+)
 @click.pass_context
-def main(ctx: click.Context, debug: bool) -> None:
+def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool, log_format: str) -> None:
     """Apply spreadsheet rows (CSV, XLSX) to the Lead API: validate, sync, report.
 
     \b
@@ -87,7 +100,29 @@ def main(ctx: click.Context, debug: bool) -> None:
     unreadable input, 3 run aborted.
     """
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    ctx.obj.update(debug=debug, quiet=quiet, verbose=verbose, log_format=log_format)
+
+
+def _log(level: str, message: str, **data: Any) -> None:
+    """One log line on stderr, as text or JSON (--log-format); --quiet keeps errors only."""
+    ctx = click.get_current_context(silent=True)
+    opts = (ctx.find_root().obj if ctx is not None else None) or {}
+    if opts.get("quiet") and level != "error":
+        return
+    if opts.get("log_format") == "json":
+        import datetime as dt
+
+        line = {
+            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "level": level,
+            "msg": message,
+            **data,
+        }
+        click.echo(json.dumps(line, ensure_ascii=False, default=str), err=True)
+    elif level == "info":
+        click.echo(f"leadsync: {message}", err=True)
+    else:
+        click.echo(f"leadsync: {'note' if level == 'note' else level}: {message}", err=True)
 
 
 _mapping_option = click.option(
@@ -182,7 +217,7 @@ def _client(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
     key, warnings = read_api_key(os.environ, api_key_file)
     ctx.obj["secret"] = key
     for w in warnings:
-        click.echo(f"leadsync: warning: {w}", err=True)
+        _log("warning", w)
     return LeadClient(config.base_url, key, config)
 
 
@@ -226,7 +261,7 @@ def offices(
 
 def _print_result(result: Any, as_json: bool) -> None:
     for notice in result.notices:
-        click.echo(f"leadsync: note: {notice}", err=True)
+        _log("note", notice)
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False))
     else:
@@ -402,7 +437,7 @@ def sync(
     key, warnings = read_api_key(os.environ, api_key_file)
     ctx.obj["secret"] = key
     for w in warnings:
-        click.echo(f"leadsync: warning: {w}", err=True)
+        _log("warning", w)
     if full:
         click.echo(
             "leadsync: warning: --full sends every field again; questionnaire answers "
@@ -479,7 +514,7 @@ def plan(
         key, warnings = read_api_key(os.environ, api_key_file)
         ctx.obj["secret"] = key
         for w in warnings:
-            click.echo(f"leadsync: warning: {w}", err=True)
+            _log("warning", w)
     changes = run_plan(file, config, journal=_journal_path(journal), api_key=key, live=live)
     if fmt == "json":
         items = [c.__dict__ for c in changes]
@@ -706,7 +741,11 @@ def _signals_stop() -> Iterator[threading.Event]:
 def _progress_reporter() -> Iterator[Any]:
     """A rich progress bar on a terminal; a log line every few seconds otherwise (cron)."""
     stream = click.get_text_stream("stderr")
-    if stream.isatty():
+    opts = click.get_current_context().find_root().obj or {}
+    if opts.get("quiet"):
+        yield lambda done, total, counts: None
+        return
+    if stream.isatty() and not opts.get("verbose") and opts.get("log_format") != "json":
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -726,14 +765,21 @@ def _progress_reporter() -> Iterator[Any]:
             yield update
         return
     last = [time.monotonic()]
+    every = 2.0 if opts.get("verbose") else defaults.PROGRESS_EVERY
 
     def log(done: int, total: int, counts: Any) -> None:
         now = time.monotonic()
-        if now - last[0] < defaults.PROGRESS_EVERY:
+        if now - last[0] < every:
             return
         last[0] = now
         parts = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        click.echo(f"leadsync: {done}/{total} rows ({parts})", err=True)
+        _log(
+            "info",
+            f"{done}/{total} rows ({parts})",
+            rows_done=done,
+            rows=total,
+            outcomes={k: v for k, v in counts.items() if v},
+        )
 
     yield log
 

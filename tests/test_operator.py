@@ -189,3 +189,39 @@ def test_match_by_email_finds_each_lead_or_says_why_not(
     assert (ok["row"], ok["lead_id"], ok["outcome"]) == ("2", "1000", "updated")
     assert sandbox.lead("1000")["status"] == "Lost"  # type: ignore[index]
     assert [e["method"] for e in lead_log(sandbox)] == ["PATCH"]
+
+
+def test_log_format_json_and_quiet(cli: Cli, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "a.csv", [["id", "first_name", "last_name"]])  # header only
+    text = cli("validate", src, "--report-dir", tmp_path / "o1")
+    assert text.exit_code == 0
+    assert text.stderr == "leadsync: note: a.csv has a header but no data rows\n"
+    as_json = cli("--log-format", "json", "validate", src, "--report-dir", tmp_path / "o2")
+    line = json.loads(as_json.stderr)
+    assert (line["level"], line["msg"]) == ("note", "a.csv has a header but no data rows")
+    quiet = cli("-q", "validate", src, "--report-dir", tmp_path / "o3")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    error = cli("--log-format", "json", "-q", "validate", tmp_path / "missing.csv")
+    assert error.exit_code == 2
+    assert json.loads(error.stderr)["msg"] == f"file not found: {tmp_path / 'missing.csv'}"
+
+
+def test_verbose_progress_lines_as_json(cli: Cli, tmp_path: Path) -> None:
+    with Sandbox(SandboxConfig(latency=0.3, leads=[str(i) for i in range(1000, 1030)])) as sb:
+        env = {"LEADSYNC_API_KEY": DEFAULT_KEY, "LEADSYNC_BASE_URL": sb.base_url}
+        result = cli(
+            "-v",
+            "--log-format",
+            "json",
+            "sync",
+            export(tmp_path / "a.csv", 30),
+            "--rate",
+            "10",
+            "--report-dir",
+            tmp_path / "o",
+            env=env,
+        )
+    assert result.exit_code == 0
+    lines = [json.loads(x) for x in result.stderr.splitlines()]
+    progress = [x for x in lines if x["level"] == "info"]
+    assert progress and progress[0]["rows"] == 30 and "rows_done" in progress[0]
