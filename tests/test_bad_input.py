@@ -1,0 +1,96 @@
+"""What a nightly job meets in the wild: odd files get one clear line or per-row outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import Result
+from openpyxl import Workbook
+
+from tests.conftest import read_csv_report, write_csv
+
+Cli = Callable[..., Result]
+
+
+def summary(cli: Cli, src: Path, out: Path, *extra: str) -> tuple[Result, dict]:  # type: ignore[type-arg]
+    result = cli("validate", src, "--report-dir", out, "--json", *extra)
+    return result, (json.loads(result.stdout) if result.stdout.startswith("{") else {})
+
+
+def test_nul_bytes_mixed_line_endings_and_a_1mb_cell(cli: Cli, tmp_path: Path) -> None:
+    src = tmp_path / "odd.csv"
+    src.write_bytes(
+        b"id,first_name,last_name\r\n1,A\x00nn,Lee\n2,Bob,Ray\r3,Cy,Lo\r\n4,"
+        + b"x" * 1_000_000
+        + b",Z\r\n"
+    )
+    result, s = summary(cli, src, tmp_path / "o")
+    assert result.exit_code == 1
+    assert (
+        s["rows"] == 4 and s["outcomes"]["valid"] == 3 and s["problems_by_code"] == {"too_long": 1}
+    )
+
+
+def test_all_blank_rows_and_unknown_columns(cli: Cli, tmp_path: Path) -> None:
+    rows = (
+        [["id", "first_name", "last_name", "Colour"]]
+        + [["", "", "", ""]] * 5
+        + [["1", "A", "B", "red"]]
+    )
+    result, s = summary(cli, write_csv(tmp_path / "a.csv", rows), tmp_path / "o")
+    assert result.exit_code == 0
+    assert s["outcomes"]["skipped_blank"] == 5 and s["unmapped_columns"] == ["Colour"]
+
+
+def test_ten_thousand_columns(cli: Cli, tmp_path: Path) -> None:
+    header = ["id", "first_name", "last_name"] + [f"extra {i}" for i in range(10_000)]
+    row = ["1", "A", "B"] + ["x"] * 10_000
+    result, s = summary(cli, write_csv(tmp_path / "wide.csv", [header, row]), tmp_path / "o")
+    assert result.exit_code == 0 and len(s["unmapped_columns"]) == 10_000
+
+
+def test_duplicate_headers_that_map_to_one_field(cli: Cli, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "a.csv", [["id", "Status", "status"], ["1", "New", "Lost"]])
+    result = cli("validate", src)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "leadsync: error: columns 'Status' (B) and 'status' (C) both map to "
+        "status: rename one, or map it to 'ignore' in the mapping file\n"
+    )
+
+
+def test_merged_cells_read_as_their_top_left_value(cli: Cli, tmp_path: Path) -> None:
+    book = Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.append(["id", "first_name", "last_name", "status"])
+    ws.append([1, "Ann", "Lee", "Contacted"])
+    ws.append([2, "Bob", "Ray", None])
+    ws.merge_cells("D2:D3")  # a merged status: only D2 holds the value
+    src = tmp_path / "merged.xlsx"
+    book.save(src)
+    result, _ = summary(cli, src, tmp_path / "o")
+    assert result.exit_code == 0
+    ok = {r["row"]: r for r in read_csv_report(tmp_path / "o" / "successes.csv")}
+    assert json.loads(ok["2"]["payload"])["status"] == "Contacted"
+    assert "status" not in json.loads(ok["3"]["payload"])  # blank: left unchanged, not guessed
+
+
+def test_hostile_cells_reach_reports_neutralised(cli: Cli, tmp_path: Path) -> None:
+    rows = [
+        ["id", "first_name", "last_name", "status"],
+        ["../1", '=HYPERLINK("http://x")', "+1", "@SUM(A1)"],
+        ["１２", "\x07bell", "-2", "ok"],
+    ]
+    result, _ = summary(cli, write_csv(tmp_path / "a.csv", rows), tmp_path / "o")
+    assert result.exit_code == 1
+    fails = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert {r["code"] for r in fails} == {"id_invalid"}
+    first = fails[0]
+    assert (
+        first["first_name"].startswith("'=")
+        and first["last_name"] == "'+1"
+        and first["status"] == "'@SUM(A1)"
+    )
