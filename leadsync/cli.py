@@ -897,6 +897,13 @@ def template(fmt: str | None, output: Path | None, force: bool) -> None:
 @click.option(
     "--stall-seconds", type=float, default=30.0, show_default=True, help="How long a stall lasts."
 )
+@click.option(
+    "--fail-rate",
+    type=float,
+    default=0.0,
+    help="Chance of a fault of any kind, split evenly between 503, 500 after applying and "
+    "a dropped connection after applying (adds to the specific chances).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the faults.")
 def sandbox(
     host: str,
@@ -917,6 +924,7 @@ def sandbox(
     drop_after: float,
     stall_after: float,
     stall_seconds: float,
+    fail_rate: float,
     seed: int,
 ) -> None:
     """Serve a local Lead API simulator to rehearse against (Ctrl-C stops it).
@@ -939,6 +947,13 @@ def sandbox(
         parse_offices,
     )
 
+    if not 0 <= fail_rate <= 1:
+        raise click.BadParameter(
+            f"{fail_rate} is not a chance between 0 and 1", param_hint="--fail-rate"
+        )
+    fail_503, fail_500_after, drop_after = (
+        p + fail_rate / 3 for p in (fail_503, fail_500_after, drop_after)
+    )
     for name, p in (
         ("--fail-503", fail_503),
         ("--fail-500-after", fail_500_after),

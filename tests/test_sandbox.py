@@ -326,3 +326,40 @@ def test_cli_sandbox_serves_until_stopped(tmp_path: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_cli_fail_rate_injects_every_kind_of_fault() -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "leadsync",
+            "sandbox",
+            "--port",
+            "0",
+            "--leads",
+            "1-40",
+            "--fail-rate",
+            "1",
+            "--seed",
+            "3",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        base = proc.stderr.readline().split(" listening on ")[1].split()[0]
+        outcomes = set()
+        for i in range(1, 31):
+            try:
+                r = requests.patch(f"{base}/leads/{i}", json=NAMES, headers=KEY, timeout=5)
+                outcomes.add(r.status_code)
+            except requests.ConnectionError:
+                outcomes.add("dropped")
+        assert outcomes == {503, 500, "dropped"}
+        stats = requests.get(base.replace("/api/v103", "/_sandbox/stats"), timeout=5).json()
+        assert set(stats["faults"]) == {"503", "500_after", "drop_after"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
