@@ -293,11 +293,9 @@ def sync(
             book.start_run(
                 run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
             )
-        throttle = Throttle(config)  # one for the run: the preflight's request counts too
-        preflight = _preflight(run, config, base_url, api_key, book, full, only, throttle)
-        result = _sync_rows(
-            run, config, base_url, api_key, book, full, only, stop, progress, preflight, throttle
-        )
+        # one throttle for the run: the preflight's request counts against the budget too
+        ctx = _SyncContext(run, config, base_url, api_key, book, full, only, Throttle(config))
+        result = _sync_rows(ctx, stop, progress, _preflight(ctx))
         extra = result.summary
         if retry_of is not None:
             extra["retry_of"] = retry_of
@@ -312,21 +310,27 @@ def sync(
             book.close()
 
 
-def _preflight(
-    run: _Run,
-    config: Config,
-    base_url: str,
-    api_key: str,
-    book: Journal | None,
-    full: bool,
-    only: set[str] | None,
-    throttle: Throttle,
-) -> str | None:
+@dataclass
+class _SyncContext:
+    """What the stages of one sync share."""
+
+    run: _Run
+    config: Config
+    base_url: str
+    api_key: str
+    book: Journal | None
+    full: bool
+    only: set[str] | None  # --retry-failed: the leads to send; None: all
+    throttle: Throttle
+
+
+def _preflight(ctx: _SyncContext) -> str | None:
     """Checks before anything is sent; returns why the run must not send, if it must not."""
+    run, config, book, full, only = ctx.run, ctx.config, ctx.book, ctx.full, ctx.only
     if config.check_offices:
-        client = LeadClient(base_url, api_key, config)
+        client = LeadClient(ctx.base_url, ctx.api_key, config)
         try:
-            offices = client.offices(throttle)
+            offices = client.offices(ctx.throttle)
             run.office_ids = frozenset(o for o, _ in offices if isinstance(o, int))
         except AbortError as exc:
             return str(exc)  # a refused key: not one row is sent
@@ -357,20 +361,14 @@ class _SyncOutcome:
 
 
 def _sync_rows(
-    run: _Run,
-    config: Config,
-    base_url: str,
-    api_key: str,
-    book: Journal | None,
-    full: bool,
-    only: set[str] | None,
+    ctx: _SyncContext,
     stop: threading.Event | None,
     progress: Progress | None,
     preflight: str | None = None,
-    throttle: Throttle | None = None,
 ) -> _SyncOutcome:
+    run, config, book, full, only = ctx.run, ctx.config, ctx.book, ctx.full, ctx.only
+    base_url, api_key, throttle = ctx.base_url, ctx.api_key, ctx.throttle
     stop = stop or threading.Event()
-    throttle = throttle or Throttle(config)
     jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.concurrency * 2)
     results: queue.Queue[tuple[_Job, SendResult]] = queue.Queue()
     senders: list[RowSender] = []

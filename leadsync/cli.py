@@ -439,10 +439,10 @@ def sync(
     for w in warnings:
         _log("warning", w)
     if full:
-        click.echo(
-            "leadsync: warning: --full sends every field again; questionnaire answers "
-            "already confirmed will be appended to the leads a second time",
-            err=True,
+        _log(
+            "warning",
+            "--full sends every field again; questionnaire answers already confirmed will "
+            "be appended to the leads a second time",
         )
     with _signals_stop() as stop, _progress_reporter() as progress:
         result = run_sync(
