@@ -94,3 +94,23 @@ def test_hostile_cells_reach_reports_neutralised(cli: Cli, tmp_path: Path) -> No
         and first["last_name"] == "'+1"
         and first["status"] == "'@SUM(A1)"
     )
+
+
+def test_password_protected_workbook(cli: Cli, tmp_path: Path) -> None:
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = tmp_path / "plain.xlsx"
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "first_name", "last_name"])
+    book.save(plain)
+    locked = tmp_path / "locked.xlsx"
+    with plain.open("rb") as src, locked.open("wb") as out:
+        OOXMLFile(src).encrypt("secret", out)
+    result = cli("validate", locked)
+    assert result.exit_code == 2
+    assert (
+        result.stderr
+        == "leadsync: error: locked.xlsx is password-protected: save a copy without a password\n"
+    )
