@@ -29,6 +29,9 @@ _ISO_RE = re.compile(
 
 EXAMPLE_ID = "EXAMPLE"  # the id of the example row in `leadsync template`
 
+# Control characters never belong in a lead's text (tab and line breaks may: addresses)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
 FieldProblems = dict[str, list[tuple[str, str]]]  # field -> [(code, message)]
 
 
@@ -77,6 +80,14 @@ def check_payload(
                 add(fname, "blank", f"{fname} must not be empty or only spaces")
             elif spec.min_chars is not None and n < spec.min_chars:
                 add(fname, "too_short", f"{fname} needs at least {spec.min_chars} characters")
+            bad = _CONTROL.search(value)
+            if bad:
+                add(
+                    fname,
+                    "control_character",
+                    f"{fname} contains an invisible control character (U+{ord(bad.group()):04X}): "
+                    "retype the cell",
+                )
             if spec.max_chars is not None and n > spec.max_chars:
                 add(
                     fname,

@@ -87,7 +87,7 @@ def test_hostile_cells_reach_reports_neutralised(cli: Cli, tmp_path: Path) -> No
     result, _ = summary(cli, write_csv(tmp_path / "a.csv", rows), tmp_path / "o")
     assert result.exit_code == 1
     fails = read_csv_report(tmp_path / "o" / "failures.csv")
-    assert {r["code"] for r in fails} == {"id_invalid"}
+    assert {r["code"] for r in fails} == {"id_invalid", "control_character"}
     first = fails[0]
     assert (
         first["first_name"].startswith("'=")

@@ -266,3 +266,20 @@ def test_an_over_limit_questionnaire_is_always_rejected(payload: dict[str, Any])
     q = payload.get("questionnaire")
     if q is not None and json_size(q) > 2048:
         assert "too_large" in [c for c, _ in check_payload(payload)["questionnaire"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("A\x00nn", False),
+        ("Bell\x07", False),
+        ("x\x7f", False),
+        ("1 High St\nBath", True),
+        ("tab\there", True),
+    ],
+)
+def test_control_characters_are_refused(text: str, ok: bool) -> None:
+    problems = check_payload(named(address=text))
+    assert (problems == {}) is ok
+    if not ok:
+        assert problems["address"][0][0] == "control_character"
