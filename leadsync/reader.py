@@ -11,6 +11,7 @@ import codecs
 import csv
 import datetime as dt
 import io
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -267,7 +268,7 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
         for offset, cells in enumerate(it, start=1):
             yield header_row + offset, [normalise_cell(c) for c in cells]
 
-    return Table(
+    table = Table(
         path=path,
         format="excel",
         headers=headers,
@@ -276,6 +277,41 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
         sheet=name,
         _rows=excel_rows,
     )
+    uncached = count_uncached_formulas(path)
+    if uncached:
+        table.notices.append(
+            f"{path.name} has {uncached} formula cell(s) with no saved result (written by a "
+            "program that does not calculate): they were read as blank. Open the file in "
+            "Excel and save it to store the results"
+        )
+    return table
+
+
+_UNCACHED_FORMULA = re.compile(rb"(?:</f>|<f[^>]*/>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>")
+
+
+def count_uncached_formulas(path: Path) -> int:
+    """Formula cells stored without their last result (calamine reads those as blank)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            count = 0
+            for name in z.namelist():
+                if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                    continue
+                with z.open(name) as fh:
+                    tail = b""
+                    while block := fh.read(1 << 22):
+                        data = tail + block
+                        # a match ending inside the carried-over tail was counted already
+                        count += sum(
+                            1 for m in _UNCACHED_FORMULA.finditer(data) if m.end() > len(tail)
+                        )
+                        tail = data[-256:]
+            return count
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return 0
 
 
 def _pick_sheet(workbook: Any, wanted: str | None, path: Path) -> str:

@@ -113,3 +113,22 @@ def test_password_protected_workbook(cli: Cli, tmp_path: Path) -> None:
         result.stderr
         == "leadsync: error: locked.xlsx is password-protected: save a copy without a password\n"
     )
+
+
+def test_formula_cells_without_a_saved_result_are_reported(cli: Cli, tmp_path: Path) -> None:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "first_name", "last_name", "status"])
+    sheet.append([1, "Ann", "Lee", '=CONCAT("Con", "tacted")'])  # openpyxl saves no result
+    sheet.append([2, "Bob", "Ray", "New"])
+    src = tmp_path / "formulas.xlsx"
+    book.save(src)
+    result, s = summary(cli, src, tmp_path / "o")
+    assert result.exit_code == 0 and s["outcomes"]["valid"] == 2
+    assert result.stderr == (
+        "leadsync: note: formulas.xlsx has 1 formula cell(s) with no saved result (written by a "
+        "program that does not calculate): they were read as blank. Open the file in Excel and "
+        "save it to store the results\n"
+    )
+    assert s["notices"] == [result.stderr.removeprefix("leadsync: note: ").rstrip("\n")]
