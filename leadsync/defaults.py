@@ -21,7 +21,7 @@ ENV_JOURNAL = "LEADSYNC_JOURNAL"
 ENV_CA_BUNDLE = "LEADSYNC_CA_BUNDLE"
 
 # Sending (spec §4)
-CONCURRENCY = 4  # requests in flight; latency hiding is the lever, not CPU
+CONCURRENCY = 8  # requests in flight; latency hiding is the lever, not CPU
 START_RATE = 4.0  # requests/s the adaptive throttle starts at
 MAX_RATE = 50.0  # the adaptive throttle never goes above this (--max-rate)
 CONNECT_TIMEOUT = 10.0  # seconds
