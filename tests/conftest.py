@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,32 @@ def wait_until_sandbox(sb: Any, key: str, at_least: int, proc: Any, timeout: flo
         assert time.monotonic() < deadline, f"{key} never reached {at_least}"
         assert proc.poll() is None, "the client process ended early"
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def sandbox_process(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[Any, str, str]]:
+    """`leadsync sandbox --port 0 ARGS` as a real process: (process, first stderr line, base URL).
+
+    Its first line says where it listens, once the socket is bound: that is the readiness check.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leadsync", "sandbox", "--port", "0", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        yield proc, first, first.split(" listening on ")[1].split()[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def lead_log(sb: Any) -> list[dict[str, Any]]:

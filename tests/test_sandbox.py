@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +13,7 @@ import pytest
 import requests
 
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig, parse_lead_ids
+from tests.conftest import sandbox_process
 
 KEY = {"X-API-KEY": DEFAULT_KEY}
 NAMES = {"first_name": "Ann", "last_name": "Lee"}
@@ -293,63 +292,21 @@ def test_parse_lead_ids() -> None:
     assert parse_lead_ids("1-3, ABC ,10-11") == ["1", "2", "3", "ABC", "10", "11"]
 
 
-def test_cli_sandbox_serves_until_stopped(tmp_path: Any) -> None:
+def test_cli_sandbox_serves_until_stopped() -> None:
     env = {**os.environ, "LEADSYNC_API_KEY": "secret-from-env"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "leadsync",
-            "sandbox",
-            "--port",
-            "0",
-            "--leads",
-            "1-5",
-            "--rate-limit",
-            "100",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stderr is not None
-        first = proc.stderr.readline()  # readiness: it prints once it is listening
+    with sandbox_process("--leads", "1-5", "--rate-limit", "100", env=env) as (proc, first, base):
         assert "(loopback only)" in first
-        base = first.split(" listening on ")[1].split()[0]
+        assert proc.stderr is not None
         second = proc.stderr.readline()
         assert "secret-from-env" not in second and "leads: 5" in second
         r = requests.patch(
             f"{base}/leads/3", json=NAMES, headers={"X-API-KEY": "secret-from-env"}, timeout=5
         )
         assert r.status_code == 200 and r.headers["X-RateLimit-Limit"] == "100"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_cli_fail_rate_injects_every_kind_of_fault() -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "leadsync",
-            "sandbox",
-            "--port",
-            "0",
-            "--leads",
-            "1-40",
-            "--fail-rate",
-            "1",
-            "--seed",
-            "3",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        base = proc.stderr.readline().split(" listening on ")[1].split()[0]
+    with sandbox_process("--leads", "1-40", "--fail-rate", "1", "--seed", "3") as (_, _, base):
         outcomes = set()
         for i in range(1, 31):
             try:
@@ -360,6 +317,3 @@ def test_cli_fail_rate_injects_every_kind_of_fault() -> None:
         assert outcomes == {503, 500, "dropped"}
         stats = requests.get(base.replace("/api/v103", "/_sandbox/stats"), timeout=5).json()
         assert set(stats["faults"]) == {"503", "500_after", "drop_after"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
