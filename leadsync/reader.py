@@ -296,6 +296,8 @@ def count_uncached_formulas(path: Path) -> int:
 
     try:
         with zipfile.ZipFile(path) as z:
+            if _saved_by_a_calculating_program(z):
+                return 0  # Excel and LibreOffice store every formula's result
             count = 0
             for name in z.namelist():
                 if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
@@ -312,6 +314,16 @@ def count_uncached_formulas(path: Path) -> int:
             return count
     except (zipfile.BadZipFile, OSError, KeyError):
         return 0
+
+
+def _saved_by_a_calculating_program(z: Any) -> bool:
+    try:
+        app = z.read("docProps/app.xml")
+    except KeyError:
+        return False
+    m = re.search(rb"<Application>([^<]*)</Application>", app)
+    name = m.group(1).strip() if m else b""
+    return name == b"Microsoft Excel" or name.startswith(b"LibreOffice")
 
 
 def _pick_sheet(workbook: Any, wanted: str | None, path: Path) -> str:

@@ -185,3 +185,32 @@ def test_blank_inner_headers_get_a_name_and_trailing_ones_are_dropped(tmp_path: 
         tmp_path / "a.csv", [["id", "", "first_name", "", ""], ["1", "x", "Ann", "", ""]]
     )
     assert open_table(path).headers == ("id", "(column B)", "first_name")
+
+
+def test_formula_scan_trusts_files_saved_by_excel(tmp_path: Path) -> None:
+    import re
+    import zipfile
+
+    from openpyxl import Workbook
+
+    from leadsync.reader import count_uncached_formulas
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "status"])
+    sheet.append([1, "=1+1"])
+    written = tmp_path / "openpyxl.xlsx"
+    book.save(written)
+    assert count_uncached_formulas(written) == 1
+    # the same file as if Excel had saved it: Excel always stores results, so no scan
+    excel = tmp_path / "excel.xlsx"
+    with zipfile.ZipFile(written) as zi, zipfile.ZipFile(excel, "w") as zo:
+        for item in zi.infolist():
+            data = zi.read(item.filename)
+            if item.filename == "docProps/app.xml":
+                data = data.replace(
+                    b"Microsoft Excel Compatible / Openpyxl 3.1.5", b"Microsoft Excel"
+                )
+            zo.writestr(item, data)
+    assert count_uncached_formulas(excel) == 0
