@@ -188,7 +188,6 @@ def test_blank_inner_headers_get_a_name_and_trailing_ones_are_dropped(tmp_path: 
 
 
 def test_formula_scan_trusts_files_saved_by_excel(tmp_path: Path) -> None:
-    import re
     import zipfile
 
     from openpyxl import Workbook
