@@ -288,7 +288,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     sending = summary.get("sending")
     if sending:
         lines.append(
-            f"sent {sending['requests']} requests to {sending['base_url']} in "
+            f"sent {sending['requests']} request{'' if sending['requests'] == 1 else 's'} to "
+            f"{sending['base_url']} in "
             f"{sending['duration_s']:.1f} s ({sending['achieved_rate'] or 0:.1f}/s, "
             f"{sending['mode']}), {sending['retries']} retries, "
             f"{sending['rate_limited_429']} answered 429"
