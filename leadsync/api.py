@@ -457,6 +457,7 @@ def _sync_rows(
                 settle(*results.get_nowait())
         except queue.Empty:
             pass
+        run.writer.flush()  # a crash leaves the rows finished so far in the reports
         if progress is not None:
             progress(out.next, run.scan.rows, run.writer.counts)
 

@@ -211,14 +211,20 @@ def validate(
 
 
 def _client(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
-    from leadsync.config import read_api_key
     from leadsync.sender import LeadClient
+
+    return LeadClient(config.base_url, _api_key(ctx, api_key_file), config)
+
+
+def _api_key(ctx: click.Context, api_key_file: Path | None) -> str:
+    """The key from the key file or the environment; remembered so errors can redact it."""
+    from leadsync.config import read_api_key
 
     key, warnings = read_api_key(os.environ, api_key_file)
     ctx.obj["secret"] = key
     for w in warnings:
         _log("warning", w)
-    return LeadClient(config.base_url, key, config)
+    return key
 
 
 def _offices(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
@@ -411,7 +417,7 @@ def sync(
     """
     from leadsync.api import sync as run_sync
     from leadsync.api import validate as run_validate
-    from leadsync.config import build_config, read_api_key
+    from leadsync.config import build_config
 
     if rate is not None and max_rate is not None:
         raise click.UsageError("--rate pins the rate; --max-rate bounds the adaptive rate: use one")
@@ -435,10 +441,7 @@ def sync(
         result = run_validate(file, config, report_dir, command="sync --dry-run")
         _print_result(result, as_json)
         sys.exit(int(result.exit_code))
-    key, warnings = read_api_key(os.environ, api_key_file)
-    ctx.obj["secret"] = key
-    for w in warnings:
-        _log("warning", w)
+    key = _api_key(ctx, api_key_file)
     if full:
         _log(
             "warning",
@@ -507,15 +510,12 @@ def plan(
     import csv as csv_module
 
     from leadsync.api import plan as run_plan
-    from leadsync.config import build_config, read_api_key
+    from leadsync.config import build_config
 
     config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url)
     key = None
     if live:
-        key, warnings = read_api_key(os.environ, api_key_file)
-        ctx.obj["secret"] = key
-        for w in warnings:
-            _log("warning", w)
+        key = _api_key(ctx, api_key_file)
     changes = run_plan(file, config, journal=_journal_path(journal), api_key=key, live=live)
     if fmt == "json":
         items = [c.__dict__ for c in changes]

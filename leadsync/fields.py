@@ -140,11 +140,6 @@ def json_size(value: Any) -> int:
     return len(php_json(value))
 
 
-def char_count(text: str) -> int:
-    """Characters as the server counts them (code points, like PHP's ``mb_strlen``)."""
-    return len(text)
-
-
 _HEADER_SEPARATORS = str.maketrans({"-": " ", "_": " ", "\u00a0": " "})
 
 

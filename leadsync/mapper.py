@@ -75,9 +75,6 @@ class ColumnPlan:
                 return i
         return None
 
-    def describe(self, index: int) -> str:
-        return f"{self.headers[index]!r} (column {column_letter(index)})"
-
 
 @dataclass
 class MappedRow:

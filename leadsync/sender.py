@@ -188,15 +188,6 @@ class LeadClient:
             out.append((oid, str(item.get("name") or "")))
         return out
 
-    def find_leads(
-        self, email: str | None = None, phone: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Leads matching a contact detail (``GET /person/leads``)."""
-        params = {k: v for k, v in (("email", email), ("phone", phone)) if v}
-        body = self.get_json("/person/leads", params)
-        items = body.get("data", body) if isinstance(body, dict) else body
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
 
 # -- throttle -----------------------------------------------------------------------
 
