@@ -135,7 +135,7 @@ def _validated_rows(
     for chunk in table.chunks(config.chunk_rows):
         rows = map_chunk(chunk, plan, config)
         validate_rows(rows, plan, config, scan.duplicates, office_ids)
-        for row, cells in zip(rows, chunk.frame.itertuples(index=False, name=None), strict=True):
+        for row, cells in zip(rows, chunk.rows(), strict=True):
             if report_row is not None:
                 if cells[report_row] in seen:
                     continue

@@ -19,6 +19,7 @@ from leadsync.config import IGNORE, Config
 from leadsync.errors import InputError, MappingError
 from leadsync.fields import (
     FIELD_KEYS,
+    FIELD_NAMES,
     FIELDS_BY_NAME,
     ID_ALIASES,
     ID_HEADER,
@@ -26,7 +27,7 @@ from leadsync.fields import (
     Kind,
     normalise_header,
 )
-from leadsync.reader import Chunk, column_letter
+from leadsync.reader import Chunk, cell_text, column_letter
 
 Stage = Literal["read", "map", "validate", "send"]
 
@@ -240,25 +241,6 @@ _NAMED_DATE_RE = re.compile(
 )
 
 
-def cell_text(value: Any) -> str:
-    """The text a user sees in a cell, trimmed; ``""`` for a blank cell."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        if value != value:  # NaN never reaches a payload
-            return ""
-        return format(value, ".15g")
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    return str(value).strip()
-
-
 def lead_id_text(value: Any) -> str:
     """The lead id as text (``1001`` from a workbook, ``" 1001 "`` from a CSV → ``1001``)."""
     return cell_text(value)
@@ -423,15 +405,13 @@ def _mapped(value: Any, fname: str, config: Config) -> Any:
 def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]:
     """Map every row of ``chunk``; problems are collected on the rows, never raised."""
     n = len(chunk)
-    frame = chunk.frame
+    columns = [chunk.values(j) for j in range(len(chunk.columns))]
     if plan.report_row_index is not None:
         from leadsync.report import unneutralise
 
-        frame = frame.map(lambda v: unneutralise(v) if isinstance(v, str) else v)
+        columns = [[unneutralise(v) if isinstance(v, str) else v for v in c] for c in columns]
     ids = (
-        [lead_id_text(v) for v in frame[plan.id_index].tolist()]
-        if plan.id_index is not None
-        else [""] * n
+        [lead_id_text(v) for v in columns[plan.id_index]] if plan.id_index is not None else [""] * n
     )
     rows = [
         MappedRow(row=r, lead_id=ids[i] or None, payload={})
@@ -442,10 +422,10 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
         if target is None or target.kind in ("ignore", "id"):
             continue
         if target.kind == "match":
-            for i, cell in enumerate(frame[j].tolist()):
+            for i, cell in enumerate(columns[j]):
                 rows[i].match = cell_text(cell) or None
             continue
-        column = frame[j].tolist()
+        column = columns[j]
         convert = _column_converter(target, config)
         for i, cell in enumerate(column):
             value = convert(cell)
@@ -477,6 +457,8 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             continue
         for fname, value in plan.defaults.items():
             row.payload.setdefault(fname, value)
+        # fields in catalogue order, whatever the column order (one payload, one JSON text)
+        row.payload = {k: row.payload[k] for k in FIELD_NAMES if k in row.payload}
         spill = chunk.extra_cells.get(i)
         if spill:
             row.problems.append(

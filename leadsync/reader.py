@@ -11,17 +11,20 @@ import codecs
 import csv
 import datetime as dt
 import io
+import itertools
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leadsync.columnar import PY_SPACE
 from leadsync.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
@@ -36,20 +39,109 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 @dataclass
 class Chunk:
-    """A block of consecutive rows.
+    """A block of consecutive rows, held column by column.
 
-    ``frame`` holds one column per header position (labelled 0..n-1, so duplicate
-    headers survive) with object dtype; ``row_numbers`` are the spreadsheet rows.
-    ``extra_cells`` maps a position in the chunk to the count of non-blank cells that
-    stood beyond the last header (a ragged CSV row).
+    ``columns`` has one entry per header position (duplicate headers survive): a
+    pyarrow string array when the fast CSV reader produced the chunk, else a list of
+    cells. ``row_numbers`` are the spreadsheet rows. ``extra_cells`` maps a position in
+    the chunk to the count of non-blank cells that stood beyond the last header (a
+    ragged CSV row).
     """
 
-    frame: pd.DataFrame
-    row_numbers: list[int]
+    columns: list[Any]
+    row_numbers: Sequence[int]
     extra_cells: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.row_numbers)
+
+    def values(self, index: int) -> list[Any]:
+        """One column's cells as Python values."""
+        column = self.columns[index]
+        return column if isinstance(column, list) else column.to_pylist()
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The chunk as an object DataFrame, columns labelled 0..n-1."""
+        import pandas as pd
+
+        data = {j: self.values(j) for j in range(len(self.columns))}
+        return pd.DataFrame(data, columns=range(len(self.columns)), dtype=object)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Each row's cells, in order."""
+        return zip(*(self.values(j) for j in range(len(self.columns))), strict=True)
+
+    def take(self, positions: Sequence[int]) -> Chunk:
+        """The rows at ``positions`` as a chunk of their own."""
+        columns = [
+            [c[i] for i in positions] if isinstance(c, list) else c.take(positions)
+            for c in self.columns
+        ]
+        numbers = [self.row_numbers[i] for i in positions]
+        extra = {k: self.extra_cells[i] for k, i in enumerate(positions) if i in self.extra_cells}
+        return Chunk(columns, numbers, extra)
+
+    def text(self, index: int) -> pa.Array:
+        """One column as text for the columnar checks: a cell that is not text, a whole
+        number or a date becomes a control character, which no check accepts (so its
+        row takes the row-by-row path, which knows its type)."""
+        import pyarrow as pa
+
+        column = self.columns[index]
+        if not isinstance(column, list):
+            return column
+        kinds = set(map(type, column))
+        if kinds <= {str}:
+            return pa.array(column, pa.string())
+        return pa.array([_triage_text(c) for c in column], pa.string())
+
+    def display(self, index: int) -> pa.Array:
+        """One column as the user sees it (for the reports)."""
+        import pyarrow as pa
+
+        column = self.columns[index]
+        if not isinstance(column, list):
+            return column
+        kinds = set(map(type, column))
+        if kinds <= {str}:
+            return pa.array(column, pa.string())
+        return pa.array([c if isinstance(c, str) else cell_text(c) for c in column], pa.string())
+
+
+_NOT_TEXT = "\x00"
+
+
+def _triage_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    if kind is dt.date:
+        return value.isoformat()  # type: ignore[no-any-return]
+    if value is None:
+        return ""
+    return _NOT_TEXT
+
+
+def cell_text(value: Any) -> str:
+    """The text a user sees in a cell, trimmed; ``""`` for a blank cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value != value:  # NaN never reaches a payload
+            return ""
+        return format(value, ".15g")
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value).strip()
 
 
 @dataclass
@@ -66,16 +158,26 @@ class Table:
     delimiter: str | None = None
     notices: list[str] = field(default_factory=list)
     _rows: Any = None  # a callable returning an iterator over (row_number, cells)
+    _arrow: Any = None  # a callable(size) yielding chunks from the fast CSV reader
 
-    def chunks(self, size: int) -> Iterator[Chunk]:
-        """Yield the data rows in chunks of at most ``size`` rows."""
-        import pandas as pd
+    def chunks(self, size: int, *, fast: bool = True) -> Iterator[Chunk]:
+        """Yield the data rows in chunks of at most ``size`` rows.
 
+        ``fast`` reads a UTF-8 CSV with pyarrow; ``fast=False`` always uses the
+        row-by-row reader (the reference the fast reader is tested against).
+        """
+        if fast and self._arrow is not None:
+            yield from self._arrow(size)
+        else:
+            yield from self.python_chunks(self._rows(), size)
+
+    def python_chunks(self, rows: Iterator[tuple[int, list[Any]]], size: int) -> Iterator[Chunk]:
+        """Group ``(row_number, cells)`` into chunks: pad short rows, count spilled cells."""
         width = len(self.headers)
         numbers: list[int] = []
         block: list[list[Any]] = []
         extra: dict[int, int] = {}
-        for number, cells in self._rows():
+        for number, cells in rows:
             if len(cells) != width:
                 if len(cells) > width:
                     spill = sum(1 for c in cells[width:] if _present(c))
@@ -87,15 +189,27 @@ class Table:
             numbers.append(number)
             block.append(cells)
             if len(block) >= size:
-                yield Chunk(pd.DataFrame(block, columns=range(width), dtype=object), numbers, extra)
+                yield self._chunk(block, numbers, extra)
                 numbers, block, extra = [], [], {}
         if block:
-            yield Chunk(pd.DataFrame(block, columns=range(width), dtype=object), numbers, extra)
+            yield self._chunk(block, numbers, extra)
+
+    def _chunk(self, block: list[list[Any]], numbers: list[int], extra: dict[int, int]) -> Chunk:
+        columns = [list(c) for c in zip(*block, strict=True)] if block and block[0] else []
+        if not columns:
+            columns = [[] for _ in self.headers]
+        if self.format == "excel":
+            # calamine gives every number as a float: 375.0 -> 375, per column, only
+            # where a float is present
+            columns = [
+                [normalise_cell(v) for v in c] if float in set(map(type, c)) else c for c in columns
+            ]
+        return Chunk(columns, numbers, extra)
 
     def column(self, index: int) -> Iterator[Any]:
         """Yield one column's cells, row by row (a cheap pass, e.g. to find duplicate ids)."""
         for _, cells in self._rows():
-            yield cells[index] if index < len(cells) else ""
+            yield normalise_cell(cells[index]) if index < len(cells) else ""
 
 
 def _present(value: Any) -> bool:
@@ -188,6 +302,7 @@ def sniff_delimiter(sample: str, suffix: str) -> str:
 class _TextSource:
     def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
         self.path, self.encoding, self.delimiter = path, encoding, delimiter
+        self.width = 0  # cells in the header record
 
     def records(self) -> Iterator[list[str]]:
         # cp1252 leaves five byte values undefined; replace rather than crash on them.
@@ -200,6 +315,102 @@ class _TextSource:
         next(records, None)  # header
         # Excel shows one record per row, so row = record index + 2 (header = row 1).
         yield from enumerate(records, start=2)
+
+    def arrow_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
+        """The fast reader: pyarrow parses the file in 1 MB blocks (memory stays flat).
+
+        It reads the same records as the csv module (quoted line breaks included, an
+        empty line is a blank row). Where it cannot (a row with more or fewer cells than
+        the header, a quirk pyarrow refuses), the rows it delivered stand and the csv
+        module reads on from the next record: the file is never lost.
+        """
+        import pyarrow as pa
+
+        width = len(table.headers)
+        consumed = 0
+        pending: list[Any] = []  # record batches not yet yielded
+        buffered = 0
+        reader = self._arrow_reader()
+        while reader is not None:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowInvalid, pa.ArrowException):
+                reader = None
+                break
+            pending.append(batch)
+            buffered += batch.num_rows
+            while buffered >= size:
+                chunk, pending, buffered = self._cut(pending, size, consumed, width)
+                consumed += len(chunk)
+                yield chunk
+        while buffered:
+            chunk, pending, buffered = self._cut(pending, min(size, buffered), consumed, width)
+            consumed += len(chunk)
+            yield chunk
+        if reader is None:  # fall back from the first record pyarrow could not deliver
+            rest = itertools.islice(self.rows(), consumed, None)
+            yield from table.python_chunks(rest, size)
+
+    def _arrow_reader(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        if self.encoding not in ("utf-8", "utf-8-sig") or self.width < 1:
+            return None
+        names = [f"c{i}" for i in range(self.width)]
+        try:
+            return pcsv.open_csv(
+                self.path,
+                read_options=pcsv.ReadOptions(
+                    block_size=1 << 20, use_threads=False, skip_rows=1, column_names=names
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowException, OSError):
+            return None
+
+    def _cut(
+        self, pending: list[Any], size: int, consumed: int, width: int
+    ) -> tuple[Chunk, list[Any], int]:
+        import pyarrow as pa
+
+        data = pa.Table.from_batches(pending)
+        head, tail = data.slice(0, size), data.slice(size)
+        head = head.combine_chunks()
+        columns = [
+            head.column(j).chunk(0) if head.column(j).num_chunks else pa.array([], pa.string())
+            for j in range(head.num_columns)
+        ]
+        extra: dict[int, int] = {}
+        if len(columns) > width:
+            extra = _spilled(columns[width:])
+            columns = columns[:width]
+        numbers = range(consumed + 2, consumed + 2 + head.num_rows)
+        return Chunk(columns, numbers, extra), tail.to_batches(), tail.num_rows
+
+
+def _spilled(columns: list[Any]) -> dict[int, int]:
+    """Per row, how many cells beyond the last header hold something."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    counts = np.zeros(len(columns[0]), dtype=np.int64)
+    for c in columns:
+        trimmed = pc.replace_substring_regex(c, _TRIM_RE, "")
+        counts += pc.binary_length(trimmed).to_numpy() > 0
+    return {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
+
+
+_TRIM_RE = f"^{PY_SPACE}+|{PY_SPACE}+$"
 
 
 def _open_text(path: Path, suffix: str) -> Table:
@@ -216,7 +427,8 @@ def _open_text(path: Path, suffix: str) -> Table:
         raise InputError(f"{path.name}: cannot decode the text ({exc})") from None
     if header is None or not any(h.strip() for h in header):
         raise InputError(f"{path.name} is empty: expected a header row, then one row per lead")
-    return Table(
+    source.width = len(header)
+    table = Table(
         path=path,
         format="csv",
         headers=_header_names(header),
@@ -225,6 +437,8 @@ def _open_text(path: Path, suffix: str) -> Table:
         delimiter=delimiter,
         _rows=source.rows,
     )
+    table._arrow = lambda size: source.arrow_chunks(table, size)
+    return table
 
 
 # -- workbooks ----------------------------------------------------------------------
@@ -266,7 +480,7 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
         for _ in range(skip + 1):
             next(it, None)
         for offset, cells in enumerate(it, start=1):
-            yield header_row + offset, [normalise_cell(c) for c in cells]
+            yield header_row + offset, cells
 
     table = Table(
         path=path,

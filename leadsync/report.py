@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from leadsync.defaults import XLSX_FULL_ROWS, XLSX_MAX_ROWS
-from leadsync.mapper import MappedRow, Problem, cell_text
-from leadsync.reader import Table
+from leadsync.mapper import MappedRow, Problem
+from leadsync.reader import Table, cell_text
 
 OUTCOMES = (
     "valid",

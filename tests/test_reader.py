@@ -83,7 +83,7 @@ def test_chunks_are_lazy_and_sized(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "a.csv", rows)
     chunks = list(open_table(path).chunks(10))
     assert [len(c) for c in chunks] == [10, 10, 5]
-    assert chunks[2].row_numbers == [22, 23, 24, 25, 26]
+    assert list(chunks[2].row_numbers) == [22, 23, 24, 25, 26]
 
 
 def test_xlsx_typed_cells_are_normalised(tmp_path: Path) -> None:
