@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,21 @@ from leadsync.config import Config
 from leadsync.errors import AbortError, ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES
 from leadsync.journal import Journal, diff_payload
-from leadsync.mapper import ColumnPlan, MappedRow, Problem, map_chunk, plan_columns
+from leadsync.mapper import (
+    ColumnPlan,
+    MappedRow,
+    Problem,
+    fast_path_applies,
+    fields_sent,
+    map_chunk,
+    map_columns,
+    payload_json,
+    plan_columns,
+)
 from leadsync.reader import Table, open_table
-from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, ReportWriter
+from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, CheckedChunk, ReportWriter
 from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
-from leadsync.validator import IdScan, scan_ids, validate_rows
+from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
 
@@ -46,6 +57,20 @@ def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus a little randomness."""
     now = dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _in_thread(function: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``function`` in a daemon thread (hashlib and file reads release the GIL)."""
+    future: Future[Any] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True, name="leadsync-digest").start()
+    return future
 
 
 def file_sha256(path: Path) -> str:
@@ -68,8 +93,12 @@ class _Run:
     plan: ColumnPlan
     scan: IdScan
     writer: ReportWriter
-    sha256: str
+    digest: Future[str]  # the file's SHA-256, computed in a thread while the rows are read
     office_ids: frozenset[int] | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.result()
 
     @classmethod
     def open(
@@ -77,8 +106,9 @@ class _Run:
     ) -> _Run:
         started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
         table = open_table(path, config.sheet)
+        digest = _in_thread(file_sha256, table.path)
         plan = plan_columns(table.headers, config)
-        scan = scan_ids(table, plan)
+        scan = scan_ids(table, plan, config.chunk_rows)
         if scan.rows == 0:
             table.notices.append(f"{table.path.name} has a header but no data rows")
         directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
@@ -90,12 +120,22 @@ class _Run:
             xlsx_full_rows=config.xlsx_full_rows,
         )
         return cls(
-            config, run_id, started, clock, table, plan, scan, writer, file_sha256(table.path)
+            config,
+            run_id,
+            started,
+            clock,
+            table,
+            plan,
+            scan,
+            writer,
+            digest,
         )
 
-    def rows(self) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+    def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
         """Every row, mapped and validated, with its original cells, chunk by chunk."""
-        return _validated_rows(self.table, self.plan, self.config, self.scan, self.office_ids)
+        return _validated_rows(
+            self.table, self.plan, self.config, self.scan, self.office_ids, fast=fast
+        )
 
     def finish(
         self, command: str, exit_code: ExitCode, extra: dict[str, Any] | None = None
@@ -113,6 +153,7 @@ class _Run:
             reports={k: str(v) for k, v in self.writer.paths.items()},
             config=self.config,
             extra=extra,
+            sha256=self.sha256,
         )
         self.writer.close(summary)
         return RunResult(summary, self.writer.directory, exit_code, list(self.table.notices))
@@ -124,15 +165,23 @@ def _validated_rows(
     config: Config,
     scan: IdScan,
     office_ids: Collection[int] | None = None,
+    *,
+    fast: bool = True,
 ) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
     """Every row of ``table``, mapped and validated, with its original cells.
 
-    A leadsync report read back as input has a line per problem: each of its rows is
-    yielded once.
+    ``fast`` uses the columnar path where it applies (rows it clears get their payload
+    from :func:`~leadsync.mapper.payload_json`); ``fast=False`` maps every row one by
+    one. A leadsync report read back as input has a line per problem: each of its rows
+    is yielded once.
     """
+    if fast and fast_path_applies(plan, config):
+        for checked in _checked_chunks(table, plan, config, scan, office_ids):
+            yield from _rows_of(checked, plan)
+        return
     seen: set[Any] = set()
     report_row = plan.report_row_index
-    for chunk in table.chunks(config.chunk_rows):
+    for chunk in table.chunks(config.chunk_rows, fast=fast):
         rows = map_chunk(chunk, plan, config)
         validate_rows(rows, plan, config, scan.duplicates, office_ids)
         for row, cells in zip(rows, chunk.rows(), strict=True):
@@ -141,6 +190,27 @@ def _validated_rows(
                     continue
                 seen.add(cells[report_row])
             yield row, cells
+
+
+def _rows_of(
+    checked: CheckedChunk, plan: ColumnPlan
+) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+    """A checked chunk's rows as :class:`MappedRow` objects, in order."""
+    import json
+
+    chunk = checked.chunk
+    slow = dict(checked.slow)
+    payloads = payload_json(checked.columns, plan)[0].to_pylist()
+    leads = checked.lead_ids.to_pylist()
+    for i, cells in enumerate(chunk.rows()):
+        row = slow.get(i)
+        if row is None:
+            number = chunk.row_numbers[i]
+            if checked.blank[i]:
+                row = MappedRow(row=number, lead_id=leads[i] or None, payload={}, blank=True)
+            else:
+                row = MappedRow(row=number, lead_id=leads[i], payload=json.loads(payloads[i]))
+        yield row, cells
 
 
 def validate(
@@ -152,27 +222,69 @@ def validate(
     xlsx_report: bool = True,
     command: str = "validate",
     office_ids: Collection[int] | None = None,
+    fast: bool = True,
 ) -> RunResult:
     """Read, map and validate every row of ``path``; write the reports; send nothing.
 
     Raises :class:`~leadsync.errors.LeadsyncError` when the file as a whole cannot be
     used (missing, unreadable, no id column); row problems are reported, not raised.
+    ``fast=False`` maps and checks every row one by one (the reference the columnar
+    fast path is tested against; same verdicts, same reports, slower).
     """
-    run = _Run.open(path, config or Config(), report_dir, xlsx_report)
+    config = config or Config()
+    run = _Run.open(path, config, report_dir, xlsx_report)
     if office_ids is not None:
         run.office_ids = frozenset(office_ids)
     writer = run.writer
-    for done, (row, cells) in enumerate(run.rows(), start=1):
-        if row.blank:
-            writer.write(row, "skipped_blank", cells)
-        elif row.problems:
-            writer.write(row, "invalid", cells, problems=row.problems)
-        else:
-            writer.write(row, "valid", cells, payload=row.payload)
-        if progress is not None and done % 1000 == 0:
-            progress(done, run.scan.rows, writer.counts)
+    if fast and fast_path_applies(run.plan, config):
+        done = 0
+        checked_chunks = _checked_chunks(run.table, run.plan, config, run.scan, run.office_ids)
+        for checked in checked_chunks:
+            writer.write_chunk(checked)
+            done += len(checked.chunk)
+            if progress is not None:
+                progress(done, run.scan.rows, writer.counts)
+    else:
+        for done, (row, cells) in enumerate(run.rows(fast=fast), start=1):
+            if row.blank:
+                writer.write(row, "skipped_blank", cells)
+            elif row.problems:
+                writer.write(row, "invalid", cells, problems=row.problems)
+            else:
+                writer.write(row, "valid", cells, payload=row.payload)
+            if progress is not None and done % 1000 == 0:
+                progress(done, run.scan.rows, writer.counts)
     exit_code = ExitCode.ROWS_FAILED if writer.counts["invalid"] else ExitCode.OK
     return run.finish(command, exit_code)
+
+
+def _checked_chunks(
+    table: Table,
+    plan: ColumnPlan,
+    config: Config,
+    scan: IdScan,
+    office_ids: Collection[int] | None,
+) -> Iterator[CheckedChunk]:
+    """Every chunk through the columnar fast path; the rows it cannot clear are mapped
+    and validated row by row (they carry the problems)."""
+    import numpy as np
+
+    from leadsync.columnar import trimmed
+
+    duplicates = scan.duplicates
+    assert plan.id_index is not None  # the fast path needs an id column
+    for chunk in table.chunks(config.chunk_rows):
+        columns = map_columns(chunk, plan, config)
+        cleared = check_columns(columns, plan, config, duplicates, office_ids)
+        positions = np.flatnonzero(~(cleared | columns.blank)).tolist()
+        slow: list[tuple[int, MappedRow]] = []
+        if positions:
+            rows = map_chunk(chunk.take(positions), plan, config)
+            validate_rows(rows, plan, config, duplicates, office_ids)
+            slow = list(zip(positions, rows, strict=True))
+        lead_ids = trimmed(chunk.display_cells(plan.id_index))
+        fields = fields_sent(columns, plan)
+        yield CheckedChunk(chunk, columns, lead_ids, columns.blank, fields, slow)
 
 
 @dataclass

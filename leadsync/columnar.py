@@ -24,9 +24,11 @@ _HIGH = 4  # part of a non-ASCII character
 _ESCAPE = 8  # JSON escapes it: " \ tab LF CR
 _EDGE = 16  # str.strip() would remove it at either end (ASCII whitespace and controls)
 _FORMULA = 32  # a spreadsheet may run a cell starting with it (see report.neutralise)
+_DQUOTE = 64  # a double quote (doubled inside a quoted CSV field)
 
 # Python's str.isspace(), in RE2 syntax (checked against Python by the tests)
 PY_SPACE = r"[\t-\r\x1c-\x1f\x{85}\p{Z}]"
+TRIM_RE = f"^{PY_SPACE}+|{PY_SPACE}+$"
 # A non-ASCII cell that is plain: nothing strip() would remove at the ends, no control
 # characters (tab, LF, CR allowed inside), no C1 controls.
 _PLAIN_RE = (
@@ -53,19 +55,61 @@ def _table() -> np.ndarray:
             flag |= _EDGE
         if b in b"=+-@\t\r":
             flag |= _FORMULA
+        if b == 0x22:
+            flag |= _DQUOTE
         lut[b] = flag
     return lut
+
+
+_LUT = None
+_PROBED = False
+
+
+def skip_pandas_probe() -> None:
+    """Stop pyarrow importing pandas (0.3 s) just to ask whether a value is a pandas
+    object: leadsync never hands it one. pyarrow still imports pandas if someone later
+    asks it for pandas (``to_pandas``): it only skips its first, optional look."""
+    import sys
+
+    import pyarrow as pa
+
+    global _PROBED
+    if _PROBED or "pandas" in sys.modules:
+        return
+    _PROBED = True
+
+    class _NoPandas:
+        @staticmethod
+        def find_spec(name: str, *args: Any) -> None:
+            if name == "pandas":
+                raise ImportError("leadsync: skipped pyarrow's pandas probe")
+
+    sys.meta_path.insert(0, _NoPandas)
+    try:
+        pa.scalar(0)
+    finally:
+        sys.meta_path.remove(_NoPandas)
 
 
 class Cells:
     """One column of a chunk as a pyarrow string array plus per-cell byte facts."""
 
-    _lut: np.ndarray | None = None
+    data: np.ndarray  # the column's UTF-8 bytes
+    offsets: np.ndarray  # where each cell starts (and, last, where the data ends)
+    nbytes: np.ndarray
+    blank: np.ndarray
+    flags: np.ndarray  # OR of the byte flags of each cell
+    first: np.ndarray  # flags of each cell's first byte
+    last: np.ndarray  # flags of each cell's last byte
+    first_byte: np.ndarray
 
     def __init__(self, array: pa.Array) -> None:
         import numpy as np
         import pyarrow as pa
 
+        global _LUT
+        if _LUT is None:
+            _LUT = _table()
         if not pa.types.is_string(array.type):
             array = array.cast(pa.string())
         if array.null_count:
@@ -80,30 +124,35 @@ class Cells:
             if data_buffer is not None
             else np.zeros(0, np.uint8)
         )
-        data = raw[offsets[0] : offsets[-1]]
-        starts = offsets[:-1] - offsets[0]
+        self.data = data = raw[offsets[0] : offsets[-1]]
+        self.offsets = offsets = offsets - offsets[0]
         self.nbytes = np.diff(offsets)
-        if Cells._lut is None:
-            Cells._lut = _table()
-        lut = Cells._lut
+        self.blank = self.nbytes == 0
         self.flags = np.zeros(n, dtype=np.uint8)
-        self.first = np.zeros(n, dtype=np.uint8)
-        self.last = np.zeros(n, dtype=np.uint8)
-        filled = self.nbytes > 0
-        if data.size:
-            where = starts[filled]
-            byte_flags = lut[data]
-            self.flags[filled] = np.bitwise_or.reduceat(byte_flags, where)
-            self.first[filled] = byte_flags[where]
-            self.last[filled] = byte_flags[where + self.nbytes[filled] - 1]
+        self.first = np.zeros(n, dtype=np.uint8)  # flags of the first byte
+        self.last = np.zeros(n, dtype=np.uint8)  # flags of the last byte
+        if not data.size:
+            return
+        filled = ~self.blank
+        starts = offsets[:-1][filled]
+        self.first_byte = np.zeros(n, dtype=np.uint8)
+        self.first_byte[filled] = data[starts]
+        self.first[filled] = _LUT[self.first_byte[filled]]
+        self.last[filled] = _LUT[data[offsets[1:][filled] - 1]]
+        # Most columns are printable ASCII: find the few bytes that matter by comparison
+        # (cheap) rather than looking every byte up in the table.
+        if data.min() >= 0x20 and data.max() < 0x7F:
+            for byte, flag in ((0x2C, _QUOTE), (0x22, _QUOTE | _DQUOTE | _ESCAPE), (0x5C, _ESCAPE)):
+                hit = data == byte
+                if hit.any():
+                    has = np.logical_or.reduceat(hit, starts)
+                    self.flags[np.flatnonzero(filled)[has]] |= flag
+            return
+        byte_flags = _LUT[data]
+        self.flags[filled] = np.bitwise_or.reduceat(byte_flags, starts)
 
     def __len__(self) -> int:
         return len(self.array)
-
-    @cached_property
-    def blank(self) -> np.ndarray:
-        """Cells that are exactly empty."""
-        return self.nbytes == 0  # type: ignore[no-any-return]
 
     @cached_property
     def ascii(self) -> np.ndarray:
@@ -128,6 +177,22 @@ class Cells:
             matched = pc.match_substring_regex(self.array.take(where), _PLAIN_RE)
             ok[where] = matched.to_numpy(zero_copy_only=False)
         return ok  # type: ignore[no-any-return]
+
+    @cached_property
+    def whole_number(self) -> np.ndarray:
+        """Cells of ASCII digits without a leading zero, at most 18 of them (from 1 up)."""
+        import numpy as np
+
+        ok = ~self.blank & (self.nbytes <= 18)
+        if not ok.any():
+            return ok
+        starts = self.offsets[:-1][~self.blank]
+        low = np.zeros(len(self), dtype=np.uint8)
+        high = np.zeros(len(self), dtype=np.uint8)
+        low[~self.blank] = np.minimum.reduceat(self.data, starts)
+        high[~self.blank] = np.maximum.reduceat(self.data, starts)
+        ok &= (low >= 0x30) & (high <= 0x39) & (self.first_byte != 0x30)
+        return ok
 
     @cached_property
     def needs_escape(self) -> bool:
@@ -158,6 +223,15 @@ class Cells:
         return pc.binary_join_element_wise('"', text, '"', "")
 
 
+def trimmed(cells: Cells) -> pa.Array:
+    """Each cell as ``str.strip()`` leaves it."""
+    import pyarrow.compute as pc
+
+    if (cells.blank | cells.plain).all():
+        return cells.array
+    return pc.replace_substring_regex(cells.array, TRIM_RE, "")
+
+
 def json_escape(text: pa.Array) -> pa.Array:
     """Escape the characters a plain cell may hold that JSON escapes."""
     import pyarrow.compute as pc
@@ -179,23 +253,30 @@ def csv_field(array: pa.Array, flags: np.ndarray, first: np.ndarray | None) -> p
             out = pc.if_else(pa.array(formula), pc.binary_join_element_wise("'", out, ""), out)
     quote = (flags & _QUOTE) != 0
     if quote.any():
-        quoted = pc.binary_join_element_wise('"', pc.replace_substring(out, '"', '""'), '"', "")
+        doubled = pc.replace_substring(out, '"', '""') if (flags & _DQUOTE).any() else out
+        quoted = pc.binary_join_element_wise('"', doubled, '"', "")
         out = pc.if_else(pa.array(quote), quoted, out)
     return out
 
 
-def text_csv_field(array: pa.Array) -> pa.Array:
-    """:func:`csv_field` for computed text (no neutralising)."""
-    return Cells(array).csv_field(neutralise=False)
+def csv_text(text: str) -> str:
+    """One field as ``csv.writer`` (QUOTE_MINIMAL) writes it."""
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
-def csv_lines(fields: list[pa.Array]) -> memoryview:
-    """Join per-column CSV fields into ``\\r\\n``-terminated lines; return their bytes."""
+def csv_lines(fields: list[Any], keep: np.ndarray | None = None) -> memoryview:
+    """Join per-column CSV fields into ``\\r\\n``-terminated lines (only the rows in
+    ``keep``, if given) and return their bytes."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    lines = pc.binary_join_element_wise(*fields, ",")
-    lines = pc.binary_join_element_wise(lines, "\r\n", "")
+    last = pc.binary_join_element_wise(fields[-1], "\r\n", "")
+    lines = pc.binary_join_element_wise(*fields[:-1], last, ",")
+    if keep is not None:
+        lines = lines.filter(pa.array(keep))
     n = len(lines)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=n + 1 + lines.offset)
     start, end = int(offsets[lines.offset]), int(offsets[lines.offset + n])

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leadsync.columnar import PY_SPACE
+from leadsync.columnar import TRIM_RE
 from leadsync.errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from leadsync.columnar import Cells
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
@@ -82,31 +84,42 @@ class Chunk:
         extra = {k: self.extra_cells[i] for k, i in enumerate(positions) if i in self.extra_cells}
         return Chunk(columns, numbers, extra)
 
-    def text(self, index: int) -> pa.Array:
-        """One column as text for the columnar checks: a cell that is not text, a whole
-        number or a date becomes a control character, which no check accepts (so its
-        row takes the row-by-row path, which knows its type)."""
+    def cells(self, index: int) -> Cells:
+        """One column as text for the columnar checks (cached): a cell that is not text,
+        a whole number or a date becomes a control character, which no check accepts
+        (so its row takes the row-by-row path, which knows its type)."""
+        return self._cells(index, display=False)
+
+    def display_cells(self, index: int) -> Cells:
+        """One column as the user sees it, for the reports (cached)."""
+        return self._cells(index, display=True)
+
+    def _cells(self, index: int, *, display: bool) -> Cells:
         import pyarrow as pa
 
+        from leadsync.columnar import Cells, skip_pandas_probe
+
+        skip_pandas_probe()
+        cache = self.__dict__.setdefault("_cache", {})
+        found = cache.get((index, display))
+        if found is not None:
+            return found  # type: ignore[no-any-return]
         column = self.columns[index]
         if not isinstance(column, list):
-            return column
-        kinds = set(map(type, column))
-        if kinds <= {str}:
-            return pa.array(column, pa.string())
-        return pa.array([_triage_text(c) for c in column], pa.string())
-
-    def display(self, index: int) -> pa.Array:
-        """One column as the user sees it (for the reports)."""
-        import pyarrow as pa
-
-        column = self.columns[index]
-        if not isinstance(column, list):
-            return column
-        kinds = set(map(type, column))
-        if kinds <= {str}:
-            return pa.array(column, pa.string())
-        return pa.array([c if isinstance(c, str) else cell_text(c) for c in column], pa.string())
+            array = column
+        elif set(map(type, column)) <= {str}:
+            array = pa.array(column, pa.string())
+        elif display:
+            array = pa.array([c if isinstance(c, str) else cell_text(c) for c in column])
+        else:
+            array = pa.array([_triage_text(c) for c in column], pa.string())
+        if not isinstance(column, list) or set(map(type, column)) <= {str}:
+            found = cache.get((index, not display))
+            cells = found if found is not None else Cells(array)
+            cache[(index, False)] = cache[(index, True)] = cells
+            return cells
+        cache[(index, display)] = cells = Cells(array)
+        return cells
 
 
 _NOT_TEXT = "\x00"
@@ -159,6 +172,7 @@ class Table:
     notices: list[str] = field(default_factory=list)
     _rows: Any = None  # a callable returning an iterator over (row_number, cells)
     _arrow: Any = None  # a callable(size) yielding chunks from the fast CSV reader
+    _arrow_column: Any = None  # a callable(index, size) yielding one column's arrays
 
     def chunks(self, size: int, *, fast: bool = True) -> Iterator[Chunk]:
         """Yield the data rows in chunks of at most ``size`` rows.
@@ -210,6 +224,14 @@ class Table:
         """Yield one column's cells, row by row (a cheap pass, e.g. to find duplicate ids)."""
         for _, cells in self._rows():
             yield normalise_cell(cells[index]) if index < len(cells) else ""
+
+    def column_text(self, index: int, size: int) -> Iterator[pa.Array]:
+        """One column's cells as the user sees them, in pyarrow arrays of up to ``size``
+        (the cheapest full pass: a UTF-8 CSV's other columns are parsed, not kept)."""
+        if self._arrow_column is not None:
+            yield from self._arrow_column(index, size)
+        else:
+            yield from _text_blocks(self.column(index), size)
 
 
 def _present(value: Any) -> bool:
@@ -353,12 +375,33 @@ class _TextSource:
             rest = itertools.islice(self.rows(), consumed, None)
             yield from table.python_chunks(rest, size)
 
-    def _arrow_reader(self) -> Any:
+    def arrow_column(self, index: int, size: int) -> Iterator[pa.Array]:
+        """One column through pyarrow (see :meth:`arrow_chunks` for the fallback)."""
+        import pyarrow as pa
+
+        consumed = 0
+        reader = self._arrow_reader(index) if index < self.width else None
+        while reader is not None:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, pa.ArrowException):
+                break
+            consumed += batch.num_rows
+            yield batch.column(0)
+        rest = itertools.islice(self.rows(), consumed, None)
+        yield from _text_blocks((c[index] if index < len(c) else "" for _, c in rest), size)
+
+    def _arrow_reader(self, only: int | None = None) -> Any:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
         if self.encoding not in ("utf-8", "utf-8-sig") or self.width < 1:
             return None
+        from leadsync.columnar import skip_pandas_probe
+
+        skip_pandas_probe()
         names = [f"c{i}" for i in range(self.width)]
         try:
             return pcsv.open_csv(
@@ -370,6 +413,7 @@ class _TextSource:
                     delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
                 ),
                 convert_options=pcsv.ConvertOptions(
+                    include_columns=None if only is None else [names[only]],
                     column_types={n: pa.string() for n in names},
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
@@ -398,6 +442,16 @@ class _TextSource:
         return Chunk(columns, numbers, extra), tail.to_batches(), tail.num_rows
 
 
+def _text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
+    import pyarrow as pa
+
+    from leadsync.columnar import skip_pandas_probe
+
+    skip_pandas_probe()
+    while block := list(itertools.islice(cells, size)):
+        yield pa.array([c if isinstance(c, str) else cell_text(c) for c in block], pa.string())
+
+
 def _spilled(columns: list[Any]) -> dict[int, int]:
     """Per row, how many cells beyond the last header hold something."""
     import numpy as np
@@ -405,12 +459,9 @@ def _spilled(columns: list[Any]) -> dict[int, int]:
 
     counts = np.zeros(len(columns[0]), dtype=np.int64)
     for c in columns:
-        trimmed = pc.replace_substring_regex(c, _TRIM_RE, "")
+        trimmed = pc.replace_substring_regex(c, TRIM_RE, "")
         counts += pc.binary_length(trimmed).to_numpy() > 0
     return {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
-
-
-_TRIM_RE = f"^{PY_SPACE}+|{PY_SPACE}+$"
 
 
 def _open_text(path: Path, suffix: str) -> Table:
@@ -438,6 +489,7 @@ def _open_text(path: Path, suffix: str) -> Table:
         _rows=source.rows,
     )
     table._arrow = lambda size: source.arrow_chunks(table, size)
+    table._arrow_column = source.arrow_column
     return table
 
 

@@ -7,7 +7,6 @@ a value (row, column, field, stable code, message) collected on the row.
 
 from __future__ import annotations
 
-import array
 import datetime as dt
 import re
 from collections import Counter
@@ -17,7 +16,7 @@ from typing import Any
 
 from leadsync.config import Config
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
-from leadsync.mapper import ColumnPlan, MappedRow, Problem, lead_id_text
+from leadsync.mapper import ColumnarRows, ColumnPlan, MappedRow, Problem, lead_id_text
 from leadsync.reader import Table
 
 # A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
@@ -255,30 +254,40 @@ class IdScan:
     duplicates: frozenset[str]
 
 
-def scan_ids(table: Table, plan: ColumnPlan) -> IdScan:
+def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = 20_000) -> IdScan:
     """Count the rows and find lead ids that appear on more than one row.
 
     Runs before any row is sent (row 5 must not go out when row 900 repeats its id).
-    The first pass keeps only an 8-byte hash per id, so memory stays small; a second
-    pass, only when hashes repeat, counts the real ids behind them.
+    It keeps only the id column's text, in pyarrow arrays (about 12 bytes a row).
     """
-    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import Cells, trimmed
 
     index = plan.id_index
     if index is None:
-        return IdScan(sum(1 for _ in table.column(0)), frozenset())
+        return IdScan(sum(len(c) for c in table.chunks(chunk_rows)), frozenset())
+    if plan.report_row_index is not None:
+        return _scan_report_ids(table, plan)
+    arrays = [trimmed(Cells(a)) for a in table.column_text(index, chunk_rows)]
+    ids = pa.chunked_array(arrays, pa.string())
+    counts = pc.value_counts(ids)
+    repeated = counts.field("values").filter(
+        pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(counts.field("values"), ""))
+    )
+    return IdScan(len(ids), frozenset(repeated.to_pylist()))
+
+
+def _scan_report_ids(table: Table, plan: ColumnPlan) -> IdScan:
+    """:func:`scan_ids` for a leadsync report fed back in (small files, one pass)."""
     rows = 0
-    hashes = array.array("q")
+    counts: Counter[str] = Counter()
     for text in _ids_once(table, plan):
         rows += 1
         if text:
-            hashes.append(hash(text))
-    unique, counts = np.unique(np.frombuffer(hashes, dtype=np.int64), return_counts=True)
-    repeated = set(unique[counts > 1].tolist())
-    if not repeated:
-        return IdScan(rows, frozenset())
-    ids = (t for t in _ids_once(table, plan) if t and hash(t) in repeated)
-    return IdScan(rows, frozenset(k for k, n in Counter(ids).items() if n > 1))
+            counts[text] += 1
+    return IdScan(rows, frozenset(k for k, n in counts.items() if n > 1))
 
 
 def _ids_once(table: Table, plan: ColumnPlan) -> Iterator[str]:
@@ -293,3 +302,88 @@ def _ids_once(table: Table, plan: ColumnPlan) -> Iterator[str]:
         if row_no not in seen:
             seen.add(row_no)
             yield lead_id_text(lead)
+
+
+# -- the columnar fast path ---------------------------------------------------------
+
+_LEAD_ID_RE2 = r"^[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}$"
+
+
+def check_columns(
+    rows: ColumnarRows,
+    plan: ColumnPlan,
+    config: Config,
+    duplicates: Collection[str] = frozenset(),
+    office_ids: Collection[int] | None = None,
+) -> Any:
+    """Which simple rows certainly pass every rule (numpy bool per row).
+
+    A row this cannot clear is not judged here: it goes through :func:`validate_rows`,
+    which says what is wrong (the fast path only ever says "valid").
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool
+
+    ok = rows.simple & ~rows.blank
+    if not ok.any():
+        return ok
+    if check_payload(
+        dict(plan.defaults),
+        require_names=False,
+        statuses=config.statuses,
+        office_ids=office_ids,
+    ):
+        return np.zeros_like(ok)  # a bad default: every row says so, row by row
+    if rows.ids is None:
+        return np.zeros_like(ok)
+    ids = rows.ids
+    text = ids.array
+    ok &= ids.plain & ids.ascii
+    ok &= to_numpy_bool(pc.match_substring_regex(text, _LEAD_ID_RE2))
+    ok &= ~to_numpy_bool(pc.match_substring(text, ".."))
+    ok &= ~to_numpy_bool(pc.equal(pc.ascii_lower(text), EXAMPLE_ID.lower()))
+    if duplicates:
+        ok &= ~to_numpy_bool(pc.is_in(text, value_set=pa.array(sorted(duplicates), pa.string())))
+    if config.require_names:
+        for fname in REQUIRED_NAMES:
+            if fname in plan.defaults:
+                continue
+            literal = rows.literals.get(fname)
+            if literal is None:
+                return np.zeros_like(ok)
+            ok &= literal[1]
+    for fname, cells in rows.strings.items():
+        limit = FIELDS_BY_NAME[fname].max_chars
+        if limit is not None and (cells.nbytes > limit).any():
+            ok &= cells.chars() <= limit
+    for fname, allowed in (("status", config.statuses), ("office_id", office_ids)):
+        literal = rows.literals.get(fname)
+        if allowed is None or literal is None:
+            continue
+        cells = rows.strings.get(fname)
+        values = cells.array if cells is not None else literal[0]
+        known = pa.array(sorted(str(a) for a in allowed), pa.string())
+        ok &= ~literal[1] | to_numpy_bool(pc.is_in(values, value_set=known))
+    ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
+    ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
+    return ok
+
+
+def _within_size(parts: list[tuple[str, Any]], fname: str, shape: Any) -> Any:
+    """Rows whose questionnaire/meta certainly fits its JSON size limit (an upper bound
+    of PHP's encoding: a plain ASCII character takes at most 2 bytes, any other at most
+    3 per UTF-8 byte)."""
+    import numpy as np
+
+    limit = FIELDS_BY_NAME[fname].max_json_bytes or 0
+    if not parts:
+        return True
+    bound = np.full(len(parts[0][1]), 2, dtype=np.int64)
+    for key, cells in parts:
+        per_byte = np.where(cells.ascii, 2, 3)
+        # the item with an empty value, plus the value's bound, plus a separator
+        bound += np.where(cells.blank, 0, json_size(shape(key)) + per_byte * cells.nbytes + 1)
+    return bound <= limit
