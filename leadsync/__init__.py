@@ -7,7 +7,7 @@ The library works without the CLI::
     print(result.exit_code, result.summary["outcomes"])
     result = leadsync.sync("export.xlsx", leadsync.Config(), api_key=key)
 
-Heavy modules (pandas, openpyxl, requests) load on first use, so ``leadsync --help``
+Heavy modules (pyarrow, XlsxWriter, requests) load on first use, so ``leadsync --help``
 stays fast.
 """
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from leadsync.api import RunResult, sync, validate
+    from leadsync.api import RunResult, mapped_rows, sync, validate
     from leadsync.config import Config, build_config, load_mapping
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "__version__",
     "build_config",
     "load_mapping",
+    "mapped_rows",
     "sync",
     "validate",
 ]
@@ -34,6 +35,7 @@ __all__ = [
 _LAZY = {
     "validate": "leadsync.api",
     "sync": "leadsync.api",
+    "mapped_rows": "leadsync.api",
     "RunResult": "leadsync.api",
     "Config": "leadsync.config",
     "build_config": "leadsync.config",

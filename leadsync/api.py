@@ -213,6 +213,26 @@ def _rows_of(
         yield row, cells
 
 
+def mapped_rows(
+    path: str | Path,
+    config: Config | None = None,
+    *,
+    fast: bool = True,
+) -> Iterator[MappedRow]:
+    """Every row of ``path``, mapped and validated, in order: its lead id, the payload
+    a sync would send (before change detection) and its problems. Writes nothing.
+
+    ``fast=False`` maps every row one by one: the reference the columnar path is tested
+    against (same rows, same payloads, same problems).
+    """
+    config = config or Config()
+    table = open_table(path, config.sheet)
+    plan = plan_columns(table.headers, config)
+    scan = scan_ids(table, plan, config.chunk_rows)
+    for row, _ in _validated_rows(table, plan, config, scan, fast=fast):
+        yield row
+
+
 def validate(
     path: str | Path,
     config: Config | None = None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import Result
 from openpyxl import Workbook
 
+import leadsync
 from tests.conftest import read_csv_report, write_csv
 
 Cli = Callable[..., Result]
@@ -73,8 +74,10 @@ def test_merged_cells_read_as_their_top_left_value(cli: Cli, tmp_path: Path) -> 
     result, _ = summary(cli, src, tmp_path / "o")
     assert result.exit_code == 0
     ok = {r["row"]: r for r in read_csv_report(tmp_path / "o" / "successes.csv")}
-    assert json.loads(ok["2"]["payload"])["status"] == "Contacted"
-    assert "status" not in json.loads(ok["3"]["payload"])  # blank: left unchanged, not guessed
+    assert "status" in ok["2"]["fields_sent"].split(",")
+    assert "status" not in ok["3"]["fields_sent"].split(",")  # blank: left unchanged
+    payloads = {r.row: r.payload for r in leadsync.mapped_rows(src)}
+    assert payloads[2]["status"] == "Contacted" and "status" not in payloads[3]
 
 
 def test_hostile_cells_reach_reports_neutralised(cli: Cli, tmp_path: Path) -> None:

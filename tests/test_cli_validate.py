@@ -23,7 +23,7 @@ def verdicts(out: Path) -> list[tuple[str, str, str, str]]:
         for r in read_csv_report(out / "failures.csv")
     ]
     oks = [
-        (r["row"], r["outcome"], r["fields_sent"], r["payload"])
+        (r["row"], r["outcome"], r["fields_sent"], "")
         for r in read_csv_report(out / "successes.csv")
     ]
     return sorted(fails + oks)

@@ -98,7 +98,8 @@ def test_reports_are_private_and_csv_cells_neutralised(tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     [ok] = read_csv_report(out / "successes.csv")
     assert ok["first_name"] == "'=cmd|' /C calc'!A0" and ok["status"] == "'@risk"
-    assert json.loads(ok["payload"])["first_name"] == "=cmd|' /C calc'!A0"  # sent as is
+    [row] = [r for r in leadsync.mapped_rows(src) if not r.problems]
+    assert row.payload["first_name"] == "=cmd|' /C calc'!A0"  # sent as is
     assert ok["fields_sent"] == "first_name,last_name,status"
     [bad] = read_csv_report(out / "failures.csv")
     assert bad["status"] == "'-1"
