@@ -128,28 +128,39 @@ class Cells:
         self.offsets = offsets = offsets - offsets[0]
         self.nbytes = np.diff(offsets)
         self.blank = self.nbytes == 0
-        self.flags = np.zeros(n, dtype=np.uint8)
+        self.first_byte = np.zeros(n, dtype=np.uint8)
+        if not data.size:
+            self.flags = self.first = self.last = self.first_byte
+            return
+        full = not self.blank.any()  # the usual case: no masks needed
+        filled = slice(None) if full else ~self.blank
+        starts = offsets[:-1][filled]
+        ends = offsets[1:][filled]
+        self.first_byte[filled] = data[starts]
         self.first = np.zeros(n, dtype=np.uint8)  # flags of the first byte
         self.last = np.zeros(n, dtype=np.uint8)  # flags of the last byte
-        if not data.size:
-            return
-        filled = ~self.blank
-        starts = offsets[:-1][filled]
-        self.first_byte = np.zeros(n, dtype=np.uint8)
-        self.first_byte[filled] = data[starts]
         self.first[filled] = _LUT[self.first_byte[filled]]
-        self.last[filled] = _LUT[data[offsets[1:][filled] - 1]]
-        # Most columns are printable ASCII: find the few bytes that matter by comparison
-        # (cheap) rather than looking every byte up in the table.
-        if data.min() >= 0x20 and data.max() < 0x7F:
-            for byte, flag in ((0x2C, _QUOTE), (0x22, _QUOTE | _DQUOTE | _ESCAPE), (0x5C, _ESCAPE)):
-                hit = data == byte
-                if hit.any():
-                    has = np.logical_or.reduceat(hit, starts)
-                    self.flags[np.flatnonzero(filled)[has]] |= flag
+        self.last[filled] = _LUT[data[ends - 1]]
+        self.flags = np.zeros(n, dtype=np.uint8)
+        lo, hi = int(data.min()), int(data.max())
+        if lo < 0x20 or hi == 0x7F:  # control characters somewhere: every byte's flags
+            self.flags[filled] = np.bitwise_or.reduceat(_LUT[data], starts)
             return
-        byte_flags = _LUT[data]
-        self.flags[filled] = np.bitwise_or.reduceat(byte_flags, starts)
+        # Printable text: find the few bytes that matter by comparison (cheap) rather
+        # than looking every byte up in the table.
+        wanted = [(0x2C, _QUOTE), (0x22, _QUOTE | _DQUOTE | _ESCAPE), (0x5C, _ESCAPE)]
+        for byte, flag in wanted + ([(-1, _HIGH)] if hi >= 0x80 else []):
+            hit = data >= 0x80 if byte < 0 else data == byte
+            count = int(np.count_nonzero(hit))
+            if not count:
+                continue
+            if count < n // 4:  # sparse: mark the cells that own the hits
+                owner = np.searchsorted(offsets, np.flatnonzero(hit), side="right") - 1
+                self.flags[owner] |= flag
+            elif full:
+                self.flags[np.logical_or.reduceat(hit, starts)] |= flag
+            else:
+                self.flags[np.flatnonzero(~self.blank)[np.logical_or.reduceat(hit, starts)]] |= flag
 
     def __len__(self) -> int:
         return len(self.array)
@@ -266,22 +277,29 @@ def csv_text(text: str) -> str:
     return text
 
 
-def csv_lines(fields: list[Any], keep: np.ndarray | None = None) -> memoryview:
-    """Join per-column CSV fields into ``\\r\\n``-terminated lines (only the rows in
-    ``keep``, if given) and return their bytes."""
+def csv_lines(fields: list[Any], keep: np.ndarray | None = None) -> list[memoryview]:
+    """Join per-column CSV fields into ``\\r\\n``-terminated lines and return their
+    bytes: one block, or (with ``keep``) one block per run of kept rows, without copying."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     last = pc.binary_join_element_wise(fields[-1], "\r\n", "")
     lines = pc.binary_join_element_wise(*fields[:-1], last, ",")
-    if keep is not None:
-        lines = lines.filter(pa.array(keep))
     n = len(lines)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32, count=n + 1 + lines.offset)
-    start, end = int(offsets[lines.offset]), int(offsets[lines.offset + n])
+    offsets = offsets[lines.offset :]
     data = lines.buffers()[2]
-    return memoryview(data)[start:end] if data is not None else memoryview(b"")
+    if data is None:
+        return []
+    view = memoryview(data)
+    if keep is None:
+        return [view[int(offsets[0]) : int(offsets[n])]]
+    # runs of kept rows: where keep switches on and off
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], keep, [False])).astype(np.int8)))
+    return [
+        view[int(offsets[a]) : int(offsets[b])]
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True)
+    ]
 
 
 def to_numpy_bool(mask: Any) -> np.ndarray:

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from leadsync.config import IGNORE, Config
@@ -536,7 +537,10 @@ class ColumnarRows:
     simple: Any  # numpy bool per row: the fast path vouches for every cell of the row
     blank: Any  # numpy bool per row: every mapped cell empty (skipped_blank)
     ids: Any  # Cells of the id column, or None
-    literals: dict[str, tuple[Any, Any]]  # field -> (JSON text of the value, present mask)
+    # field -> (a function giving the JSON text of each value, present mask); the text is
+    # built only when a payload is wanted (sync), not to validate
+    literals: dict[str, tuple[Callable[[], Any], Any]]
+    cells: dict[str, Any]  # field -> the Cells of its column
     strings: dict[str, Any]  # text field -> its Cells (for the validator's length checks)
     answers: list[tuple[str, Any]]  # (question, Cells) in column order
     meta: list[tuple[str, Any]]  # (meta key, Cells) in column order
@@ -562,7 +566,8 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
     n = len(chunk)
     simple = np.ones(n, dtype=bool)
     blank = np.ones(n, dtype=bool)
-    literals: dict[str, tuple[Any, Any]] = {}
+    literals: dict[str, tuple[Callable[[], Any], Any]] = {}
+    by_field: dict[str, Any] = {}
     strings: dict[str, Any] = {}
     answers: list[tuple[str, Any]] = []
     meta: list[tuple[str, Any]] = []
@@ -588,28 +593,29 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             continue
         kind = FIELDS_BY_NAME[name].kind
         present = ~cells.blank
+        by_field[name] = cells
         if kind is Kind.STRING:
             simple &= cells.blank | cells.plain
-            literals[name] = (cells.json_string(), present)
+            literals[name] = (cells.json_string, present)
             strings[name] = cells
         elif kind is Kind.INTEGER:
             simple &= cells.blank | cells.whole_number
-            literals[name] = (cells.array, present)
+            literals[name] = (partial(getattr, cells, "array"), present)
         elif kind is Kind.BOOLEAN:
             lower = pc.ascii_lower(cells.array)
             yes = pc.is_in(lower, value_set=pa.array(_TRUE_ASCII)).to_numpy(zero_copy_only=False)
             no = pc.is_in(lower, value_set=pa.array(_FALSE_ASCII)).to_numpy(zero_copy_only=False)
             simple &= cells.blank | yes | no
-            literals[name] = (pc.if_else(pa.array(yes), "true", "false"), present)
+            literals[name] = (partial(pc.if_else, pa.array(yes), "true", "false"), present)
         elif kind is Kind.DATE:
             ok, iso = _fast_dates(cells, config)
             simple &= cells.blank | ok
-            literals[name] = (pc.binary_join_element_wise('"', iso, '"', ""), present)
+            literals[name] = (partial(pc.binary_join_element_wise, '"', iso, '"', ""), present)
         else:  # a JSON questionnaire/meta column: row by row
             simple &= cells.blank
     for j, count in chunk.extra_cells.items():
         simple[j] = False if count else simple[j]
-    return ColumnarRows(simple, blank, ids, literals, strings, answers, meta)
+    return ColumnarRows(simple, blank, ids, literals, by_field, strings, answers, meta)
 
 
 def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
@@ -706,7 +712,7 @@ def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> tuple[Any, Any]:
             names.append(pa.array([default_name] * n, pa.string()))
             continue
         text, present = literal
-        value = pc.binary_join_element_wise(f', "{fname}": ', text, "")
+        value = pc.binary_join_element_wise(f', "{fname}": ', text(), "")
         mask = pa.array(present)
         fragments.append(pc.if_else(mask, value, default_text))
         names.append(pc.if_else(mask, f",{fname}", default_name))

@@ -128,11 +128,14 @@ class ReportWriter:
         self._spool = _Spool(self._successes_fh)
         self._failures.writerow([*FAILURE_COLUMNS, *map(neutralise, self.headers)])
         self._successes.writerow([*SUCCESS_COLUMNS, *map(neutralise, self.headers)])
-        self._xlsx = (
-            _XlsxReport(directory / "report.xlsx", table, full=total_rows <= xlsx_full_rows)
-            if xlsx
-            else None
-        )
+        full = total_rows <= xlsx_full_rows
+        sheet = _SheetSpec(table.headers, table.sheet, table.first_column, table.header_row)
+        rows_expected = total_rows if full else total_rows // 100  # ~1% need attention
+        self._xlsx: _XlsxReport | _XlsxProcess | None = None
+        if xlsx and rows_expected >= _XLSX_PROCESS_ROWS:
+            self._xlsx = _XlsxProcess(directory / "report.xlsx", sheet, full=full)
+        elif xlsx:
+            self._xlsx = _XlsxReport(directory / "report.xlsx", sheet, full=full)
         if self._xlsx is not None:
             self.paths["report_xlsx"] = self._xlsx.path
 
@@ -266,6 +269,89 @@ class ReportWriter:
             fh.write("\n")
 
 
+# Above this many rows report.xlsx is written by a second process: a workbook is pure
+# Python (~6 us a cell), and a second core writes it while this one checks rows.
+_XLSX_PROCESS_ROWS = 2_000
+
+
+@dataclass(frozen=True)
+class _SheetSpec:
+    """What report.xlsx needs to know of the input's sheet (picklable)."""
+
+    headers: tuple[str, ...]
+    sheet: str | None
+    first_column: int
+    header_row: int
+
+
+class _XlsxProcess:
+    """An :class:`_XlsxReport` in a process of its own (``python -c``, so nothing of the
+    caller's main module runs again), fed pickled batches of rows through a pipe."""
+
+    def __init__(self, path: Path, sheet: _SheetSpec, *, full: bool) -> None:
+        import subprocess
+        import sys
+
+        self.full = full
+        self.path = path
+        self.batch: list[tuple[Any, ...]] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from leadsync.report import xlsx_worker; xlsx_worker()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        self._send((path, sheet, full))
+
+    def _send(self, item: Any) -> None:
+        import pickle
+
+        assert self.process.stdin is not None
+        try:
+            pickle.dump(item, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        except BrokenPipeError:
+            self._fail()
+
+    def _fail(self) -> None:
+        _, err = self.process.communicate()
+        message = err.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(
+            f"could not write {self.path.name}: {message[-1] if message else 'writer stopped'}"
+        )
+
+    def write(self, *args: Any) -> None:
+        self.batch.append((args[0], tuple(args[1]), *args[2:]))
+        if len(self.batch) >= 500:
+            self._send(self.batch)
+            self.batch = []
+
+    def close(self, summary: Mapping[str, Any]) -> None:
+        if self.batch:
+            self._send(self.batch)
+        self._send(("close", dict(summary)))
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        if self.process.wait() != 0:
+            self._fail()
+
+
+def xlsx_worker() -> None:
+    """The body of the report.xlsx process: read pickled rows from stdin, write them."""
+    import pickle
+    import sys
+
+    source = sys.stdin.buffer
+    path, sheet, full = pickle.load(source)
+    report = _XlsxReport(path, sheet, full=full)
+    while True:
+        item = pickle.load(source)
+        if isinstance(item, tuple):
+            report.close(item[1])
+            return
+        for args in item:
+            report.write(*args)
+
+
 class _Spool:
     """Appends blocks of bytes to a text file's buffer from a thread, so the disk works
     while the next chunk is checked (the thread holds at most a few chunks)."""
@@ -276,18 +362,19 @@ class _Spool:
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def put(self, data: memoryview) -> None:
+    def put(self, blocks: list[memoryview]) -> None:
         if self.thread is None:
             self.fh.flush()  # whatever the text layer holds goes first
             self.thread = threading.Thread(target=self._run, daemon=True, name="leadsync-spool")
             self.thread.start()
-        self.queue.put(data)
+        self.queue.put(blocks)
 
     def _run(self) -> None:
-        while (data := self.queue.get()) is not None:
+        while (blocks := self.queue.get()) is not None:
             if self.error is None:
                 try:
-                    self.fh.buffer.write(data)  # type: ignore[attr-defined]
+                    for block in blocks:
+                        self.fh.buffer.write(block)  # type: ignore[attr-defined]
                 except BaseException as exc:  # raised in the caller's thread by drain()
                     self.error = exc
 
@@ -319,7 +406,7 @@ class _XlsxReport:
     mode (rows go to disk as they come; about 3x faster than openpyxl).
     """
 
-    def __init__(self, path: Path, table: Table, *, full: bool) -> None:
+    def __init__(self, path: Path, table: _SheetSpec, *, full: bool) -> None:
         import xlsxwriter
 
         self.path = path
@@ -457,7 +544,7 @@ def _write_cell(
         if style is not None:
             sheet.write_blank(row, col, None, style)
     elif isinstance(value, str):
-        sheet.write_string(row, col, _ILLEGAL_XLSX.sub("", value), style)
+        sheet.write_string(row, col, value, style)  # control characters escaped by XlsxWriter
     elif isinstance(value, bool):
         sheet.write_boolean(row, col, value, style)
     elif isinstance(value, (int, float)):

@@ -363,8 +363,7 @@ def check_columns(
         literal = rows.literals.get(fname)
         if allowed is None or literal is None:
             continue
-        cells = rows.strings.get(fname)
-        values = cells.array if cells is not None else literal[0]
+        values = rows.cells[fname].array
         known = pa.array(sorted(str(a) for a in allowed), pa.string())
         ok &= ~literal[1] | to_numpy_bool(pc.is_in(values, value_set=known))
     ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
