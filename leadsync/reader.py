@@ -171,14 +171,15 @@ class Table:
     delimiter: str | None = None
     notices: list[str] = field(default_factory=list)
     _rows: Any = None  # a callable returning an iterator over (row_number, cells)
-    _arrow: Any = None  # a callable(size) yielding chunks from the fast CSV reader
+    _arrow: Any = None  # a callable(size) yielding chunks the fast way (pyarrow, blocks)
     _arrow_column: Any = None  # a callable(index, size) yielding one column's arrays
 
     def chunks(self, size: int, *, fast: bool = True) -> Iterator[Chunk]:
         """Yield the data rows in chunks of at most ``size`` rows.
 
-        ``fast`` reads a UTF-8 CSV with pyarrow; ``fast=False`` always uses the
-        row-by-row reader (the reference the fast reader is tested against).
+        ``fast`` reads a UTF-8 CSV with pyarrow and a workbook in blocks;
+        ``fast=False`` always goes row by row (the reference the fast readers are
+        tested against).
         """
         if fast and self._arrow is not None:
             yield from self._arrow(size)
@@ -208,7 +209,9 @@ class Table:
         if block:
             yield self._chunk(block, numbers, extra)
 
-    def _chunk(self, block: list[list[Any]], numbers: list[int], extra: dict[int, int]) -> Chunk:
+    def _chunk(
+        self, block: list[list[Any]], numbers: Sequence[int], extra: dict[int, int]
+    ) -> Chunk:
         columns = [list(c) for c in zip(*block, strict=True)] if block and block[0] else []
         if not columns:
             columns = [[] for _ in self.headers]
@@ -216,7 +219,8 @@ class Table:
             # calamine gives every number as a float: 375.0 -> 375, per column, only
             # where a float is present
             columns = [
-                [normalise_cell(v) for v in c] if float in set(map(type, c)) else c for c in columns
+                c if _all_text(c) or float not in set(map(type, c)) else _whole_floats(c)
+                for c in columns
             ]
         return Chunk(columns, numbers, extra)
 
@@ -534,6 +538,21 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
         for offset, cells in enumerate(it, start=1):
             yield header_row + offset, cells
 
+    def excel_chunks(size: int) -> Iterator[Chunk]:
+        # calamine gives every row the range's width: whole blocks, no per-row work
+        it = worksheet.iter_rows()
+        for _ in range(skip + 1):
+            next(it, None)
+        number = header_row + 1
+        width = len(headers)
+        while block := list(itertools.islice(it, size)):
+            numbers = range(number, number + len(block))
+            if {len(r) for r in block} == {width}:
+                yield table._chunk(block, numbers, {})
+            else:
+                yield from table.python_chunks(zip(numbers, block, strict=True), size)
+            number += len(block)
+
     table = Table(
         path=path,
         format="excel",
@@ -543,6 +562,7 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
         sheet=name,
         _rows=excel_rows,
     )
+    table._arrow = excel_chunks
     uncached = count_uncached_formulas(path)
     if uncached:
         table.notices.append(
@@ -571,6 +591,9 @@ def count_uncached_formulas(path: Path) -> int:
                 with z.open(name) as fh:
                     tail = b""
                     while block := fh.read(1 << 22):
+                        if b"<f" not in block and not (tail.endswith(b"<") and block[:1] == b"f"):
+                            tail = block[-256:]  # no formula here: skip the slow regex
+                            continue
                         data = tail + block
                         # a match ending inside the carried-over tail was counted already
                         count += sum(
@@ -612,6 +635,23 @@ def _pick_sheet(workbook: Any, wanted: str | None, path: Path) -> str:
     raise InputError(
         f"no sheet named {wanted!r} in {path.name}; its sheets are: {', '.join(names)}"
     )
+
+
+def _all_text(column: list[Any]) -> bool:
+    try:
+        "".join(column)  # a quick C-level check: fails on the first cell that is not text
+    except TypeError:
+        return False
+    return True
+
+
+def _whole_floats(column: list[Any]) -> list[Any]:
+    """:func:`normalise_cell` over a column, inlined (it runs for every number read)."""
+    limit = _MAX_EXACT_FLOAT
+    return [
+        int(v) if v.__class__ is float and v.is_integer() and -limit < v < limit else v
+        for v in column
+    ]
 
 
 def normalise_cell(value: Any) -> Any:
