@@ -12,9 +12,9 @@ import queue
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,44 @@ def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus a little randomness."""
     now = dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` in a thread, up to ``depth`` ahead: pyarrow parses the next
+    block (outside the GIL) while this thread checks the current one."""
+    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ahead.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put((_DONE, None))
+        except BaseException as exc:  # re-raised in the consumer
+            ahead.put((_DONE, exc))
+
+    thread = threading.Thread(target=run, daemon=True, name="leadsync-read")
+    thread.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _in_thread(function: Callable[..., Any], *args: Any) -> Future[Any]:
@@ -257,13 +295,21 @@ def validate(
         run.office_ids = frozenset(office_ids)
     writer = run.writer
     if fast and fast_path_applies(run.plan, config):
-        done = 0
         checked_chunks = _checked_chunks(run.table, run.plan, config, run.scan, run.office_ids)
-        for checked in checked_chunks:
-            writer.write_chunk(checked)
-            done += len(checked.chunk)
-            if progress is not None:
-                progress(done, run.scan.rows, writer.counts)
+        # reports for chunk k are written (mostly outside the GIL) while chunk k+1 is checked
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadsync-report") as pool:
+            pending: deque[tuple[Future[None], int]] = deque()
+            done = 0
+            for checked in checked_chunks:
+                pending.append((pool.submit(writer.write_chunk, checked), len(checked.chunk)))
+                while len(pending) > 1:
+                    future, rows = pending.popleft()
+                    future.result()
+                    done += rows
+                    if progress is not None:
+                        progress(done, run.scan.rows, writer.counts)
+            for future, _ in pending:
+                future.result()
     else:
         for done, (row, cells) in enumerate(run.rows(fast=fast), start=1):
             if row.blank:
@@ -293,7 +339,7 @@ def _checked_chunks(
 
     duplicates = scan.duplicates
     assert plan.id_index is not None  # the fast path needs an id column
-    for chunk in table.chunks(config.chunk_rows):
+    for chunk in prefetch(table.chunks(config.chunk_rows)):
         columns = map_columns(chunk, plan, config)
         cleared = check_columns(columns, plan, config, duplicates, office_ids)
         positions = np.flatnonzero(~(cleared | columns.blank)).tolist()

@@ -260,6 +260,7 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = 20_000) -> IdScan
     Runs before any row is sent (row 5 must not go out when row 900 repeats its id).
     It keeps only the id column's text, in pyarrow arrays (about 12 bytes a row).
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -270,13 +271,27 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = 20_000) -> IdScan
         return IdScan(sum(len(c) for c in table.chunks(chunk_rows)), frozenset())
     if plan.report_row_index is not None:
         return _scan_report_ids(table, plan)
-    arrays = [trimmed(Cells(a)) for a in table.column_text(index, chunk_rows)]
-    ids = pa.chunked_array(arrays, pa.string())
-    counts = pc.value_counts(ids)
-    repeated = counts.field("values").filter(
-        pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(counts.field("values"), ""))
+    arrays = []
+    numbers: list[Any] | None = []  # while every id is a plain whole number: as int64
+    for block in table.column_text(index, chunk_rows):
+        cells = Cells(block)
+        arrays.append(trimmed(cells))
+        if numbers is not None and bool(cells.whole_number.all()):
+            numbers.append(pc.cast(cells.array, pa.int64()).to_numpy())
+        else:
+            numbers = None
+    rows = sum(len(a) for a in arrays)
+    if numbers:
+        # digits without leading zeros: equal numbers are equal texts (a sort beats hashing)
+        ids = np.sort(np.concatenate(numbers))
+        repeated = np.unique(ids[1:][ids[1:] == ids[:-1]])
+        return IdScan(rows, frozenset(str(i) for i in repeated.tolist()))
+    counts = pc.value_counts(pa.chunked_array(arrays, pa.string()))
+    values = counts.field("values")
+    repeated_text = values.filter(
+        pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(values, ""))
     )
-    return IdScan(len(ids), frozenset(repeated.to_pylist()))
+    return IdScan(rows, frozenset(repeated_text.to_pylist()))
 
 
 def _scan_report_ids(table: Table, plan: ColumnPlan) -> IdScan:

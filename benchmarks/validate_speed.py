@@ -1,0 +1,280 @@
+"""Validation speed and memory (spec §9), each figure beside a baseline from the same run.
+
+    python benchmarks/validate_speed.py [--rows 1000000] [--runs 3] [--peer-rows 100000]
+
+1. CSV: `leadsync validate` (every report, report.xlsx included) on a generated 20-column
+   file, against `pandas.read_csv(path, dtype=str)` on the same file: as a whole process
+   (both pay their imports) and the call alone (timed inside the process).
+   Peak RSS at --peer-rows and at --rows rows shows memory is flat.
+2. Peer: `frictionless validate` with an equivalent Table Schema, on the --rows file and
+   the --peer-rows one (needs `pip install -e '.[bench]'`; ~35 s a run at 1M rows).
+3. XLSX: leadsync's reader on a 100k x 20 workbook, beside bare python-calamine.
+4. Start-up: `leadsync --help` and `--version` beside `python -c pass`.
+
+Every figure is the median of --runs runs. Files are generated once into benchmarks/data/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.gen import HEADERS, write_csv, write_xlsx  # noqa: E402
+
+DATA = HERE / "data"
+PEAK = (
+    "import resource, subprocess, sys, time; t = time.perf_counter(); "
+    "r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, check=False); "
+    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+    "sys.stdout.write(r.stdout.decode()[-200:])"
+)
+READ_CSV_CALL = (
+    "import sys, time, pandas; t = time.perf_counter(); "
+    "pandas.read_csv(sys.argv[1], dtype=str); print(time.perf_counter() - t)"
+)
+ARROW_CALL = (
+    "import sys, time, pyarrow.csv as c; t = time.perf_counter(); "
+    "c.read_csv(sys.argv[1]); print(time.perf_counter() - t)"
+)
+
+
+def process(*cmd: str) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and the tail of stdout of one process."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, *cmd], capture_output=True, text=True, check=True
+    )
+    first, _, rest = out.stdout.partition("\n")
+    seconds, kib = first.split()
+    return float(seconds), int(kib) / 1024, rest
+
+
+def median_of(runs: int, measure: object) -> list[tuple[float, ...]]:
+    return [measure() for _ in range(runs)]  # type: ignore[operator]
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ensure(path: Path, rows: int, xlsx: bool = False) -> Path:
+    if not path.exists():
+        print(f"  generating {path.name} ({rows:,} rows) ...", flush=True)
+        (write_xlsx if xlsx else write_csv)(path, rows)
+    return path
+
+
+def leadsync_validate(path: Path) -> tuple[float, float, str]:
+    out = Path(tempfile.mkdtemp(prefix="ls-bench-"))
+    try:
+        return process(
+            sys.executable, "-m", "leadsync", "validate", str(path), "--report-dir", str(out / "r")
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def csv_section(rows: int, small: int, runs: int) -> None:
+    print(f"\n1. CSV validation, 20 columns, ~1% invalid (medians of {runs})")
+    for n in sorted({small, rows}):
+        path = ensure(DATA / f"v-{n}.csv", n)
+        size = path.stat().st_size / 1e6
+        ls = [leadsync_validate(path) for _ in range(runs)]
+        pd_proc = [
+            process(
+                sys.executable, "-c", f"import pandas; pandas.read_csv({str(path)!r}, dtype=str)"
+            )
+            for _ in range(runs)
+        ]
+        pd_call = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", READ_CSV_CALL, str(path)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(runs)
+        ]
+        pa_call = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", ARROW_CALL, str(path)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(runs)
+        ]
+        ls_s, ls_mb = med([r[0] for r in ls]), med([r[1] for r in ls])
+        pd_s, pd_mb = med([r[0] for r in pd_proc]), med([r[1] for r in pd_proc])
+        call = med(pd_call)
+        print(f"  {n:>9,} rows ({size:.0f} MB): {ls[-1][2].splitlines()[0] if ls[-1][2] else ''}")
+        print(
+            f"    leadsync validate (process, all 4 reports) {ls_s:6.2f} s  peak {ls_mb:5.0f} MB  {n / ls_s:9,.0f} rows/s"
+        )
+        print(f"    pandas.read_csv(dtype=str) (process)       {pd_s:6.2f} s  peak {pd_mb:5.0f} MB")
+        print(f"    pandas.read_csv(dtype=str) (call alone)    {call:6.2f} s")
+        print(f"    pyarrow.csv.read_csv (call alone)          {med(pa_call):6.2f} s")
+        print(
+            f"    ratio leadsync / read_csv: {ls_s / pd_s:.2f} (process vs process), {ls_s / call:.2f} (process vs the call alone); target <= 1.5"
+        )
+
+
+FRICTIONLESS_SCHEMA = {
+    "fields": [
+        {
+            "name": "id",
+            "type": "string",
+            "constraints": {
+                "required": True,
+                "unique": True,
+                "pattern": "[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}",
+            },
+        },
+        {
+            "name": "first_name",
+            "type": "string",
+            "constraints": {"required": True, "minLength": 1, "maxLength": 50},
+        },
+        {
+            "name": "last_name",
+            "type": "string",
+            "constraints": {"required": True, "minLength": 1, "maxLength": 50},
+        },
+        {"name": "address", "type": "string", "constraints": {"maxLength": 255}},
+        {"name": "postcode", "type": "string", "constraints": {"maxLength": 255}},
+        {"name": "status", "type": "string"},
+        {"name": "office_id", "type": "integer", "constraints": {"minimum": 1}},
+        {
+            "name": "gdpr_checkbox",
+            "type": "boolean",
+            "trueValues": ["yes", "y", "Y", "true", "1"],
+            "falseValues": ["no", "n", "N", "false", "0"],
+        },
+        {
+            "name": "next_action_date",
+            "type": "string",
+            "constraints": {"pattern": r"\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{4}"},
+        },
+        *({"name": h, "type": "string"} for h in HEADERS[9:]),
+    ]
+}
+
+
+def peer_section(sizes: list[int], runs: int) -> None:
+    print(f"\n2. Against a peer: frictionless validate, equivalent schema (medians of {runs})")
+    if shutil.which("frictionless") is None:
+        print("  skipped: frictionless is not installed (pip install -e '.[bench]')")
+        return
+    for n in sizes:
+        peer_run(ensure(DATA / f"v-{n}.csv", n), n, runs)
+
+
+def peer_run(path: Path, small: int, runs: int) -> None:
+    schema = DATA / "frictionless-schema.json"
+    schema.write_text(json.dumps(FRICTIONLESS_SCHEMA))
+    # frictionless refuses absolute paths ("not safe"): run it from the data folder
+    fl = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(
+            [
+                "frictionless",
+                "validate",
+                path.name,
+                "--schema",
+                schema.name,
+                "--limit-errors",
+                "10000000",
+                "--json",
+            ],
+            cwd=DATA,
+            stdout=subprocess.DEVNULL,
+            check=False,
+        )
+        fl.append(time.perf_counter() - t)
+    ls = [leadsync_validate(path)[0] for _ in range(runs)]
+    print(
+        f"  {small:,} rows: leadsync {med(ls):.2f} s, frictionless {med(fl):.2f} s -> leadsync {med(fl) / med(ls):.1f}x faster (target >= 5x)"
+    )
+
+
+XLSX_READ = (
+    "import sys, time\n"
+    "from leadsync.reader import open_table\n"
+    "t = time.perf_counter(); n = sum(len(c) for c in open_table(sys.argv[1]).chunks(20000)); "
+    "print(n / (time.perf_counter() - t))"
+)
+CALAMINE_READ = (
+    "import sys, time, python_calamine as pc\n"
+    "t = time.perf_counter(); wb = pc.CalamineWorkbook.from_path(sys.argv[1]); "
+    "n = sum(1 for _ in wb.get_sheet_by_index(0).iter_rows()) - 1; print(n / (time.perf_counter() - t))"
+)
+
+
+def xlsx_section(runs: int) -> None:
+    print(f"\n3. XLSX reading, 100,000 x 20 (medians of {runs})")
+    path = ensure(DATA / "100k.xlsx", 100_000, xlsx=True)
+
+    def rate(code: str) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+        )
+        return float(out.stdout)
+
+    ls = med([rate(XLSX_READ) for _ in range(runs)])
+    bare = med([rate(CALAMINE_READ) for _ in range(runs)])
+    print(
+        f"  leadsync reader {ls:9,.0f} rows/s (target >= 45,000); bare python-calamine {bare:9,.0f} rows/s"
+    )
+
+
+def startup_section() -> None:
+    print("\n4. Start-up (medians of 5)")
+
+    def wall(*cmd: str) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - t)
+        return med(times)
+
+    leadsync = [sys.executable, "-m", "leadsync"]
+    print(f"  leadsync --help    {wall(*leadsync, '--help'):.3f} s (target < 0.3)")
+    print(f"  leadsync --version {wall(*leadsync, '--version'):.3f} s")
+    print(f"  python -c pass     {wall(sys.executable, '-c', 'pass'):.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--peer-rows", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=["csv", "peer", "xlsx", "startup"])
+    args = parser.parse_args()
+    DATA.mkdir(exist_ok=True)
+    if args.only in (None, "csv"):
+        csv_section(args.rows, args.peer_rows, args.runs)
+    if args.only in (None, "peer"):
+        peer_section(sorted({args.peer_rows, args.rows}), args.runs)
+    if args.only in (None, "xlsx"):
+        xlsx_section(args.runs)
+    if args.only in (None, "startup"):
+        startup_section()
+
+
+if __name__ == "__main__":
+    main()
