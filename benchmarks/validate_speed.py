@@ -120,7 +120,7 @@ def csv_section(rows: int, small: int, runs: int) -> None:
         ls_s, ls_mb = med([r[0] for r in ls]), med([r[1] for r in ls])
         pd_s, pd_mb = med([r[0] for r in pd_proc]), med([r[1] for r in pd_proc])
         call = med(pd_call)
-        print(f"  {n:>9,} rows ({size:.0f} MB): {ls[-1][2].splitlines()[0] if ls[-1][2] else ''}")
+        print(f"  {n:>9,} rows ({size:.0f} MB)")
         print(
             f"    leadsync validate (process, all 4 reports) {ls_s:6.2f} s  peak {ls_mb:5.0f} MB  {n / ls_s:9,.0f} rows/s"
         )
