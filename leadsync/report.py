@@ -295,11 +295,16 @@ class _XlsxProcess:
         self.full = full
         self.path = path
         self.batch: list[tuple[Any, ...]] = []
+        # the child finds this very copy of leadsync, however the caller imported it
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from leadsync.report import xlsx_worker; xlsx_worker()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,
         )
         self._send((path, sheet, full))
 

@@ -182,3 +182,21 @@ def test_large_file_report_xlsx_keeps_only_rows_needing_attention(tmp_path: Path
     assert book["Leads"]["D2"].comment is not None
     notes = [r[0].value for r in book["Summary"].iter_rows()]
     assert any(str(n).startswith("This file is large") for n in notes)
+
+
+def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> None:
+    """From ~2,000 rows report.xlsx is written by a child process: same workbook."""
+    from leadsync.report import _XLSX_PROCESS_ROWS
+
+    rows = [["id", "first_name", "last_name", "office_id"]]
+    rows += [[str(i), "Ann", "Lee", "12.5" if i % 500 == 0 else "1213"] for i in range(1, 2501)]
+    src = write_csv(tmp_path / "big.csv", rows)
+    assert len(rows) - 1 >= _XLSX_PROCESS_ROWS
+    result = leadsync.validate(src, report_dir=tmp_path / "out")
+    assert result.summary["outcomes"]["invalid"] == 5
+    path = tmp_path / "out" / "report.xlsx"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    ws = load_workbook(path)["Leads"]
+    assert ws.max_row == 2501  # every row in place (full copy)
+    assert ws["D501"].comment is not None and "12.5" in ws["D501"].comment.text
+    assert ws["E501"].value == "invalid" and ws["E2"].value == "valid"
