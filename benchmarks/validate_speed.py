@@ -58,8 +58,12 @@ def process(*cmd: str) -> tuple[float, float, str]:
     return float(seconds), int(kib) / 1024, rest
 
 
-def median_of(runs: int, measure: object) -> list[tuple[float, ...]]:
-    return [measure() for _ in range(runs)]  # type: ignore[operator]
+def printed(code: str, path: Path) -> float:
+    """The number a ``python -c code path`` run prints (a time or a rate it measured)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout)
 
 
 def med(values: list[float]) -> float:
@@ -95,28 +99,8 @@ def csv_section(rows: int, small: int, runs: int) -> None:
             )
             for _ in range(runs)
         ]
-        pd_call = [
-            float(
-                subprocess.run(
-                    [sys.executable, "-c", READ_CSV_CALL, str(path)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-            )
-            for _ in range(runs)
-        ]
-        pa_call = [
-            float(
-                subprocess.run(
-                    [sys.executable, "-c", ARROW_CALL, str(path)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-            )
-            for _ in range(runs)
-        ]
+        pd_call = [printed(READ_CSV_CALL, path) for _ in range(runs)]
+        pa_call = [printed(ARROW_CALL, path) for _ in range(runs)]
         ls_s, ls_mb = med([r[0] for r in ls]), med([r[1] for r in ls])
         pd_s, pd_mb = med([r[0] for r in pd_proc]), med([r[1] for r in pd_proc])
         call = med(pd_call)
@@ -228,14 +212,8 @@ def xlsx_section(runs: int) -> None:
     print(f"\n3. XLSX reading, 100,000 x 20 (medians of {runs})")
     path = ensure(DATA / "100k.xlsx", 100_000, xlsx=True)
 
-    def rate(code: str) -> float:
-        out = subprocess.run(
-            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
-        )
-        return float(out.stdout)
-
-    ls = med([rate(XLSX_READ) for _ in range(runs)])
-    bare = med([rate(CALAMINE_READ) for _ in range(runs)])
+    ls = med([printed(XLSX_READ, path) for _ in range(runs)])
+    bare = med([printed(CALAMINE_READ, path) for _ in range(runs)])
     print(
         f"  leadsync reader {ls:9,.0f} rows/s (target >= 45,000); bare python-calamine {bare:9,.0f} rows/s"
     )

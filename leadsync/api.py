@@ -157,17 +157,7 @@ class _Run:
             total_rows=scan.rows,
             xlsx_full_rows=config.xlsx_full_rows,
         )
-        return cls(
-            config,
-            run_id,
-            started,
-            clock,
-            table,
-            plan,
-            scan,
-            writer,
-            digest,
-        )
+        return cls(config, run_id, started, clock, table, plan, scan, writer, digest)
 
     def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
         """Every row, mapped and validated, with its original cells, chunk by chunk."""
@@ -238,7 +228,7 @@ def _rows_of(
 
     chunk = checked.chunk
     slow = dict(checked.slow)
-    payloads = payload_json(checked.columns, plan)[0].to_pylist()
+    payloads = payload_json(checked.columns, plan).to_pylist()
     leads = checked.lead_ids.to_pylist()
     for i, cells in enumerate(chunk.rows()):
         row = slow.get(i)
@@ -838,7 +828,7 @@ def plan(
     config = config or Config()
     table = open_table(path, config.sheet)
     col_plan = plan_columns(table.headers, config)
-    scan = scan_ids(table, col_plan)
+    scan = scan_ids(table, col_plan, config.chunk_rows)
     book = Journal(journal) if journal is not None and Path(journal).exists() else None
     client = throttle = None
     if live:

@@ -26,6 +26,11 @@ _EDGE = 16  # str.strip() would remove it at either end (ASCII whitespace and co
 _FORMULA = 32  # a spreadsheet may run a cell starting with it (see report.neutralise)
 _DQUOTE = 64  # a double quote (doubled inside a quoted CSV field)
 
+# A spreadsheet may run a cell that starts with one of these as a formula (CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# The csv module quotes a field holding any of these (QUOTE_MINIMAL, "\r\n" lines)
+_CSV_QUOTED = ',"\r\n'
+
 # Python's str.isspace(), in RE2 syntax (checked against Python by the tests)
 PY_SPACE = r"[\t-\r\x1c-\x1f\x{85}\p{Z}]"
 TRIM_RE = f"^{PY_SPACE}+|{PY_SPACE}+$"
@@ -45,7 +50,7 @@ def _table() -> np.ndarray:
         flag = 0
         if (b < 0x20 and b not in (0x09, 0x0A, 0x0D)) or b == 0x7F:
             flag |= _BAD_CONTROL
-        if b in b',"\r\n':
+        if chr(b) in _CSV_QUOTED:
             flag |= _QUOTE
         if b >= 0x80:
             flag |= _HIGH
@@ -53,7 +58,7 @@ def _table() -> np.ndarray:
             flag |= _ESCAPE
         if b <= 0x20 or b == 0x7F:
             flag |= _EDGE
-        if b in b"=+-@\t\r":
+        if chr(b) in FORMULA_START:
             flag |= _FORMULA
         if b == 0x22:
             flag |= _DQUOTE
@@ -272,7 +277,7 @@ def csv_field(array: pa.Array, flags: np.ndarray, first: np.ndarray | None) -> p
 
 def csv_text(text: str) -> str:
     """One field as ``csv.writer`` (QUOTE_MINIMAL) writes it."""
-    if any(c in text for c in ',"\r\n'):
+    if any(c in text for c in _CSV_QUOTED):
         return '"' + text.replace('"', '""') + '"'
     return text
 

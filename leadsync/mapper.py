@@ -537,11 +537,10 @@ class ColumnarRows:
     simple: Any  # numpy bool per row: the fast path vouches for every cell of the row
     blank: Any  # numpy bool per row: every mapped cell empty (skipped_blank)
     ids: Any  # Cells of the id column, or None
-    # field -> (a function giving the JSON text of each value, present mask); the text is
-    # built only when a payload is wanted (sync), not to validate
-    literals: dict[str, tuple[Callable[[], Any], Any]]
-    cells: dict[str, Any]  # field -> the Cells of its column
-    strings: dict[str, Any]  # text field -> its Cells (for the validator's length checks)
+    cells: dict[str, Any]  # field -> the Cells of its column (a blank cell: not present)
+    # field -> a function giving the JSON text of each value: built only when a payload
+    # is wanted (sync), not to validate
+    literals: dict[str, Callable[[], Any]]
     answers: list[tuple[str, Any]]  # (question, Cells) in column order
     meta: list[tuple[str, Any]]  # (meta key, Cells) in column order
 
@@ -566,9 +565,8 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
     n = len(chunk)
     simple = np.ones(n, dtype=bool)
     blank = np.ones(n, dtype=bool)
-    literals: dict[str, tuple[Callable[[], Any], Any]] = {}
+    literals: dict[str, Callable[[], Any]] = {}
     by_field: dict[str, Any] = {}
-    strings: dict[str, Any] = {}
     answers: list[tuple[str, Any]] = []
     meta: list[tuple[str, Any]] = []
     ids = chunk.cells(plan.id_index) if plan.id_index is not None else None
@@ -592,30 +590,27 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             meta.append((target.name, cells))
             continue
         kind = FIELDS_BY_NAME[name].kind
-        present = ~cells.blank
         by_field[name] = cells
         if kind is Kind.STRING:
             simple &= cells.blank | cells.plain
-            literals[name] = (cells.json_string, present)
-            strings[name] = cells
+            literals[name] = cells.json_string
         elif kind is Kind.INTEGER:
             simple &= cells.blank | cells.whole_number
-            literals[name] = (partial(getattr, cells, "array"), present)
+            literals[name] = partial(getattr, cells, "array")
         elif kind is Kind.BOOLEAN:
             lower = pc.ascii_lower(cells.array)
             yes = pc.is_in(lower, value_set=pa.array(_TRUE_ASCII)).to_numpy(zero_copy_only=False)
             no = pc.is_in(lower, value_set=pa.array(_FALSE_ASCII)).to_numpy(zero_copy_only=False)
             simple &= cells.blank | yes | no
-            literals[name] = (partial(pc.if_else, pa.array(yes), "true", "false"), present)
+            literals[name] = partial(pc.if_else, pa.array(yes), "true", "false")
         elif kind is Kind.DATE:
             ok, iso = _fast_dates(cells, config)
             simple &= cells.blank | ok
-            literals[name] = (partial(pc.binary_join_element_wise, '"', iso, '"', ""), present)
+            literals[name] = partial(pc.binary_join_element_wise, '"', iso, '"', "")
         else:  # a JSON questionnaire/meta column: row by row
             simple &= cells.blank
-    for j, count in chunk.extra_cells.items():
-        simple[j] = False if count else simple[j]
-    return ColumnarRows(simple, blank, ids, literals, by_field, strings, answers, meta)
+    simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
+    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
 
 
 def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
@@ -663,9 +658,9 @@ def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
     return ok, array
 
 
-def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> tuple[Any, Any]:
-    """Each row's payload as JSON text (``json.dumps`` of the reference payload) and the
-    comma-separated names of its fields; only meaningful for simple, non-blank rows."""
+def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> Any:
+    """Each row's payload as JSON text (``json.dumps`` of the reference payload); only
+    meaningful for simple, non-blank rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -673,7 +668,6 @@ def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> tuple[Any, Any]:
     # Every piece carries its leading separator ("" where absent); the first separator
     # is cut off at the end. (pyarrow's null-skipping join drops all-null rows.)
     fragments: list[Any] = []
-    names: list[Any] = []
     for fname in FIELD_NAMES:
         if fname in ("questionnaire", "meta"):
             parts = rows.answers if fname == "questionnaire" else rows.meta
@@ -685,10 +679,7 @@ def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> tuple[Any, Any]:
                 opening, closing = (
                     (f", [{key_text}, ", "]")
                     if fname == "questionnaire"
-                    else (
-                        f", {key_text}: ",
-                        "",
-                    )
+                    else (f", {key_text}: ", "")
                 )
                 item = pc.binary_join_element_wise(opening, cells.json_string(), closing, "")
                 items.append(pc.if_else(pa.array(~cells.blank), item, ""))
@@ -697,7 +688,6 @@ def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> tuple[Any, Any]:
             opening, closing = ("[", "]") if fname == "questionnaire" else ("{", "}")
             value = pc.binary_join_element_wise(f', "{fname}": {opening}', inner, closing, "")
             fragments.append(pc.if_else(present, value, ""))
-            names.append(pc.if_else(present, f",{fname}", ""))
             continue
         default = plan.defaults.get(fname)
         literal = rows.literals.get(fname)
@@ -706,22 +696,14 @@ def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> tuple[Any, Any]:
         default_text = (
             "" if default is None else f', "{fname}": {json.dumps(default, ensure_ascii=False)}'
         )
-        default_name = "" if default is None else f",{fname}"
         if literal is None:
             fragments.append(pa.array([default_text] * n, pa.string()))
-            names.append(pa.array([default_name] * n, pa.string()))
             continue
-        text, present = literal
-        value = pc.binary_join_element_wise(f', "{fname}": ', text(), "")
-        mask = pa.array(present)
-        fragments.append(pc.if_else(mask, value, default_text))
-        names.append(pc.if_else(mask, f",{fname}", default_name))
+        value = pc.binary_join_element_wise(f', "{fname}": ', literal(), "")
+        fragments.append(pc.if_else(pa.array(~rows.cells[fname].blank), value, default_text))
     if not fragments:
-        empty = pa.array([""] * n, pa.string())
-        return pc.binary_join_element_wise("{", empty, "}", ""), empty
-    body = _cut_separator(_concat(fragments))
-    fields = pc.utf8_slice_codeunits(_concat(names), 1)
-    return pc.binary_join_element_wise("{", body, "}", ""), fields
+        return pa.array(["{}"] * n, pa.string())
+    return pc.binary_join_element_wise("{", _cut_separator(_concat(fragments)), "}", "")
 
 
 def _concat(items: list[Any]) -> Any:
@@ -746,9 +728,7 @@ def fields_sent(rows: ColumnarRows, plan: ColumnPlan) -> Any:
 
     n = len(rows.simple)
     bits = np.zeros(n, dtype=np.int64)
-    present: dict[str, Any] = {}
-    for fname, (_, mask) in rows.literals.items():
-        present[fname] = mask
+    present = {fname: ~cells.blank for fname, cells in rows.cells.items()}
     for fname, parts in (("questionnaire", rows.answers), ("meta", rows.meta)):
         if parts:
             present[fname] = np.logical_or.reduce([~cells.blank for _, cells in parts])

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from leadsync.columnar import TRIM_RE
 from leadsync.errors import InputError
 
 if TYPE_CHECKING:
@@ -105,20 +104,14 @@ class Chunk:
         if found is not None:
             return found  # type: ignore[no-any-return]
         column = self.columns[index]
-        if not isinstance(column, list):
-            array = column
-        elif set(map(type, column)) <= {str}:
-            array = pa.array(column, pa.string())
-        elif display:
-            array = pa.array([c if isinstance(c, str) else cell_text(c) for c in column])
-        else:
-            array = pa.array([_triage_text(c) for c in column], pa.string())
-        if not isinstance(column, list) or set(map(type, column)) <= {str}:
+        all_text = not isinstance(column, list) or set(map(type, column)) <= {str}
+        if all_text:  # what the checks read is what the user sees: one Cells for both
             found = cache.get((index, not display))
-            cells = found if found is not None else Cells(array)
+            cells = found if found is not None else Cells(pa.array(column, pa.string()))
             cache[(index, False)] = cache[(index, True)] = cells
             return cells
-        cache[(index, display)] = cells = Cells(array)
+        convert = display_text if display else _triage_text
+        cache[(index, display)] = cells = Cells(pa.array(map(convert, column), pa.string()))
         return cells
 
 
@@ -136,6 +129,11 @@ def _triage_text(value: Any) -> str:
     if value is None:
         return ""
     return _NOT_TEXT
+
+
+def display_text(value: Any) -> str:
+    """A cell as text for a report: strings untouched, typed values as the user sees them."""
+    return value if isinstance(value, str) else cell_text(value)
 
 
 def cell_text(value: Any) -> str:
@@ -350,21 +348,13 @@ class _TextSource:
         the header, a quirk pyarrow refuses), the rows it delivered stand and the csv
         module reads on from the next record: the file is never lost.
         """
-        import pyarrow as pa
 
         width = len(table.headers)
         consumed = 0
         pending: list[Any] = []  # record batches not yet yielded
         buffered = 0
-        reader = self._arrow_reader()
-        while reader is not None:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, pa.ArrowException):
-                reader = None
-                break
+        batches = _Batches(self._arrow_reader())
+        for batch in batches:
             pending.append(batch)
             buffered += batch.num_rows
             while buffered >= size:
@@ -375,27 +365,20 @@ class _TextSource:
             chunk, pending, buffered = self._cut(pending, min(size, buffered), consumed, width)
             consumed += len(chunk)
             yield chunk
-        if reader is None:  # fall back from the first record pyarrow could not deliver
+        if not batches.complete:  # fall back from the first record pyarrow did not deliver
             rest = itertools.islice(self.rows(), consumed, None)
             yield from table.python_chunks(rest, size)
 
     def arrow_column(self, index: int, size: int) -> Iterator[pa.Array]:
         """One column through pyarrow (see :meth:`arrow_chunks` for the fallback)."""
-        import pyarrow as pa
-
         consumed = 0
-        reader = self._arrow_reader(index) if index < self.width else None
-        while reader is not None:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (pa.ArrowInvalid, pa.ArrowException):
-                break
+        batches = _Batches(self._arrow_reader(index) if index < self.width else None)
+        for batch in batches:
             consumed += batch.num_rows
             yield batch.column(0)
-        rest = itertools.islice(self.rows(), consumed, None)
-        yield from _text_blocks((c[index] if index < len(c) else "" for _, c in rest), size)
+        if not batches.complete:
+            rest = itertools.islice(self.rows(), consumed, None)
+            yield from _text_blocks((c[index] if index < len(c) else "" for _, c in rest), size)
 
     def _arrow_reader(self, only: int | None = None) -> Any:
         import pyarrow as pa
@@ -446,6 +429,28 @@ class _TextSource:
         return Chunk(columns, numbers, extra), tail.to_batches(), tail.num_rows
 
 
+class _Batches:
+    """A pyarrow CSV reader's record batches; ``complete`` once it read to the end
+    (it stays False when there was no reader, or pyarrow refused a block)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.complete = False
+
+    def __iter__(self) -> Iterator[Any]:
+        import pyarrow as pa
+
+        while self.reader is not None:
+            try:
+                batch = self.reader.read_next_batch()
+            except StopIteration:
+                self.complete = True
+                return
+            except (pa.ArrowInvalid, pa.ArrowException):
+                return
+            yield batch
+
+
 def _text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
     import pyarrow as pa
 
@@ -453,7 +458,7 @@ def _text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
 
     skip_pandas_probe()
     while block := list(itertools.islice(cells, size)):
-        yield pa.array([c if isinstance(c, str) else cell_text(c) for c in block], pa.string())
+        yield pa.array(map(display_text, block), pa.string())
 
 
 def _spilled(columns: list[Any]) -> dict[int, int]:
@@ -461,10 +466,11 @@ def _spilled(columns: list[Any]) -> dict[int, int]:
     import numpy as np
     import pyarrow.compute as pc
 
+    from leadsync.columnar import Cells, trimmed
+
     counts = np.zeros(len(columns[0]), dtype=np.int64)
     for c in columns:
-        trimmed = pc.replace_substring_regex(c, TRIM_RE, "")
-        counts += pc.binary_length(trimmed).to_numpy() > 0
+        counts += pc.binary_length(trimmed(Cells(c))).to_numpy() > 0
     return {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
 
 

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from leadsync.columnar import FORMULA_START
 from leadsync.defaults import XLSX_FULL_ROWS, XLSX_MAX_ROWS
 from leadsync.mapper import MappedRow, Problem
-from leadsync.reader import Chunk, Table, cell_text
+from leadsync.reader import Chunk, Table, display_text
 
 
 @dataclass
@@ -51,7 +52,6 @@ FAILURE_OUTCOMES = frozenset({"invalid", "rejected", "failed", "unknown", "not_a
 FAILURE_COLUMNS = ("row", "lead_id", "outcome", "stage", "field", "code", "message", "http_status")
 SUCCESS_COLUMNS = ("row", "lead_id", "outcome", "http_status", "fields_sent")
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _RED = "FFC7CE"
 _AMBER = "FFEB9C"
@@ -60,12 +60,12 @@ _GREEN = "C6EFCE"
 
 def neutralise(text: str) -> str:
     """Stop a spreadsheet from running a cell as a formula (CSV injection)."""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def unneutralise(text: str) -> str:
     """Undo :func:`neutralise` when a leadsync report is read back as input."""
-    if text.startswith("'") and text[1:].startswith(_FORMULA_START):
+    if text.startswith("'") and text[1:].startswith(FORMULA_START):
         return text[1:]
     return text
 
@@ -91,11 +91,6 @@ def private_file(path: Path, mode: str = "w") -> IO[Any]:
 def payload_text(payload: Mapping[str, Any] | None) -> str:
     """A payload as the reports show it: the JSON text, as typed (not ASCII-escaped)."""
     return json.dumps(payload, ensure_ascii=False) if payload is not None else ""
-
-
-def display_text(value: Any) -> str:
-    """A cell as text for a CSV report: strings untouched, typed values as the user sees them."""
-    return value if isinstance(value, str) else cell_text(value)
 
 
 class ReportWriter:
@@ -155,19 +150,9 @@ class ReportWriter:
         if outcome in FAILURE_OUTCOMES:
             self._failure(row, outcome, cells, problems, http_status)
         else:  # valid, updated, unchanged, skipped_blank: every row is in one of the two
-            original = [neutralise(display_text(c)) for c in cells]
-            status = "" if http_status is None else str(http_status)
+            lead, status, original = _line_parts(row, http_status, cells)
             sent = ",".join(fields_sent if fields_sent is not None else (payload or {}))
-            self._successes.writerow(
-                [
-                    row.row,
-                    neutralise(row.lead_id or ""),
-                    outcome,
-                    status,
-                    sent,
-                    *original,
-                ]
-            )
+            self._successes.writerow([row.row, lead, outcome, status, sent, *original])
         if self._xlsx is not None:
             self._xlsx.write(row.row, cells, outcome, problems)
 
@@ -179,9 +164,7 @@ class ReportWriter:
         problems: Sequence[Problem],
         http_status: int | None,
     ) -> None:
-        original = [neutralise(display_text(c)) for c in cells]
-        lead = neutralise(row.lead_id or "")
-        status = "" if http_status is None else str(http_status)
+        lead, status, original = _line_parts(row, http_status, cells)
         items = problems or [Problem(row=row.row, code=outcome, message=outcome, stage="send")]
         for p in items:
             self.codes[p.code] += 1
@@ -238,7 +221,6 @@ class ReportWriter:
         failing = {i: row for i, row in checked.slow if outcome[i] == 2}
         every = self._xlsx is not None and self._xlsx.full
         if failing or every:
-            slow = dict(checked.slow)
             positions = range(n) if every else sorted(failing)
             part = chunk.take(list(positions))
             for i, cells in zip(positions, part.rows(), strict=True):
@@ -249,8 +231,7 @@ class ReportWriter:
                 if self._xlsx is not None:
                     name = ("valid", "skipped_blank", "invalid")[outcome[i]]
                     problems = bad.problems if bad is not None else ()
-                    number = slow[i].row if i in slow else chunk.row_numbers[i]
-                    self._xlsx.write(number, cells, name, problems)
+                    self._xlsx.write(chunk.row_numbers[i], cells, name, problems)
 
     def flush(self) -> None:
         self._spool.drain()
@@ -355,6 +336,14 @@ def xlsx_worker() -> None:
             return
         for args in item:
             report.write(*args)
+
+
+def _line_parts(
+    row: MappedRow, http_status: int | None, cells: Sequence[Any]
+) -> tuple[str, str, list[str]]:
+    """The lead id, HTTP status and original cells as a CSV report line holds them."""
+    status = "" if http_status is None else str(http_status)
+    return neutralise(row.lead_id or ""), status, [neutralise(display_text(c)) for c in cells]
 
 
 class _Spool:
@@ -531,7 +520,7 @@ class _XlsxReport:
                 (),
                 (f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only",),
             ]
-        headings = {0, 1} | {i + 1 for i, line in enumerate(lines) if line == ()}
+        headings = {0} | {i + 1 for i, line in enumerate(lines) if line == ()}
         for i, line in enumerate(lines):
             for j, value in enumerate(line):
                 style = self.bold if i in headings and value is not None else None

@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from leadsync.config import Config
+from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
 from leadsync.mapper import ColumnarRows, ColumnPlan, MappedRow, Problem, lead_id_text
 from leadsync.reader import Table
@@ -254,7 +255,7 @@ class IdScan:
     duplicates: frozenset[str]
 
 
-def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = 20_000) -> IdScan:
+def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> IdScan:
     """Count the rows and find lead ids that appear on more than one row.
 
     Runs before any row is sent (row 5 must not go out when row 900 repeats its id).
@@ -295,28 +296,20 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = 20_000) -> IdScan
 
 
 def _scan_report_ids(table: Table, plan: ColumnPlan) -> IdScan:
-    """:func:`scan_ids` for a leadsync report fed back in (small files, one pass)."""
-    rows = 0
+    """:func:`scan_ids` for a leadsync report fed back in (small files, one pass): its
+    repeated lines of one row count once."""
+    assert plan.id_index is not None and plan.report_row_index is not None
+    seen: set[str] = set()
     counts: Counter[str] = Counter()
-    for text in _ids_once(table, plan):
-        rows += 1
+    lines = zip(table.column(plan.report_row_index), table.column(plan.id_index), strict=True)
+    for row_no, lead in lines:
+        if row_no in seen:
+            continue
+        seen.add(row_no)
+        text = lead_id_text(lead)
         if text:
             counts[text] += 1
-    return IdScan(rows, frozenset(k for k, n in counts.items() if n > 1))
-
-
-def _ids_once(table: Table, plan: ColumnPlan) -> Iterator[str]:
-    """Each row's lead id as text; a report's repeated lines of one row count once."""
-    index = plan.id_index
-    assert index is not None
-    if plan.report_row_index is None:
-        yield from map(lead_id_text, table.column(index))
-        return
-    seen: set[str] = set()
-    for row_no, lead in zip(table.column(plan.report_row_index), table.column(index), strict=True):
-        if row_no not in seen:
-            seen.add(row_no)
-            yield lead_id_text(lead)
+    return IdScan(len(seen), frozenset(k for k, n in counts.items() if n > 1))
 
 
 # -- the columnar fast path ---------------------------------------------------------
@@ -366,21 +359,20 @@ def check_columns(
         for fname in REQUIRED_NAMES:
             if fname in plan.defaults:
                 continue
-            literal = rows.literals.get(fname)
-            if literal is None:
+            cells = rows.cells.get(fname)
+            if cells is None:
                 return np.zeros_like(ok)
-            ok &= literal[1]
-    for fname, cells in rows.strings.items():
-        limit = FIELDS_BY_NAME[fname].max_chars
+            ok &= ~cells.blank
+    for fname, cells in rows.cells.items():
+        limit = FIELDS_BY_NAME[fname].max_chars  # set for text fields only
         if limit is not None and (cells.nbytes > limit).any():
             ok &= cells.chars() <= limit
     for fname, allowed in (("status", config.statuses), ("office_id", office_ids)):
-        literal = rows.literals.get(fname)
-        if allowed is None or literal is None:
+        cells = rows.cells.get(fname)
+        if allowed is None or cells is None:
             continue
-        values = rows.cells[fname].array
         known = pa.array(sorted(str(a) for a in allowed), pa.string())
-        ok &= ~literal[1] | to_numpy_bool(pc.is_in(values, value_set=known))
+        ok &= cells.blank | to_numpy_bool(pc.is_in(cells.array, value_set=known))
     ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
     ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
     return ok
