@@ -35,7 +35,7 @@ from leadsync.mapper import (
     payload_json,
     plan_columns,
 )
-from leadsync.reader import Table, open_table
+from leadsync.reader import Table, open_table, prefetch
 from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, CheckedChunk, ReportWriter
 from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
 from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
@@ -57,44 +57,6 @@ def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus a little randomness."""
     now = dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-_DONE = object()
-
-
-def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``items`` in a thread, up to ``depth`` ahead: pyarrow parses the next
-    block (outside the GIL) while this thread checks the current one."""
-    ahead: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        ahead.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            ahead.put((_DONE, None))
-        except BaseException as exc:  # re-raised in the consumer
-            ahead.put((_DONE, exc))
-
-    thread = threading.Thread(target=run, daemon=True, name="leadsync-read")
-    thread.start()
-    try:
-        while True:
-            item, error = ahead.get()
-            if error is not None:
-                raise error
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
 
 
 def _in_thread(function: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -387,12 +387,25 @@ def _utc_text(value: dt.datetime, config: Config) -> str:
 
 def _json_cell(text: str, spec: Field) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        # NaN, Infinity and numbers too big for a float are not JSON the API accepts
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except ValueError as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         shape = (
             "[[question, answer], ...]" if spec.kind is Kind.QUESTIONNAIRE else '{"key": "value"}'
         )
-        return Bad("invalid_json", f"{spec.name} is not valid JSON ({exc.msg}); expected {shape}")
+        return Bad("invalid_json", f"{spec.name} is not valid JSON ({why}); expected {shape}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large a number")
+    return value
 
 
 def _mapped(value: Any, fname: str, config: Config) -> Any:

@@ -17,12 +17,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from leadsync.columnar import FORMULA_START
 from leadsync.defaults import XLSX_FULL_ROWS, XLSX_MAX_ROWS
 from leadsync.mapper import MappedRow, Problem
 from leadsync.reader import Chunk, Table, display_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -210,7 +213,7 @@ class ReportWriter:
         self.counts["skipped_blank"] += int((outcome == 1).sum())
         if keep.any():
             columns = [
-                pa.array(np.asarray(chunk.row_numbers)).cast(pa.string()),
+                _numbers_text(chunk.row_numbers),
                 Cells(checked.lead_ids).csv_field(),
                 pc.take(pa.array(["valid", "skipped_blank", ""]), pa.array(outcome)),
                 "",
@@ -336,6 +339,18 @@ def xlsx_worker() -> None:
             return
         for args in item:
             report.write(*args)
+
+
+def _numbers_text(numbers: Sequence[int]) -> pa.Array:
+    """Row numbers as a pyarrow string array (a ``range`` without a Python loop)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(numbers, range):
+        values = np.arange(numbers.start, numbers.stop, numbers.step, dtype=np.int64)
+    else:
+        values = np.asarray(numbers, dtype=np.int64)
+    return pa.array(values).cast(pa.string())
 
 
 def _line_parts(

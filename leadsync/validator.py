@@ -18,7 +18,7 @@ from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
 from leadsync.mapper import ColumnarRows, ColumnPlan, MappedRow, Problem, lead_id_text
-from leadsync.reader import Table
+from leadsync.reader import Table, prefetch
 
 # A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
 # the path (`/`, `..`), start a query or fragment, or hide in whitespace.
@@ -274,7 +274,8 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> Id
         return _scan_report_ids(table, plan)
     arrays = []
     numbers: list[Any] | None = []  # while every id is a plain whole number: as int64
-    for block in table.column_text(index, chunk_rows):
+    # pyarrow parses the next block (outside the GIL) while this one is looked at
+    for block in prefetch(table.column_text(index, chunk_rows)):
         cells = Cells(block)
         arrays.append(trimmed(cells))
         if numbers is not None and bool(cells.whole_number.all()):

@@ -339,6 +339,23 @@ cells = st.one_of(
 )
 
 
+@pytest.mark.parametrize(
+    ("cell", "why"),
+    [
+        ('{"source": NaN}', "NaN is not a JSON value"),
+        ('{"source": -Infinity}', "-Infinity is not a JSON value"),
+        ('{"source": 1e999}', "1e999 is too large a number"),
+        (1.7976931348623151e308, "1.79769313486232e+308 is too large a number"),
+    ],
+)
+def test_json_cells_with_nan_or_infinity_are_refused(cell: Any, why: str) -> None:
+    # json.loads accepts these; the API (and json.dumps(allow_nan=False)) does not
+    value = convert_value(cell, FIELDS_BY_NAME["meta"], Config())
+    assert isinstance(value, Bad)
+    assert value.code == "invalid_json"
+    assert value.message == f'meta is not valid JSON ({why}); expected {{"key": "value"}}'
+
+
 @given(cell=cells, fname=st.sampled_from(sorted(FIELDS_BY_NAME)))
 def test_conversion_never_raises_and_never_yields_blank_text_or_nan(cell: Any, fname: str) -> None:
     value = convert_value(cell, FIELDS_BY_NAME[fname], Config())
