@@ -38,7 +38,7 @@ from leadsync.mapper import (
 from leadsync.reader import Table, open_table, prefetch
 from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, CheckedChunk, ReportWriter
 from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
-from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
+from leadsync.validator import IdScan, check_columns, lead_ids, scan_ids, validate_rows
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
 
@@ -329,8 +329,40 @@ class _InOrder:
             self.next += 1
 
 
+class _Claims:
+    """--match-by: which lead each looked-up row found, so two rows never update one lead
+    (its questionnaire answers would be appended twice)."""
+
+    def __init__(self, by: str, named: frozenset[str]) -> None:
+        self.by = by
+        self.named = named  # lead ids the file gives outright
+        self.found: dict[str, int] = {}  # lead id -> the row that looked it up first
+        self.lock = threading.Lock()
+
+    def conflict(self, lead: str, row: MappedRow) -> str | None:
+        """Why ``row`` must not update ``lead`` (another row does), or None (it is its)."""
+        with self.lock:
+            if lead in self.named:
+                other = "another row of the file names it by id"
+            elif lead in self.found:
+                other = f"row {self.found[lead]} found it too"
+            else:
+                self.found[lead] = row.row
+                return None
+        return (
+            f"{self.by} {row.match!r} finds lead {lead}, but {other}: one lead on two rows "
+            "would get its questionnaire twice; keep one row (or give the lead id)"
+        )
+
+
 def _send_row(
-    job: _Job, sender: RowSender, journal: Journal | None, run_id: str, config: Config, full: bool
+    job: _Job,
+    sender: RowSender,
+    journal: Journal | None,
+    run_id: str,
+    config: Config,
+    full: bool,
+    claims: _Claims | None = None,
 ) -> SendResult:
     """One row: find its lead if need be, settle earlier ambiguous attempts, send what
     changed, journal it."""
@@ -338,6 +370,9 @@ def _send_row(
         found, why = sender.find_lead(config.match_by, job.row.match)
         if found is None:
             return SendResult("invalid", code="no_single_match", message=why)
+        conflict = claims.conflict(found, job.row) if claims is not None else None
+        if conflict is not None:
+            return SendResult("invalid", code="id_duplicate", message=conflict)
         job.row.lead_id = found
     lead, payload = str(job.row.lead_id), job.row.payload
     if journal is None:
@@ -425,6 +460,8 @@ def sync(
             )
         # one throttle for the run: the preflight's request counts against the budget too
         ctx = _SyncContext(run, config, base_url, api_key, book, full, only, Throttle(config))
+        if config.match_by is not None:
+            ctx.claims = _Claims(config.match_by, lead_ids(run.table, run.plan))
         result = _sync_rows(ctx, stop, progress, _preflight(ctx))
         extra = result.summary
         if retry_of is not None:
@@ -452,6 +489,7 @@ class _SyncContext:
     full: bool
     only: set[str] | None  # --retry-failed: the leads to send; None: all
     throttle: Throttle
+    claims: _Claims | None = None  # --match-by: the lead each looked-up row found
 
 
 def _preflight(ctx: _SyncContext) -> str | None:
@@ -524,7 +562,7 @@ def _sync_rows(
                     result = SendResult("not_attempted", code="stopped")
                 else:
                     try:
-                        result = _send_row(job, sender, book, run.run_id, config, full)
+                        result = _send_row(job, sender, book, run.run_id, config, full, ctx.claims)
                     except Exception as exc:  # a bug must not lose the row
                         result = SendResult(
                             "failed",
