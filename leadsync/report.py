@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from leadsync.columnar import FORMULA_START
-from leadsync.defaults import XLSX_FULL_ROWS, XLSX_MAX_ROWS
+from leadsync.defaults import XLSX_COMMENT_ROWS, XLSX_FULL_ROWS, XLSX_MAX_ROWS
 from leadsync.mapper import MappedRow, Problem
 from leadsync.reader import Chunk, Table, display_text
 
@@ -443,6 +443,8 @@ class _XlsxReport:
         self.date_format = self.book.add_format({"num_format": "yyyy-mm-dd"})
         self.datetime_format = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self.omitted = 0
+        self.commented = 0  # rows whose bad cells got a comment
+        self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
         header: list[Any] = [*table.headers, "leadsync outcome", "leadsync problems"]
         if full:
             self.first_column = table.first_column
@@ -502,6 +504,11 @@ class _XlsxReport:
         if colour:
             fills[offset + self.width] = colour
         comments = {j + offset: "\n".join(m) for j, m in by_column.items()}
+        if comments and self.commented >= XLSX_COMMENT_ROWS:
+            comments = {}
+            self.uncommented += 1
+        elif comments:
+            self.commented += 1
         self._put(index, values, fills=fills, comments=comments)
         self.next_row = index + 1
 
@@ -528,6 +535,15 @@ class _XlsxReport:
                 (
                     "This file is large: the first sheet holds only the rows that need "
                     "attention; every row is in the CSV reports.",
+                ),
+            ]
+        if self.uncommented:
+            lines += [
+                (),
+                (
+                    f"Bad cells are red on every row; those of the first {XLSX_COMMENT_ROWS:,} "
+                    f"rows also have a comment ({self.uncommented:,} more rows: see their "
+                    "'leadsync problems' column).",
                 ),
             ]
         if self.omitted:

@@ -184,6 +184,34 @@ def test_large_file_report_xlsx_keeps_only_rows_needing_attention(tmp_path: Path
     assert any(str(n).startswith("This file is large") for n in notes)
 
 
+def test_comments_stop_after_the_first_thousand_bad_rows_and_the_summary_says_so(
+    tmp_path: Path,
+) -> None:
+    from leadsync.defaults import XLSX_COMMENT_ROWS
+
+    bad = XLSX_COMMENT_ROWS + 3
+    rows = [["id", "first_name", "last_name", "office_id"]]
+    rows += [[str(i), "Ann", "Lee", "12.5" if i <= bad else "1213"] for i in range(1, bad + 3)]
+    result = leadsync.validate(write_csv(tmp_path / "a.csv", rows), report_dir=tmp_path / "o")
+    assert result.summary["outcomes"] == {**result.summary["outcomes"], "invalid": bad}
+    book = load_workbook(tmp_path / "o" / "report.xlsx")
+    ws = book["Leads"]
+    red = "FFFFC7CE"
+    last_commented, first_bare = XLSX_COMMENT_ROWS + 1, XLSX_COMMENT_ROWS + 2  # sheet rows
+    assert ws[f"D{last_commented}"].comment is not None
+    assert ws[f"D{first_bare}"].comment is None
+    assert ws[f"D{first_bare}"].fill.fgColor.rgb == red  # still red
+    assert ws[f"F{first_bare}"].value.startswith("office_id: ")  # the problem, spelt out
+    assert sum(1 for row in ws.iter_rows() for c in row if c.comment is not None) == (
+        XLSX_COMMENT_ROWS
+    )
+    notes = [r[0].value for r in book["Summary"].iter_rows()]
+    assert (
+        "Bad cells are red on every row; those of the first 1,000 rows also have a comment "
+        "(3 more rows: see their 'leadsync problems' column)."
+    ) in notes
+
+
 def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> None:
     """From ~2,000 rows report.xlsx is written by a child process: same workbook."""
     from leadsync.report import _XLSX_PROCESS_ROWS
