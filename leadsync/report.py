@@ -166,24 +166,21 @@ class ReportWriter:
         cells: Sequence[Any],
         problems: Sequence[Problem],
         http_status: int | None,
+        encoded: str | None = None,
     ) -> None:
+        """A failed row's lines; ``encoded``: its cells already as CSV text (fast path)."""
+        from leadsync.columnar import csv_text
+
         lead, status, original = _line_parts(row, http_status, cells)
         items = problems or [Problem(row=row.row, code=outcome, message=outcome, stage="send")]
         for p in items:
             self.codes[p.code] += 1
-            self._failures.writerow(
-                [
-                    row.row,
-                    lead,
-                    outcome,
-                    p.stage,
-                    p.field or "",
-                    p.code,
-                    neutralise(p.message),
-                    status,
-                    *original,
-                ]
-            )
+            fields = [str(row.row), lead, outcome, p.stage, p.field or "", p.code]
+            fields += [neutralise(p.message), status]
+            if encoded is None:
+                self._failures.writerow([*fields, *original])
+            else:  # the same bytes csv.writer writes
+                self._failures_fh.write(",".join(map(csv_text, fields)) + "," + encoded + "\r\n")
 
     def write_chunk(self, checked: CheckedChunk) -> None:
         """Record a validated chunk: the rows the fast path cleared in bulk, the rest
@@ -223,18 +220,24 @@ class ReportWriter:
             self._spool.put(csv_lines(columns, None if keep.all() else keep))
         failing = {i: row for i, row in checked.slow if outcome[i] == 2}
         every = self._xlsx is not None and self._xlsx.full
-        if failing or every:
-            positions = range(n) if every else sorted(failing)
-            part = chunk.take(list(positions))
+        order = sorted(failing)
+        if failing:  # their cells as CSV text in one go; a line per problem
+            part = chunk.take(order)
+            fields = [part.display_cells(j).csv_field() for j in range(len(self.headers))]
+            lines = pc.binary_join_element_wise(*fields, ",").to_pylist()
+            for i, original in zip(order, lines, strict=True):
+                bad = failing[i]
+                self.counts["invalid"] += 1
+                self._failure(bad, "invalid", (), bad.problems, None, encoded=original)
+        if self._xlsx is not None and (failing or every):
+            positions = range(n) if every else order
+            if every:
+                part = chunk.take(list(positions))
             for i, cells in zip(positions, part.rows(), strict=True):
-                bad = failing.get(i)
-                if bad is not None:
-                    self.counts["invalid"] += 1
-                    self._failure(bad, "invalid", cells, bad.problems, None)
-                if self._xlsx is not None:
-                    name = ("valid", "skipped_blank", "invalid")[outcome[i]]
-                    problems = bad.problems if bad is not None else ()
-                    self._xlsx.write(chunk.row_numbers[i], cells, name, problems)
+                found = failing.get(i)
+                name = ("valid", "skipped_blank", "invalid")[outcome[i]]
+                problems = found.problems if found is not None else ()
+                self._xlsx.write(chunk.row_numbers[i], cells, name, problems)
 
     def flush(self) -> None:
         self._spool.drain()
