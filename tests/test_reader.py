@@ -41,6 +41,42 @@ def test_cp1252_detected_when_bytes_are_not_utf8(tmp_path: Path) -> None:
     assert all_rows(path) == [(2, ["1", "Brontë – “quoted”"])]
 
 
+MB = 1 << 20  # the encoding check reads 1 MB at a time
+
+
+@pytest.mark.parametrize(
+    ("tail", "encoding"),
+    [
+        ("3,Zoë\r\n".encode(), "utf-8"),  # ë's two bytes either side of 1 MB
+        ("3,€😀\r\n".encode(), "utf-8"),  # three- and four-byte characters across it
+        # the same, then a cp1252 byte 1 MB further on
+        ("3,Zoë\r\n4,".encode() + b"x" * MB + "Brontë\r\n".encode("cp1252"), "cp1252"),
+    ],
+    ids=["two-byte", "three-and-four-byte", "cp1252-later"],
+)
+def test_the_whole_file_decides_the_encoding_whatever_the_block_boundaries(
+    tmp_path: Path, tail: bytes, encoding: str
+) -> None:
+    head = b"id,first_name\r\n" + b"1,Ann\r\n" * (MB // 8)
+    first_high = next(i for i, b in enumerate(tail) if b >= 0x80)
+    straddled = 0
+    for back in range(1, 4):  # the first non-ASCII byte at MB - back
+        pad = MB - back - first_high - len(head) - 4
+        body = head + b"2," + b"a" * pad + b"\r\n" + tail
+        assert body[MB - back] >= 0x80
+        straddled += 0x80 <= body[MB] < 0xC0  # a character cut by the block boundary
+        path = tmp_path / f"{back}.csv"
+        path.write_bytes(body)
+        assert open_table(path).encoding == encoding, back
+    assert straddled >= 1
+
+
+def test_a_utf8_character_cut_short_by_the_end_of_the_file_means_cp1252(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes("id,first_name\r\n1,Zoë".encode()[:-1])
+    assert open_table(path).encoding == "cp1252"
+
+
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
 def test_delimiter_is_sniffed(tmp_path: Path, delimiter: str) -> None:
     rows = [["id", "first_name", "address"], ["1", "Ann", "1, High St"], ["2", "Bob", "2; Low Rd"]]
