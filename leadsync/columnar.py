@@ -140,12 +140,17 @@ class Cells:
         full = not self.blank.any()  # the usual case: no masks needed
         filled = slice(None) if full else ~self.blank
         starts = offsets[:-1][filled]
-        ends = offsets[1:][filled]
-        self.first_byte[filled] = data[starts]
-        self.first = np.zeros(n, dtype=np.uint8)  # flags of the first byte
-        self.last = np.zeros(n, dtype=np.uint8)  # flags of the last byte
-        self.first[filled] = _LUT[self.first_byte[filled]]
-        self.last[filled] = _LUT[data[ends - 1]]
+        # np.take is ~2x faster than fancy indexing here, and the full case needs no masks
+        if full:
+            self.first_byte = data.take(starts)
+            self.first = _LUT.take(self.first_byte)  # flags of the first byte
+            self.last = _LUT.take(data.take(offsets[1:] - 1))  # flags of the last byte
+        else:
+            self.first_byte[filled] = data.take(starts)
+            self.first = np.zeros(n, dtype=np.uint8)
+            self.last = np.zeros(n, dtype=np.uint8)
+            self.first[filled] = _LUT.take(self.first_byte[filled])
+            self.last[filled] = _LUT.take(data.take(offsets[1:][filled] - 1))
         self.flags = np.zeros(n, dtype=np.uint8)
         lo, hi = int(data.min()), int(data.max())
         if lo < 0x20 or hi == 0x7F:  # control characters somewhere: every byte's flags
