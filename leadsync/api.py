@@ -35,7 +35,7 @@ from leadsync.mapper import (
     payload_json,
     plan_columns,
 )
-from leadsync.reader import Table, open_table, prefetch
+from leadsync.reader import Table, in_thread, open_table, prefetch
 from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, CheckedChunk, ReportWriter
 from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
 from leadsync.validator import IdScan, check_columns, lead_ids, scan_ids, validate_rows
@@ -57,20 +57,6 @@ def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus a little randomness."""
     now = dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
-
-
-def _in_thread(function: Callable[..., Any], *args: Any) -> Future[Any]:
-    """Run ``function`` in a daemon thread (hashlib and file reads release the GIL)."""
-    future: Future[Any] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(function(*args))
-        except BaseException as exc:  # handed to whoever asks for the result
-            future.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True, name="leadsync-digest").start()
-    return future
 
 
 def file_sha256(path: Path) -> str:
@@ -106,7 +92,7 @@ class _Run:
     ) -> _Run:
         started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
         table = open_table(path, config.sheet)
-        digest = _in_thread(file_sha256, table.path)
+        digest = in_thread(file_sha256, table.path, name="leadsync-digest")
         plan = plan_columns(table.headers, config)
         scan = scan_ids(table, plan, config.chunk_rows)
         if scan.rows == 0:
