@@ -38,7 +38,7 @@ from leadsync.mapper import (
 from leadsync.reader import Table, in_thread, open_table, prefetch
 from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, CheckedChunk, ReportWriter
 from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
-from leadsync.validator import IdScan, check_columns, lead_ids, scan_ids, validate_rows
+from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
 
@@ -315,30 +315,91 @@ class _InOrder:
             self.next += 1
 
 
-class _Claims:
-    """--match-by: which lead each looked-up row found, so two rows never update one lead
-    (its questionnaire answers would be appended twice)."""
+class _Lookups:
+    """--match-by: every looked-up row's lead, found before anything is sent, so that
+    one lead on two rows (two lookups, or a lookup and an id) stops both rows: its
+    questionnaire answers would be appended twice."""
 
-    def __init__(self, by: str, named: frozenset[str]) -> None:
+    def __init__(self, by: str) -> None:
         self.by = by
-        self.named = named  # lead ids the file gives outright
-        self.found: dict[str, int] = {}  # lead id -> the row that looked it up first
-        self.lock = threading.Lock()
+        self.found: dict[int, tuple[str | None, str]] = {}  # row -> (lead, why not)
+        self.rows_of: dict[str, list[int]] = {}  # lead -> the rows that update it
 
-    def conflict(self, lead: str, row: MappedRow) -> str | None:
-        """Why ``row`` must not update ``lead`` (another row does), or None (it is its)."""
-        with self.lock:
-            if lead in self.named:
-                other = "another row of the file names it by id"
-            elif lead in self.found:
-                other = f"row {self.found[lead]} found it too"
-            else:
-                self.found[lead] = row.row
-                return None
-        return (
-            f"{self.by} {row.match!r} finds lead {lead}, but {other}: one lead on two rows "
-            "would get its questionnaire twice; keep one row (or give the lead id)"
+    def result(self, row: MappedRow) -> SendResult | None:
+        """Why ``row`` must not be sent (None: it may); sets a looked-up row's lead id."""
+        looked_up = row.row in self.found
+        if looked_up:
+            lead, why = self.found[row.row]
+            if lead is None:
+                return SendResult("invalid", code="no_single_match", message=why)
+            row.lead_id = lead
+        if row.lead_id is None:  # not looked up: the run stopped first
+            return SendResult("not_attempted", code="stopped", message=_not_sent(None))
+        lead = str(row.lead_id)
+        others = [r for r in self.rows_of.get(lead, ()) if r != row.row]
+        if not others:
+            return None
+        many = len(others) > 1
+        listed = f"row{'s' if many else ''} " + ", ".join(map(str, others[:5]))
+        listed += " ..." if len(others) > 5 else ""
+        if looked_up:
+            what = f"{self.by} {row.match!r} finds lead {lead}, which {listed} also "
+            what += "update" if many else "updates"
+        else:
+            what = f"{listed} also update{'' if many else 's'} lead {lead} (found by {self.by})"
+        return SendResult(
+            "invalid",
+            code="id_duplicate",
+            message=f"{what}: one lead on two rows would get its questionnaire twice; keep one row",
         )
+
+
+def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
+    """Find the lead of every valid row that has a --match-by value and no id, with
+    ``concurrency`` lookups in flight, before any row is sent."""
+    config, run = ctx.config, ctx.run
+    assert config.match_by is not None
+    lookups = _Lookups(config.match_by)
+    wanted: dict[str, list[int]] = {}  # value -> rows (one lookup per distinct value)
+    named: dict[str, int] = {}  # lead id given outright -> its row
+    for row, _ in run.rows():
+        if row.blank or row.problems:
+            continue
+        if row.lead_id is not None:
+            named[str(row.lead_id)] = row.row
+        elif row.match:
+            wanted.setdefault(row.match, []).append(row.row)
+    todo: queue.Queue[str | None] = queue.Queue()
+    for value in wanted:
+        todo.put(value)
+
+    def worker() -> None:
+        client = LeadClient(ctx.base_url, ctx.api_key, config)
+        sender = RowSender(client, ctx.throttle, config, stop)
+        try:
+            while (value := todo.get()) is not None:
+                result = sender.find_lead(config.match_by or "", value)
+                for number in wanted[value]:
+                    lookups.found[number] = result  # dict writes are atomic
+        finally:
+            client.close()
+
+    threads = [
+        threading.Thread(target=worker, name=f"lookup-{i}", daemon=True)
+        for i in range(min(config.concurrency, len(wanted)))
+    ]
+    for t in threads:
+        todo.put(None)
+        t.start()
+    for t in threads:
+        t.join()
+    for lead, number in named.items():
+        lookups.rows_of.setdefault(lead, []).append(number)
+    for number, (found, _) in sorted(lookups.found.items()):
+        if found is not None:
+            lookups.rows_of.setdefault(found, []).append(number)
+    lookups.rows_of = {k: sorted(v) for k, v in lookups.rows_of.items() if len(v) > 1}
+    return lookups
 
 
 def _send_row(
@@ -348,18 +409,13 @@ def _send_row(
     run_id: str,
     config: Config,
     full: bool,
-    claims: _Claims | None = None,
+    lookups: _Lookups | None = None,
 ) -> SendResult:
-    """One row: find its lead if need be, settle earlier ambiguous attempts, send what
-    changed, journal it."""
-    if job.row.lead_id is None and config.match_by is not None and job.row.match:
-        found, why = sender.find_lead(config.match_by, job.row.match)
-        if found is None:
-            return SendResult("invalid", code="no_single_match", message=why)
-        conflict = claims.conflict(found, job.row) if claims is not None else None
-        if conflict is not None:
-            return SendResult("invalid", code="id_duplicate", message=conflict)
-        job.row.lead_id = found
+    """One row: take its looked-up lead if it has one, settle earlier ambiguous attempts,
+    send what changed, journal it."""
+    refused = lookups.result(job.row) if lookups is not None else None
+    if refused is not None:
+        return refused
     lead, payload = str(job.row.lead_id), job.row.payload
     if journal is None:
         job.sent = dict(payload)
@@ -446,9 +502,11 @@ def sync(
             )
         # one throttle for the run: the preflight's request counts against the budget too
         ctx = _SyncContext(run, config, base_url, api_key, book, full, only, Throttle(config))
-        if config.match_by is not None:
-            ctx.claims = _Claims(config.match_by, lead_ids(run.table, run.plan))
-        result = _sync_rows(ctx, stop, progress, _preflight(ctx))
+        stop = stop or threading.Event()
+        preflight = _preflight(ctx)
+        if config.match_by is not None and preflight is None:
+            ctx.lookups = _look_up(ctx, stop)
+        result = _sync_rows(ctx, stop, progress, preflight)
         extra = result.summary
         if retry_of is not None:
             extra["retry_of"] = retry_of
@@ -475,7 +533,7 @@ class _SyncContext:
     full: bool
     only: set[str] | None  # --retry-failed: the leads to send; None: all
     throttle: Throttle
-    claims: _Claims | None = None  # --match-by: the lead each looked-up row found
+    lookups: _Lookups | None = None  # --match-by: each looked-up row's lead
 
 
 def _preflight(ctx: _SyncContext) -> str | None:
@@ -548,7 +606,7 @@ def _sync_rows(
                     result = SendResult("not_attempted", code="stopped")
                 else:
                     try:
-                        result = _send_row(job, sender, book, run.run_id, config, full, ctx.claims)
+                        result = _send_row(job, sender, book, run.run_id, config, full, ctx.lookups)
                     except Exception as exc:  # a bug must not lose the row
                         result = SendResult(
                             "failed",

@@ -296,14 +296,6 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> Id
     return IdScan(rows, frozenset(repeated_text.to_pylist()))
 
 
-def lead_ids(table: Table, plan: ColumnPlan) -> frozenset[str]:
-    """Every lead id the file gives outright (for --match-by: a looked-up row must not
-    find a lead another row already names)."""
-    if plan.id_index is None:
-        return frozenset()
-    return frozenset(filter(None, map(lead_id_text, table.column(plan.id_index))))
-
-
 def _scan_report_ids(table: Table, plan: ColumnPlan) -> IdScan:
     """:func:`scan_ids` for a leadsync report fed back in (small files, one pass): its
     repeated lines of one row count once."""

@@ -194,8 +194,8 @@ def test_match_by_email_finds_each_lead_or_says_why_not(
 def test_match_by_never_lets_two_rows_update_one_lead(
     cli: Cli, env: dict[str, str], tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    # one lead on two rows would get its questionnaire twice (spec §4): the row that
-    # finds a lead another row already updates is invalid, and nothing is sent for it
+    # "the same lead id on two rows is a validation error on both" (spec §3), also when
+    # the lead is found by --match-by: every lookup is done before anything is sent
     src = write_csv(
         tmp_path / "a.csv",
         [
@@ -204,37 +204,38 @@ def test_match_by_never_lets_two_rows_update_one_lead(
             ["", "LEAD1000@example.test", "C", "D", "£400k"],
             ["1003", "", "E", "F", "£500k"],
             ["", "lead1003@example.test", "G", "H", "£600k"],
+            ["", "lead1005@example.test", "I", "J", "£700k"],
         ],
     )
-    result = cli(
-        "sync", src, "--match-by", "email", "--concurrency", "1",
-        "--report-dir", tmp_path / "o", env=env,
-    )  # fmt: skip
+    result = cli("sync", src, "--match-by", "email", "--report-dir", tmp_path / "o", env=env)
     assert result.exit_code == 1
     fails = {
         r["row"]: (r["outcome"], r["code"], r["message"])
         for r in read_csv_report(tmp_path / "o" / "failures.csv")
     }
+    twice = ": one lead on two rows would get its questionnaire twice; keep one row"
     assert fails == {
+        "2": (
+            "invalid",
+            "id_duplicate",
+            "email 'lead1000@example.test' finds lead 1000, which row 3 also updates" + twice,
+        ),
         "3": (
             "invalid",
             "id_duplicate",
-            "email 'LEAD1000@example.test' finds lead 1000, but row 2 found it too: one lead "
-            "on two rows would get its questionnaire twice; keep one row (or give the lead id)",
+            "email 'LEAD1000@example.test' finds lead 1000, which row 2 also updates" + twice,
         ),
+        "4": ("invalid", "id_duplicate", "row 5 also updates lead 1003 (found by email)" + twice),
         "5": (
             "invalid",
             "id_duplicate",
-            "email 'lead1003@example.test' finds lead 1003, but another row of the file names "
-            "it by id: one lead on two rows would get its questionnaire twice; keep one row "
-            "(or give the lead id)",
+            "email 'lead1003@example.test' finds lead 1003, which row 4 also updates" + twice,
         ),
     }
     ok = {r["row"]: r["lead_id"] for r in read_csv_report(tmp_path / "o" / "successes.csv")}
-    assert ok == {"2": "1000", "4": "1003"}
-    patches = [e for e in lead_log(sandbox) if e["method"] == "PATCH"]
-    assert sorted(e["path"].rsplit("/", 1)[-1] for e in patches) == ["1000", "1003"]
-    assert sandbox.lead("1000")["questionnaire"][-1] == ["Budget?", "£300k"]  # type: ignore[index]
+    assert ok == {"6": "1005"}
+    patches = [e["path"].rsplit("/", 1)[-1] for e in lead_log(sandbox) if e["method"] == "PATCH"]
+    assert patches == ["1005"]  # nothing was sent to 1000 or 1003
 
 
 def test_log_format_json_and_quiet(cli: Cli, tmp_path: Path) -> None:
