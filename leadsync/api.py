@@ -36,7 +36,13 @@ from leadsync.mapper import (
     plan_columns,
 )
 from leadsync.reader import Table, in_thread, open_table, prefetch
-from leadsync.report import FAILURE_OUTCOMES, OUTCOMES, CheckedChunk, ReportWriter
+from leadsync.report import (
+    FAILURE_OUTCOMES,
+    OUTCOMES,
+    CheckedChunk,
+    ReportWriter,
+    spawn_xlsx_worker,
+)
 from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
 from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
@@ -67,6 +73,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# From this size a file surely has enough rows to need a report.xlsx process (~200k rows
+# of a typical export): it is started before the id scan.
+_EARLY_XLSX_BYTES = 32 << 20
+
+
 @dataclass
 class _Run:
     """The parts every run opens the same way: input, column plan, id scan, reports."""
@@ -94,17 +105,27 @@ class _Run:
         table = open_table(path, config.sheet)
         digest = in_thread(file_sha256, table.path, name="leadsync-digest")
         plan = plan_columns(table.headers, config)
-        scan = scan_ids(table, plan, config.chunk_rows)
-        if scan.rows == 0:
-            table.notices.append(f"{table.path.name} has a header but no data rows")
-        directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
-        writer = ReportWriter(
-            directory,
-            table,
-            xlsx=xlsx_report,
-            total_rows=scan.rows,
-            xlsx_full_rows=config.xlsx_full_rows,
-        )
+        early = None
+        if xlsx_report and table.path.stat().st_size >= _EARLY_XLSX_BYTES:
+            early = spawn_xlsx_worker()  # its start-up overlaps the id scan
+        try:
+            scan = scan_ids(table, plan, config.chunk_rows)
+            if scan.rows == 0:
+                table.notices.append(f"{table.path.name} has a header but no data rows")
+            directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
+            writer = ReportWriter(
+                directory,
+                table,
+                xlsx=xlsx_report,
+                total_rows=scan.rows,
+                xlsx_full_rows=config.xlsx_full_rows,
+                xlsx_process=early,
+            )
+        except BaseException:
+            if early is not None:
+                early.kill()
+                early.wait()
+            raise
         return cls(config, run_id, started, clock, table, plan, scan, writer, digest)
 
     def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:

@@ -107,7 +107,10 @@ class ReportWriter:
         xlsx: bool = True,
         total_rows: int = 0,
         xlsx_full_rows: int = XLSX_FULL_ROWS,
+        xlsx_process: Any | None = None,
     ) -> None:
+        """``xlsx_process``: a report.xlsx process started early (see
+        :func:`spawn_xlsx_worker`), used if the report is large enough to need one."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.table = table
@@ -131,9 +134,14 @@ class ReportWriter:
         rows_expected = total_rows if full else total_rows // 100  # ~1% need attention
         self._xlsx: _XlsxReport | _XlsxProcess | None = None
         if xlsx and rows_expected >= _XLSX_PROCESS_ROWS:
-            self._xlsx = _XlsxProcess(directory / "report.xlsx", sheet, full=full)
+            path = directory / "report.xlsx"
+            self._xlsx = _XlsxProcess(path, sheet, full=full, process=xlsx_process)
+            xlsx_process = None
         elif xlsx:
             self._xlsx = _XlsxReport(directory / "report.xlsx", sheet, full=full)
+        if xlsx_process is not None:  # started early, not needed after all
+            xlsx_process.stdin.close()
+            xlsx_process.wait()
         if self._xlsx is not None:
             self.paths["report_xlsx"] = self._xlsx.path
 
@@ -275,24 +283,13 @@ class _XlsxProcess:
     """An :class:`_XlsxReport` in a process of its own (``python -c``, so nothing of the
     caller's main module runs again), fed pickled batches of rows through a pipe."""
 
-    def __init__(self, path: Path, sheet: _SheetSpec, *, full: bool) -> None:
-        import subprocess
-        import sys
-
+    def __init__(
+        self, path: Path, sheet: _SheetSpec, *, full: bool, process: Any | None = None
+    ) -> None:
         self.full = full
         self.path = path
         self.batch: list[tuple[Any, ...]] = []
-        # the child finds this very copy of leadsync, however the caller imported it
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", "from leadsync.report import xlsx_worker; xlsx_worker()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
+        self.process = process or spawn_xlsx_worker()
         self._send((path, sheet, full))
 
     def _send(self, item: Any) -> None:
@@ -327,13 +324,35 @@ class _XlsxProcess:
             self._fail()
 
 
+def spawn_xlsx_worker() -> Any:
+    """Start a report.xlsx process (a ``subprocess.Popen``; it waits for its rows).
+    Started before the id scan, its start-up runs while a core is idle."""
+    import subprocess
+    import sys
+
+    # the child finds this very copy of leadsync, however the caller imported it
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-c", "from leadsync.report import xlsx_worker; xlsx_worker()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
 def xlsx_worker() -> None:
     """The body of the report.xlsx process: read pickled rows from stdin, write them."""
     import pickle
     import sys
 
     source = sys.stdin.buffer
-    path, sheet, full = pickle.load(source)
+    try:
+        path, sheet, full = pickle.load(source)
+    except EOFError:  # started early, then not needed (the report was small)
+        return
     report = _XlsxReport(path, sheet, full=full)
     while True:
         item = pickle.load(source)

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 import leadsync
 from leadsync.config import Config
+from leadsync.mapper import MappedRow
 from leadsync.report import neutralise
 from tests.conftest import read_csv_report, write_csv, write_xlsx
 
@@ -210,6 +211,29 @@ def test_comments_stop_after_the_first_thousand_bad_rows_and_the_summary_says_so
         "Bad cells are red on every row; those of the first 1,000 rows also have a comment "
         "(3 more rows: see their 'leadsync problems' column)."
     ) in notes
+
+
+def test_a_report_xlsx_process_started_early_is_used_or_let_go(tmp_path: Path) -> None:
+    """A run on a big file starts the report.xlsx process before its id scan."""
+    from leadsync.reader import open_table
+    from leadsync.report import ReportWriter, spawn_xlsx_worker
+
+    rows = [["id", "first_name", "last_name"], ["1", "Ann", ""]]
+    table = open_table(write_csv(tmp_path / "a.csv", rows))
+    unused = spawn_xlsx_worker()
+    small = ReportWriter(tmp_path / "small", table, total_rows=1, xlsx_process=unused)
+    assert unused.returncode == 0  # let go at once: a small report is written in-process
+    small.write(MappedRow(row=2, lead_id="1", payload={}), "invalid", ["1", "Ann", ""])
+    small.close({})
+    assert load_workbook(tmp_path / "small" / "report.xlsx")["Leads"]["A2"].value == "1"
+
+    used = spawn_xlsx_worker()
+    big = ReportWriter(tmp_path / "big", table, total_rows=5_000, xlsx_process=used)
+    big.write(MappedRow(row=2, lead_id="1", payload={}), "invalid", ["1", "Ann", ""])
+    big.close({})
+    assert used.returncode == 0  # it wrote the report and finished
+    ws = load_workbook(tmp_path / "big" / "report.xlsx")["Leads"]
+    assert [c.value for c in ws[2]][:2] == ["1", "Ann"]  # full copy: the row in its place
 
 
 def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> None:
