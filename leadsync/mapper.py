@@ -638,27 +638,24 @@ def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
     if not candidates.size:
         return ok, pa.array([""] * n, pa.string())
     text = cells.data[cells.offsets[:-1][candidates, None] + np.arange(10)]  # k x 10 bytes
-    digits = text.astype(np.int64) - 0x30
     iso = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D)
     slashed = (text[:, 2] == 0x2F) & (text[:, 5] == 0x2F)
-    # ISO order of the ten bytes for each form: YYYY-MM-DD
-    iso_order = np.arange(10)
+    # the ten bytes in ISO order, YYYY-MM-DD (slashed dates reordered, by whole columns)
     if config.date_order == "MDY":
-        slash_order = np.array([6, 7, 8, 9, 5, 0, 1, 2, 3, 4])
+        slash_order = [6, 7, 8, 9, 5, 0, 1, 2, 3, 4]
     else:
-        slash_order = np.array([6, 7, 8, 9, 5, 3, 4, 2, 0, 1])
-    order = np.where(slashed[:, None], slash_order, iso_order)
-    out = np.take_along_axis(text, order, axis=1)
+        slash_order = [6, 7, 8, 9, 5, 3, 4, 2, 0, 1]
+    out = text.copy()
+    if slashed.any():
+        out[slashed] = text[slashed][:, slash_order]
     out[:, 4] = out[:, 7] = 0x2D
-    d = np.take_along_axis(digits, order, axis=1)
-    numeric = np.all(
-        (d[:, [0, 1, 2, 3, 5, 6, 8, 9]] >= 0) & (d[:, [0, 1, 2, 3, 5, 6, 8, 9]] <= 9), axis=1
-    )
+    d = out[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int16) - 0x30  # the eight digits
+    numeric = ((d >= 0) & (d <= 9)).all(axis=1)
     year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 5] * 10 + d[:, 6]
-    day = d[:, 8] * 10 + d[:, 9]
+    month = d[:, 4] * 10 + d[:, 5]
+    day = d[:, 6] * 10 + d[:, 7]
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int16)
     last = month_days[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
     good = (iso | slashed) & numeric & (year >= 1) & (month >= 1) & (month <= 12)
     good &= (day >= 1) & (day <= last)

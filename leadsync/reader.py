@@ -78,8 +78,13 @@ class Chunk:
 
     def take(self, positions: Sequence[int]) -> Chunk:
         """The rows at ``positions`` as a chunk of their own."""
+        indices: Any = positions
+        if not all(isinstance(c, list) for c in self.columns):
+            import pyarrow as pa
+
+            indices = pa.array(positions, pa.int64())  # converted once, not per column
         columns = [
-            [c[i] for i in positions] if isinstance(c, list) else c.take(positions)
+            [c[i] for i in positions] if isinstance(c, list) else c.take(indices)
             for c in self.columns
         ]
         numbers = [self.row_numbers[i] for i in positions]
