@@ -194,9 +194,21 @@ class Cells:
         )
         high = ok & ~self.ascii
         if high.any():
-            where = np.flatnonzero(high)
-            matched = pc.match_substring_regex(self.array.take(where), _PLAIN_RE)
-            ok[where] = matched.to_numpy(zero_copy_only=False)
+            # Only a non-ASCII first or last character can be a space strip() removes,
+            # and only a C2 byte can start a C1 control (U+0080-U+009F): other cells are
+            # plain without the regex.
+            doubt = high & (((self.first | self.last) & _HIGH) != 0)
+            lead = np.flatnonzero(self.data[:-1] == 0xC2)
+            if lead.size:
+                follow = self.data[lead + 1]
+                c1 = lead[(follow >= 0x80) & (follow <= 0x9F)]
+                if c1.size:
+                    owner = np.searchsorted(self.offsets, c1, side="right") - 1
+                    doubt[owner] |= high[owner]
+            where = np.flatnonzero(doubt)
+            if where.size:
+                matched = pc.match_substring_regex(self.array.take(where), _PLAIN_RE)
+                ok[where] = matched.to_numpy(zero_copy_only=False)
         return ok  # type: ignore[no-any-return]
 
     @cached_property

@@ -489,8 +489,10 @@ class _XlsxReport:
         comments: Mapping[int, str] | None = None,
     ) -> None:
         sheet = self.sheet
+        write_string = sheet.write_string
+        first = self.first_column
         for j, value in enumerate(values):
-            col = self.first_column + j
+            col = first + j
             fill = fills.get(j) if fills else None
             style = self.bold if bold else (self.fills[fill] if fill else None)
             if comments and j in comments:
@@ -500,7 +502,10 @@ class _XlsxReport:
                     _ILLEGAL_XLSX.sub("", comments[j]),
                     {"author": "leadsync", "x_scale": 2, "y_scale": 1.5},
                 )
-            _write_cell(self, row, col, value, style)
+            if value.__class__ is str and value:  # most cells: text, straight through
+                write_string(row, col, value, style)
+            else:
+                _write_cell(self, row, col, value, style)
 
     def write(
         self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
