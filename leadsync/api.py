@@ -43,7 +43,15 @@ from leadsync.report import (
     ReportWriter,
     spawn_xlsx_worker,
 )
-from leadsync.sender import LeadClient, RowSender, SendResult, Throttle, check_base_url, redact
+from leadsync.sender import (
+    LeadClient,
+    Lookup,
+    RowSender,
+    SendResult,
+    Throttle,
+    check_base_url,
+    redact,
+)
 from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
@@ -343,14 +351,17 @@ class _Lookups:
 
     def __init__(self, by: str) -> None:
         self.by = by
-        self.found: dict[int, tuple[str | None, str]] = {}  # row -> (lead, why not)
+        self.found: dict[int, Lookup] = {}  # row -> what its lookup found
         self.rows_of: dict[str, list[int]] = {}  # lead -> the rows that update it
+        self.abort: str | None = None  # the API refused the key while looking up
 
     def result(self, row: MappedRow) -> SendResult | None:
         """Why ``row`` must not be sent (None: it may); sets a looked-up row's lead id."""
         looked_up = row.row in self.found
         if looked_up:
-            lead, why = self.found[row.row]
+            lead, why, failed = self.found[row.row]
+            if lead is None and failed:  # the API could not be asked: worth a retry
+                return SendResult("failed", code="lookup_failed", message=why)
             if lead is None:
                 return SendResult("invalid", code="no_single_match", message=why)
             row.lead_id = lead
@@ -402,6 +413,9 @@ def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
                 result = sender.find_lead(config.match_by or "", value)
                 for number in wanted[value]:
                     lookups.found[number] = result  # dict writes are atomic
+        except AbortError as exc:  # a refused key: nothing is sent
+            lookups.abort = lookups.abort or str(exc)
+            stop.set()
         finally:
             client.close()
 
@@ -416,9 +430,9 @@ def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
         t.join()
     for lead, number in named.items():
         lookups.rows_of.setdefault(lead, []).append(number)
-    for number, (found, _) in sorted(lookups.found.items()):
-        if found is not None:
-            lookups.rows_of.setdefault(found, []).append(number)
+    for number, found in sorted(lookups.found.items()):
+        if found.lead is not None:
+            lookups.rows_of.setdefault(found.lead, []).append(number)
     lookups.rows_of = {k: sorted(v) for k, v in lookups.rows_of.items() if len(v) > 1}
     return lookups
 
@@ -527,6 +541,7 @@ def sync(
         preflight = _preflight(ctx)
         if config.match_by is not None and preflight is None:
             ctx.lookups = _look_up(ctx, stop)
+            preflight = ctx.lookups.abort
         result = _sync_rows(ctx, stop, progress, preflight)
         extra = result.summary
         if retry_of is not None:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import quote, urlsplit
 
 from leadsync import __version__
@@ -433,6 +433,15 @@ class Throttle:
 # -- one row ------------------------------------------------------------------------
 
 
+class Lookup(NamedTuple):
+    """What a --match-by lookup found: the lead, or why not (``failed``: the API could
+    not be asked, not that no single lead matched)."""
+
+    lead: str | None
+    why: str
+    failed: bool
+
+
 @dataclass
 class SendResult:
     """How one row's update ended."""
@@ -649,40 +658,58 @@ class RowSender:
             )
         )
 
-    def find_lead(self, by: str, value: str) -> tuple[str | None, str]:
-        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not."""
-        import requests
+    def find_lead(self, by: str, value: str) -> Lookup:
+        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not.
 
-        reason = ""
-        for _ in range(self.config.max_attempts):
-            sent_at = self.throttle.acquire(self.stop)
-            if sent_at is None:
-                return None, "the run stopped before the lead was looked up"
-            try:
-                response = self.client.request("GET", "/person/leads", params={by: value})
-            except requests.RequestException as exc:
-                self.throttle.release(sent_at, None)
-                reason = type(exc).__name__
-                continue
-            self.throttle.release(sent_at, response.status_code, response.headers)
-            if response.status_code == 429 or response.status_code >= 500:
-                reason = f"HTTP {response.status_code}"
-                continue
-            if response.status_code != 200:
-                return None, f"looking the lead up failed: HTTP {response.status_code}"
-            body = _json(response)
-            items = body.get("data", body) if isinstance(body, dict) else body
-            ids = [str(i["id"]) for i in items or [] if isinstance(i, dict) and "id" in i]
-            if len(ids) == 1:
-                return ids[0], ""
-            if not ids:
-                return None, f"no lead has the {by} {value!r}"
-            return (
-                None,
-                f"{len(ids)} leads have the {by} {value!r} ({', '.join(ids[:5])}): "
-                "add the lead id to the row",
-            )
-        return None, f"looking the lead up failed: {reason}"
+        A GET changes nothing: 429, 5xx and connection failures are retried with backoff.
+        Raises :class:`AbortError` when the API refuses the key (the whole run stops).
+        """
+        import requests
+        from tenacity import Retrying, stop_after_attempt, stop_when_event_set
+        from tenacity import wait_exponential_jitter as backoff
+
+        try:
+            for attempt in Retrying(
+                stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
+                wait=backoff(
+                    multiplier=self.config.backoff_initial,
+                    max=self.config.backoff_max,
+                    jitter=self.config.backoff_initial,
+                ),
+                reraise=True,
+                sleep=self.sleep,
+            ):
+                with attempt:
+                    sent_at = self.throttle.acquire(self.stop)
+                    if sent_at is None:
+                        return Lookup(None, "the run stopped before the lead was looked up", True)
+                    try:
+                        response = self.client.request("GET", "/person/leads", params={by: value})
+                    except requests.RequestException:
+                        self.throttle.release(sent_at, None)
+                        raise
+                    self.throttle.release(sent_at, response.status_code, response.headers)
+                    if response.status_code == 429 or response.status_code >= 500:
+                        raise _Retry(f"HTTP {response.status_code}", response.status_code)
+        except requests.RequestException as exc:
+            return Lookup(None, f"looking the lead up failed: {type(exc).__name__}", True)
+        except _Retry as exc:
+            return Lookup(None, f"looking the lead up failed: {exc.reason}", True)
+        status = response.status_code
+        if status in (401, 403):
+            raise AbortError(f"the API refused the key (HTTP {status}): check LEADSYNC_API_KEY")
+        if status != 200:
+            why = f"looking the lead up failed: HTTP {status} {_server_message(response)}"
+            return Lookup(None, why.rstrip(), False)
+        body = _json(response)
+        items = body.get("data", body) if isinstance(body, dict) else body
+        ids = [str(i["id"]) for i in items or [] if isinstance(i, dict) and "id" in i]
+        if len(ids) == 1:
+            return Lookup(ids[0], "", False)
+        if not ids:
+            return Lookup(None, f"no lead has the {by} {value!r}", False)
+        why = f"{len(ids)} leads have the {by} {value!r} ({', '.join(ids[:5])}): "
+        return Lookup(None, why + "add the lead id to the row", False)
 
     def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
         """Read the lead back: True applied, False not applied, None cannot tell.

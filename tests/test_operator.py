@@ -238,6 +238,50 @@ def test_match_by_never_lets_two_rows_update_one_lead(
     assert patches == ["1005"]  # nothing was sent to 1000 or 1003
 
 
+def test_match_by_with_a_refused_key_stops_before_anything_is_sent(
+    cli: Cli, env: dict[str, str], tmp_path: Path, sandbox: Sandbox
+) -> None:
+    rows = [["email", "first_name", "last_name"]]
+    rows += [[f"lead{1000 + i}@example.test", "A", "B"] for i in range(30)]
+    src = write_csv(tmp_path / "a.csv", rows)
+    result = cli(
+        "sync", src, "--match-by", "email", "--no-check-offices", "--report-dir", tmp_path / "o",
+        env={**env, "LEADSYNC_API_KEY": "revoked-key"},
+    )  # fmt: skip
+    assert result.exit_code == 3
+    assert "ABORTED: the API refused the key (HTTP 403): check LEADSYNC_API_KEY" in result.stdout
+    fails = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert {r["outcome"] for r in fails} == {"not_attempted"} and len(fails) == 30
+    lookups = [e for e in sandbox.requests_log() if e["path"].endswith("/person/leads")]
+    assert 1 <= len(lookups) <= 8  # at most one per lookup thread, then it stopped
+    assert not [e for e in sandbox.requests_log() if e["method"] == "PATCH"]
+
+
+def test_a_lookup_the_api_cannot_answer_fails_the_row_it_does_not_make_it_invalid(
+    tmp_path: Path,
+) -> None:
+    import leadsync
+    from leadsync.config import Config
+
+    rows = [["email", "first_name", "last_name"], ["lead1000@example.test", "A", "B"]]
+    src = write_csv(tmp_path / "a.csv", rows)
+    with Sandbox(SandboxConfig(fail_503=1.0)) as sb:
+        cfg = Config(
+            base_url=sb.base_url, match_by="email", check_offices=False, max_attempts=2,
+            backoff_initial=0.01, backoff_max=0.01,
+        )  # fmt: skip
+        result = leadsync.sync(src, cfg, tmp_path / "o", api_key=DEFAULT_KEY)
+        lookups = [e for e in sb.requests_log() if e["path"].endswith("/person/leads")]
+    assert result.exit_code == 1
+    [fail] = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert (fail["outcome"], fail["code"], fail["message"]) == (
+        "failed",
+        "lookup_failed",
+        "looking the lead up failed: HTTP 503",
+    )
+    assert len(lookups) == 2  # retried once (max_attempts=2), then given up
+
+
 def test_log_format_json_and_quiet(cli: Cli, tmp_path: Path) -> None:
     src = write_csv(tmp_path / "a.csv", [["id", "first_name", "last_name"]])  # header only
     text = cli("validate", src, "--report-dir", tmp_path / "o1")
