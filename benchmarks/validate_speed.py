@@ -44,9 +44,10 @@ READ_CSV_CALL = (
     "pandas.read_csv(sys.argv[1], dtype=str); print(time.perf_counter() - t)"
 )
 # leadsync.validate() timed inside the process, after its imports (as the CLI runs it:
-# pyarrow's jemalloc pool on Linux), writing every report to a fresh folder
+# pyarrow's jemalloc pool on Linux, its GC threshold), writing every report to a fresh folder
 VALIDATE_CALL = (
-    "import os, sys, tempfile, time\n"
+    "import gc, os, sys, tempfile, time\n"
+    "from leadsync.defaults import GC_THRESHOLD; gc.set_threshold(*GC_THRESHOLD)\n"
     "if sys.platform.startswith('linux'): os.environ.setdefault('ARROW_DEFAULT_MEMORY_POOL', 'jemalloc')\n"
     "from leadsync.api import validate\n"
     "out = tempfile.mkdtemp(prefix='ls-bench-')\n"
@@ -209,8 +210,9 @@ def peer_run(path: Path, small: int, runs: int) -> None:
     )
 
 
-XLSX_READ = (
-    "import sys, time\n"
+XLSX_READ = (  # the reader as the CLI runs it (with its garbage-collector threshold)
+    "import gc, sys, time\n"
+    "from leadsync.defaults import GC_THRESHOLD; gc.set_threshold(*GC_THRESHOLD)\n"
     "from leadsync.reader import open_table\n"
     "t = time.perf_counter(); n = sum(len(c) for c in open_table(sys.argv[1]).chunks(20000)); "
     "print(n / (time.perf_counter() - t))"

@@ -35,3 +35,7 @@ BACKOFF_INITIAL = 0.5  # seconds, doubled per retry, with jitter
 BACKOFF_MAX = 60.0
 BREAKER_THRESHOLD = 25  # consecutive rows that failed outright abort the run
 PROGRESS_EVERY = 10.0  # seconds between log lines when not on a terminal
+
+# The CLI collects reference cycles after this many allocations (Python's default is
+# 700): a workbook arrives as millions of small objects and leadsync makes few cycles.
+GC_THRESHOLD = (50_000, 20, 100)
