@@ -345,9 +345,13 @@ def spawn_xlsx_worker() -> Any:
 
 def xlsx_worker() -> None:
     """The body of the report.xlsx process: read pickled rows from stdin, write them."""
+    import gc
     import pickle
     import sys
 
+    from leadsync.defaults import GC_THRESHOLD
+
+    gc.set_threshold(*GC_THRESHOLD)  # every cell is a few small objects (see defaults)
     source = sys.stdin.buffer
     try:
         path, sheet, full = pickle.load(source)
