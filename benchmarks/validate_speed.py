@@ -104,16 +104,16 @@ def csv_section(rows: int, small: int, runs: int) -> None:
     for n in sorted({small, rows}):
         path = ensure(DATA / f"v-{n}.csv", n)
         size = path.stat().st_size / 1e6
-        ls = [leadsync_validate(path) for _ in range(runs)]
-        pd_proc = [
-            process(
-                sys.executable, "-c", f"import pandas; pandas.read_csv({str(path)!r}, dtype=str)"
-            )
-            for _ in range(runs)
-        ]
-        ls_call = [printed(VALIDATE_CALL, path) for _ in range(runs)]
-        pd_call = [printed(READ_CSV_CALL, path) for _ in range(runs)]
-        pa_call = [printed(ARROW_CALL, path) for _ in range(runs)]
+        # interleaved, one of each per round: the machine's speed drifts, and a ratio of
+        # figures taken minutes apart would measure the drift
+        ls, pd_proc, ls_call, pd_call, pa_call = [], [], [], [], []
+        read_csv = f"import pandas; pandas.read_csv({str(path)!r}, dtype=str)"
+        for _ in range(runs):
+            ls.append(leadsync_validate(path))
+            pd_proc.append(process(sys.executable, "-c", read_csv))
+            ls_call.append(printed(VALIDATE_CALL, path))
+            pd_call.append(printed(READ_CSV_CALL, path))
+            pa_call.append(printed(ARROW_CALL, path))
         ls_s, ls_mb = med([r[0] for r in ls]), med([r[1] for r in ls])
         pd_s, pd_mb = med([r[0] for r in pd_proc]), med([r[1] for r in pd_proc])
         call = med(pd_call)
