@@ -658,43 +658,53 @@ class RowSender:
             )
         )
 
-    def find_lead(self, by: str, value: str) -> Lookup:
-        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not.
-
-        A GET changes nothing: 429, 5xx and connection failures are retried with backoff.
-        Raises :class:`AbortError` when the API refuses the key (the whole run stops).
-        """
+    def _get(self, request: Callable[[], Any]) -> Any:
+        """A GET (it changes nothing): 429, 5xx and connection failures are retried with
+        backoff. Returns the response, or None when the run stopped first; raises the last
+        ``requests`` exception or :class:`_Retry` when every attempt failed."""
         import requests
         from tenacity import Retrying, stop_after_attempt, stop_when_event_set
         from tenacity import wait_exponential_jitter as backoff
 
+        for attempt in Retrying(
+            stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
+            wait=backoff(
+                multiplier=self.config.backoff_initial,
+                max=self.config.backoff_max,
+                jitter=self.config.backoff_initial,
+            ),
+            reraise=True,
+            sleep=self.sleep,
+        ):
+            with attempt:
+                sent_at = self.throttle.acquire(self.stop)
+                if sent_at is None:
+                    return None
+                try:
+                    response = request()
+                except requests.RequestException:
+                    self.throttle.release(sent_at, None)
+                    raise
+                self.throttle.release(sent_at, response.status_code, response.headers)
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise _Retry(f"HTTP {response.status_code}", response.status_code)
+        return response
+
+    def find_lead(self, by: str, value: str) -> Lookup:
+        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not.
+        Raises :class:`AbortError` when the API refuses the key (the whole run stops)."""
+        import requests
+
         try:
-            for attempt in Retrying(
-                stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
-                wait=backoff(
-                    multiplier=self.config.backoff_initial,
-                    max=self.config.backoff_max,
-                    jitter=self.config.backoff_initial,
-                ),
-                reraise=True,
-                sleep=self.sleep,
-            ):
-                with attempt:
-                    sent_at = self.throttle.acquire(self.stop)
-                    if sent_at is None:
-                        return Lookup(None, "the run stopped before the lead was looked up", True)
-                    try:
-                        response = self.client.request("GET", "/person/leads", params={by: value})
-                    except requests.RequestException:
-                        self.throttle.release(sent_at, None)
-                        raise
-                    self.throttle.release(sent_at, response.status_code, response.headers)
-                    if response.status_code == 429 or response.status_code >= 500:
-                        raise _Retry(f"HTTP {response.status_code}", response.status_code)
+            response = self._get(
+                lambda: self.client.request("GET", "/person/leads", params={by: value})
+            )
         except requests.RequestException as exc:
             return Lookup(None, f"looking the lead up failed: {type(exc).__name__}", True)
         except _Retry as exc:
             return Lookup(None, f"looking the lead up failed: {exc.reason}", True)
+        if response is None:
+            return Lookup(None, "the run stopped before the lead was looked up", True)
         status = response.status_code
         if status in (401, 403):
             raise AbortError(f"the API refused the key (HTTP {status}): check LEADSYNC_API_KEY")
@@ -712,40 +722,14 @@ class RowSender:
         return Lookup(None, why + "add the lead id to the row", False)
 
     def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
-        """Read the lead back: True applied, False not applied, None cannot tell.
-
-        A GET changes nothing, so it is retried on any failure.
-        """
+        """Read the lead back: True applied, False not applied, None cannot tell."""
         import requests
-        from tenacity import Retrying, stop_after_attempt, stop_when_event_set
-        from tenacity import wait_exponential_jitter as backoff
 
         try:
-            for attempt in Retrying(
-                stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
-                wait=backoff(
-                    multiplier=self.config.backoff_initial,
-                    max=self.config.backoff_max,
-                    jitter=self.config.backoff_initial,
-                ),
-                reraise=True,
-                sleep=self.sleep,
-            ):
-                with attempt:
-                    sent_at = self.throttle.acquire(self.stop)
-                    if sent_at is None:
-                        return None
-                    try:
-                        response = self.client.get_lead(lead_id)
-                    except requests.RequestException:
-                        self.throttle.release(sent_at, None)
-                        raise
-                    self.throttle.release(sent_at, response.status_code, response.headers)
-                    if response.status_code in (429,) or response.status_code >= 500:
-                        raise _Retry(f"HTTP {response.status_code}", response.status_code)
+            response = self._get(lambda: self.client.get_lead(lead_id))
         except (requests.RequestException, _Retry):
             return None
-        if response.status_code != 200:
+        if response is None or response.status_code != 200:
             return None
         body = _json(response)
         lead = body.get("data", body) if isinstance(body, dict) else None
