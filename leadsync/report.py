@@ -6,12 +6,14 @@ is created with mode 0600: reports hold personal data.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
 import os
 import queue
 import re
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -142,6 +144,7 @@ class ReportWriter:
         if xlsx_process is not None:  # started early, not needed after all
             xlsx_process.stdin.close()
             xlsx_process.wait()
+            xlsx_process.leadsync_errors.close()
         if self._xlsx is not None:
             self.paths["report_xlsx"] = self._xlsx.path
 
@@ -302,8 +305,14 @@ class _XlsxProcess:
             self._fail()
 
     def _fail(self) -> None:
-        _, err = self.process.communicate()
-        message = err.decode("utf-8", "replace").strip().splitlines()
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        self.process.wait()
+        errors = self.process.leadsync_errors  # its stderr, a file: never a full pipe
+        errors.seek(0)
+        message = errors.read().decode("utf-8", "replace").strip().splitlines()
+        errors.close()
         raise OSError(
             f"could not write {self.path.name}: {message[-1] if message else 'writer stopped'}"
         )
@@ -322,6 +331,7 @@ class _XlsxProcess:
         self.process.stdin.close()
         if self.process.wait() != 0:
             self._fail()
+        self.process.leadsync_errors.close()
 
 
 def spawn_xlsx_worker() -> Any:
@@ -334,13 +344,18 @@ def spawn_xlsx_worker() -> Any:
     root = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return subprocess.Popen(
+    # stderr goes to a file: a pipe nobody reads until the end would stall a child that
+    # writes more warnings than the pipe holds
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+    process = subprocess.Popen(
         [sys.executable, "-c", "from leadsync.report import xlsx_worker; xlsx_worker()"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         env=env,
     )
+    process.leadsync_errors = errors  # type: ignore[attr-defined]
+    return process
 
 
 def xlsx_worker() -> None:

@@ -7,6 +7,7 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 
 import leadsync
@@ -234,6 +235,19 @@ def test_a_report_xlsx_process_started_early_is_used_or_let_go(tmp_path: Path) -
     assert used.returncode == 0  # it wrote the report and finished
     ws = load_workbook(tmp_path / "big" / "report.xlsx")["Leads"]
     assert [c.value for c in ws[2]][:2] == ["1", "Ann"]  # full copy: the row in its place
+
+
+def test_a_report_xlsx_process_that_fails_says_why(tmp_path: Path) -> None:
+    from leadsync.report import _SheetSpec, _XlsxProcess
+
+    sheet = _SheetSpec(("id", "first_name"), None, 0, 1)
+    writer = _XlsxProcess(tmp_path / "no-such-folder" / "report.xlsx", sheet, full=False)
+    with pytest.raises(OSError) as failed:
+        for i in range(2_000):  # enough to fill the pipe if nothing read it
+            writer.write(i + 2, ["1", "Ann"], "invalid", ())
+        writer.close({})
+    assert str(failed.value).startswith("could not write report.xlsx: FileNotFoundError")
+    assert writer.process.returncode != 0
 
 
 def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> None:
