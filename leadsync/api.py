@@ -211,7 +211,7 @@ def _rows_of(
         row = slow.get(i)
         if row is None:
             number = chunk.row_numbers[i]
-            if checked.blank[i]:
+            if checked.columns.blank[i]:
                 row = MappedRow(row=number, lead_id=leads[i] or None, payload={}, blank=True)
             else:
                 row = MappedRow(row=number, lead_id=leads[i], payload=json.loads(payloads[i]))
@@ -317,7 +317,7 @@ def _checked_chunks(
             slow = list(zip(positions, rows, strict=True))
         lead_ids = trimmed(chunk.display_cells(plan.id_index))
         fields = fields_sent(columns, plan)
-        yield CheckedChunk(chunk, columns, lead_ids, columns.blank, fields, slow)
+        yield CheckedChunk(chunk, columns, lead_ids, fields, slow)
 
 
 @dataclass

@@ -165,8 +165,7 @@ class Cells:
             if not count:
                 continue
             if count < n // 4:  # sparse: mark the cells that own the hits
-                owner = np.searchsorted(offsets, np.flatnonzero(hit), side="right") - 1
-                self.flags[owner] |= flag
+                self.flags[self._owners(np.flatnonzero(hit))] |= flag
             elif full:
                 self.flags[np.logical_or.reduceat(hit, starts)] |= flag
             else:
@@ -174,6 +173,12 @@ class Cells:
 
     def __len__(self) -> int:
         return len(self.array)
+
+    def _owners(self, positions: np.ndarray) -> np.ndarray:
+        """The cell that holds each byte position of ``data``."""
+        import numpy as np
+
+        return np.searchsorted(self.offsets, positions, side="right") - 1
 
     @cached_property
     def ascii(self) -> np.ndarray:
@@ -203,7 +208,7 @@ class Cells:
                 follow = self.data[lead + 1]
                 c1 = lead[(follow >= 0x80) & (follow <= 0x9F)]
                 if c1.size:
-                    owner = np.searchsorted(self.offsets, c1, side="right") - 1
+                    owner = self._owners(c1)
                     doubt[owner] |= high[owner]
             where = np.flatnonzero(doubt)
             if where.size:

@@ -53,6 +53,12 @@ class Target:
     kind: Literal["id", "field", "question", "meta", "ignore", "match"]
     name: str = ""
 
+    @property
+    def field(self) -> str:
+        """The API field this column feeds: its own, questionnaire for a question,
+        meta for a meta key ("" for the id and unsent columns)."""
+        return {"field": self.name, "question": "questionnaire", "meta": "meta"}.get(self.kind, "")
+
 
 @dataclass(frozen=True)
 class ColumnPlan:
@@ -75,9 +81,8 @@ class ColumnPlan:
                 continue
             if t.kind == "field" and t.name == fname:
                 return i
-        kind = {"questionnaire": "question", "meta": "meta"}.get(fname)
-        for i, t in enumerate(self.targets):
-            if t is not None and t.kind == kind:
+        for i, t in enumerate(self.targets):  # else the first question or meta column
+            if t is not None and t.kind in ("question", "meta") and t.field == fname:
                 return i
         return None
 
@@ -452,17 +457,12 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             has_data[i] = True
             row = rows[i]
             if isinstance(value, Bad):
-                fname = (
-                    target.name
-                    if target.kind == "field"
-                    else ("questionnaire" if target.kind == "question" else "meta")
-                )
                 row.problems.append(
                     Problem(
                         row=row.row,
                         code=value.code,
                         message=value.message,
-                        field=fname,
+                        field=target.field,
                         column=plan.headers[j],
                         column_index=j,
                     )
@@ -588,9 +588,7 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             continue
         cells = chunk.cells(j)
         blank &= cells.blank
-        name = target.name if target.kind == "field" else "questionnaire"
-        if target.kind == "meta":
-            name = "meta"
+        name = target.field
         if config.values.get(name):
             simple &= cells.blank  # value maps: row by row
             continue

@@ -576,18 +576,16 @@ def _open_excel(path: Path, sheet: str | None) -> Table:
     headers = _header_names([_text(c) for c in header])
     header_row = start_row + 1
 
+    def data_rows() -> Iterator[list[Any]]:
+        """The sheet's rows after the header."""
+        return itertools.islice(worksheet.iter_rows(), skip + 1, None)
+
     def excel_rows() -> Iterator[tuple[int, list[Any]]]:
-        it = worksheet.iter_rows()
-        for _ in range(skip + 1):
-            next(it, None)
-        for offset, cells in enumerate(it, start=1):
-            yield header_row + offset, cells
+        return enumerate(data_rows(), start=header_row + 1)
 
     def excel_chunks(size: int) -> Iterator[Chunk]:
         # calamine gives every row the range's width: whole blocks, no per-row work
-        it = worksheet.iter_rows()
-        for _ in range(skip + 1):
-            next(it, None)
+        it = data_rows()
         number = header_row + 1
         width = len(headers)
         while block := list(itertools.islice(it, size)):

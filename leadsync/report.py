@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from leadsync.columnar import FORMULA_START
 from leadsync.defaults import XLSX_COMMENT_ROWS, XLSX_FULL_ROWS, XLSX_MAX_ROWS
@@ -37,7 +37,6 @@ class CheckedChunk:
     chunk: Chunk
     columns: Any  # the mapper's ColumnarRows
     lead_ids: Any  # pyarrow string array: each row's lead id as text
-    blank: Any  # numpy bool: skipped_blank rows the fast path found
     fields: Any  # pyarrow string array: fields_sent as a CSV field (where cleared)
     slow: list[tuple[int, MappedRow]]  # (position, row) checked by the reference path
 
@@ -93,11 +92,6 @@ def private_file(path: Path, mode: str = "w") -> IO[Any]:
     return os.fdopen(fd, mode, encoding="utf-8", newline="")
 
 
-def payload_text(payload: Mapping[str, Any] | None) -> str:
-    """A payload as the reports show it: the JSON text, as typed (not ASCII-escaped)."""
-    return json.dumps(payload, ensure_ascii=False) if payload is not None else ""
-
-
 class ReportWriter:
     """Writes the four reports for one run, a row at a time."""
 
@@ -142,9 +136,7 @@ class ReportWriter:
         elif xlsx:
             self._xlsx = _XlsxReport(directory / "report.xlsx", sheet, full=full)
         if xlsx_process is not None:  # started early, not needed after all
-            xlsx_process.stdin.close()
-            xlsx_process.wait()
-            xlsx_process.leadsync_errors.close()
+            _finish(xlsx_process)
         if self._xlsx is not None:
             self.paths["report_xlsx"] = self._xlsx.path
 
@@ -204,8 +196,9 @@ class ReportWriter:
 
         chunk = checked.chunk
         n = len(chunk)
-        outcome = np.where(checked.blank, 1, 0).astype(np.int8)  # 0 valid, 1 blank, 2 invalid
-        fields = pc.if_else(pa.array(checked.blank), "", checked.fields)
+        blank = checked.columns.blank  # skipped_blank rows the fast path found
+        outcome = np.where(blank, 1, 0).astype(np.int8)  # 0 valid, 1 blank, 2 invalid
+        fields = pc.if_else(pa.array(blank), "", checked.fields)
         replaced: list[int] = []
         texts: list[str] = []
         for i, row in checked.slow:
@@ -234,8 +227,8 @@ class ReportWriter:
         order = sorted(failing)
         if failing:  # their cells as CSV text in one go; a line per problem
             part = chunk.take(order)
-            fields = [part.display_cells(j).csv_field() for j in range(len(self.headers))]
-            lines = pc.binary_join_element_wise(*fields, ",").to_pylist()
+            cells_csv = [part.display_cells(j).csv_field() for j in range(len(self.headers))]
+            lines = pc.binary_join_element_wise(*cells_csv, ",").to_pylist()
             for i, original in zip(order, lines, strict=True):
                 bad = failing[i]
                 self.counts["invalid"] += 1
@@ -302,17 +295,10 @@ class _XlsxProcess:
         try:
             pickle.dump(item, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         except BrokenPipeError:
-            self._fail()
+            self._fail(_finish(self.process)[1])
 
-    def _fail(self) -> None:
-        if self.process.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.process.stdin.close()
-        self.process.wait()
-        errors = self.process.leadsync_errors  # its stderr, a file: never a full pipe
-        errors.seek(0)
-        message = errors.read().decode("utf-8", "replace").strip().splitlines()
-        errors.close()
+    def _fail(self, errors: bytes) -> NoReturn:
+        message = errors.decode("utf-8", "replace").strip().splitlines()
         raise OSError(
             f"could not write {self.path.name}: {message[-1] if message else 'writer stopped'}"
         )
@@ -327,11 +313,9 @@ class _XlsxProcess:
         if self.batch:
             self._send(self.batch)
         self._send(("close", dict(summary)))
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        if self.process.wait() != 0:
-            self._fail()
-        self.process.leadsync_errors.close()
+        code, errors = _finish(self.process)
+        if code != 0:
+            self._fail(errors)
 
 
 def spawn_xlsx_worker() -> Any:
@@ -356,6 +340,17 @@ def spawn_xlsx_worker() -> Any:
     )
     process.leadsync_errors = errors  # type: ignore[attr-defined]
     return process
+
+
+def _finish(process: Any) -> tuple[int, bytes]:
+    """Let a report.xlsx process end (no more input) and wait for it: its exit code and
+    what it wrote to stderr."""
+    with contextlib.suppress(OSError):
+        process.stdin.close()
+    code = process.wait()
+    with process.leadsync_errors as errors:  # its stderr, a file: never a full pipe
+        errors.seek(0)
+        return code, errors.read()
 
 
 def xlsx_worker() -> None:

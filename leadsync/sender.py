@@ -62,6 +62,11 @@ def payload_bytes(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+def refused_key(status: int) -> str:
+    """Why a run stops when the API answers 401/403."""
+    return f"the API refused the key (HTTP {status}): check LEADSYNC_API_KEY"
+
+
 class LeadClient:
     """A keep-alive HTTP client for the Lead API (one per worker thread)."""
 
@@ -160,9 +165,7 @@ class LeadClient:
         except requests.RequestException as exc:
             raise LeadsyncError(f"GET {path} failed: {type(exc).__name__}") from None
         if response.status_code in (401, 403):
-            raise AbortError(
-                f"the API refused the key (HTTP {response.status_code}): check LEADSYNC_API_KEY"
-            )
+            raise AbortError(refused_key(response.status_code))
         if response.status_code != 200:
             raise LeadsyncError(
                 f"GET {path} answered HTTP {response.status_code}: {_server_message(response)}"
@@ -585,7 +588,7 @@ class RowSender:
                     status,
                     "auth",
                     _server_message(response) or "the API key was refused",
-                    abort=f"the API refused the key (HTTP {status}): check LEADSYNC_API_KEY",
+                    abort=refused_key(status),
                 )
             )
         if status in _SAFE_STATUS:
@@ -707,7 +710,7 @@ class RowSender:
             return Lookup(None, "the run stopped before the lead was looked up", True)
         status = response.status_code
         if status in (401, 403):
-            raise AbortError(f"the API refused the key (HTTP {status}): check LEADSYNC_API_KEY")
+            raise AbortError(refused_key(status))
         if status != 200:
             why = f"looking the lead up failed: HTTP {status} {_server_message(response)}"
             return Lookup(None, why.rstrip(), False)
