@@ -620,6 +620,7 @@ def _sync_rows(
     jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=config.concurrency * 2)
     results: queue.Queue[tuple[_Job, SendResult]] = queue.Queue()
     senders: list[RowSender] = []
+    judging = threading.Lock()
     out = _InOrder(run.writer)
     state: dict[str, Any] = {
         "abort": preflight,
@@ -649,11 +650,16 @@ def _sync_rows(
                             code="internal",
                             message=redact(f"{type(exc).__name__}: {exc}", api_key),
                         )
+                    # judged here, before this worker takes another row: a guard that trips
+                    # stops the next send, however late the main thread drains the results
+                    with judging:
+                        judge(result)
                 results.put((job, result))
         finally:
             client.close()
 
-    def settle(job: _Job, result: SendResult) -> None:
+    def judge(result: SendResult) -> None:
+        """Counts a sent row towards the breaker and the failure-rate guard."""
         if result.abort and state["abort"] is None:
             state["abort"] = result.abort
             stop.set()
@@ -683,6 +689,8 @@ def _sync_rows(
                     f"first {state['sent']} rows sent failed"
                 )
                 stop.set()
+
+    def settle(job: _Job, result: SendResult) -> None:
         if result.outcome == "not_attempted":
             result.message = result.message or _not_sent(state["abort"])
         sent = job.sent or job.row.payload

@@ -121,14 +121,18 @@ def test_max_changes_refuses_before_sending(
     assert again.exit_code == 0
 
 
+@pytest.mark.parametrize("pace", [(), ("--rate", "1000")])
 def test_max_failure_rate_stops_a_run_going_wrong(
-    cli: Cli, env: dict[str, str], tmp_path: Path
+    cli: Cli, env: dict[str, str], tmp_path: Path, pace: tuple[str, ...]
 ) -> None:
+    # unthrottled, the one worker finishes row 11 long before the main thread drains row
+    # 10's result: the guard must be judged as each row ends, not when the results are read
     rows = [["id", "first_name", "last_name"]] + [[str(5000 + i), "A", "B"] for i in range(40)]
     src = write_csv(tmp_path / "a.csv", rows)  # leads the account does not have: all 404
     result = cli(
         "sync",
         src,
+        *pace,
         "--max-failure-rate",
         "0.2",
         "--concurrency",
