@@ -352,6 +352,7 @@ class _Lookups:
     def __init__(self, by: str) -> None:
         self.by = by
         self.found: dict[int, Lookup] = {}  # row -> what its lookup found
+        self.by_value: dict[str, Lookup] = {}  # value -> what its lookup found
         self.rows_of: dict[str, list[int]] = {}  # lead -> the rows that update it
         self.abort: str | None = None  # the API refused the key while looking up
 
@@ -395,7 +396,7 @@ def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
     wanted: dict[str, list[int]] = {}  # value -> rows (one lookup per distinct value)
     named: dict[str, int] = {}  # lead id given outright -> its row
     for row, _ in run.rows():
-        if row.blank or row.problems:
+        if row.blank or row.problems or not ctx.in_run(row):
             continue
         if row.lead_id is not None:
             named[str(row.lead_id)] = row.row
@@ -411,6 +412,7 @@ def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
         try:
             while (value := todo.get()) is not None:
                 result = sender.find_lead(config.match_by or "", value)
+                lookups.by_value[value] = result  # dict writes are atomic
                 for number in wanted[value]:
                     lookups.found[number] = result  # dict writes are atomic
         except AbortError as exc:  # a refused key: nothing is sent
@@ -524,24 +526,35 @@ def sync(
         book.acquire()
     try:
         only = None
+        only_matches: set[str] = set()
         retry_of = None
         if retry_failed is not None:
             if book is None:
                 raise LeadsyncError("--retry-failed needs the journal of the run to retry")
             retry_of = book.find_run(retry_failed)["run_id"]
             only = book.leads_to_retry(retry_of)
+            if config.match_by is not None:
+                only_matches = book.matches_to_retry(retry_of, config.match_by)
         run = _Run.open(path, config, report_dir, xlsx_report)
         if book is not None:
             book.start_run(
                 run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
             )
         # one throttle for the run: the preflight's request counts against the budget too
-        ctx = _SyncContext(run, config, base_url, api_key, book, full, only, Throttle(config))
+        ctx = _SyncContext(
+            run, config, base_url, api_key, book, full, only, Throttle(config), only_matches
+        )
         stop = stop or threading.Event()
         preflight = _preflight(ctx)
         if config.match_by is not None and preflight is None:
             ctx.lookups = _look_up(ctx, stop)
             preflight = ctx.lookups.abort
+            if book is not None:
+                book.record_matches(
+                    run.run_id,
+                    config.match_by,
+                    {v: f.lead for v, f in ctx.lookups.by_value.items() if f.lead or f.failed},
+                )
         result = _sync_rows(ctx, stop, progress, preflight)
         extra = result.summary
         if retry_of is not None:
@@ -569,12 +582,23 @@ class _SyncContext:
     full: bool
     only: set[str] | None  # --retry-failed: the leads to send; None: all
     throttle: Throttle
+    only_matches: set[str] = field(default_factory=set)  # --retry-failed: --match-by values
     lookups: _Lookups | None = None  # --match-by: each looked-up row's lead
+
+    def in_run(self, row: MappedRow) -> bool:
+        """--retry-failed: whether ``row`` is one to send again (always, without it)."""
+        if self.only is None:
+            return True
+        if row.blank:
+            return False
+        if row.lead_id is not None:
+            return str(row.lead_id) in self.only
+        return row.match is not None and row.match in self.only_matches
 
 
 def _preflight(ctx: _SyncContext) -> str | None:
     """Checks before anything is sent; returns why the run must not send, if it must not."""
-    run, config, book, full, only = ctx.run, ctx.config, ctx.book, ctx.full, ctx.only
+    run, config, book, full = ctx.run, ctx.config, ctx.book, ctx.full
     if config.check_offices:
         client = LeadClient(ctx.base_url, ctx.api_key, config)
         try:
@@ -590,7 +614,7 @@ def _preflight(ctx: _SyncContext) -> str | None:
         keep = REQUIRED_NAMES if config.require_names else ()
         changes = 0
         for row, _ in run.rows():
-            if row.blank or row.problems or (only is not None and row.lead_id not in only):
+            if row.blank or row.problems or not ctx.in_run(row):
                 continue
             if book is None or full or book.diff(str(row.lead_id), row.payload, keep=keep):
                 changes += 1
@@ -725,7 +749,7 @@ def _sync_rows(
         t.start()
     seq = 0
     for row, cells in run.rows():
-        if only is not None and (row.blank or row.lead_id not in only):
+        if not ctx.in_run(row):
             state["left_out"] += 1  # --retry-failed: not part of this run
             continue
         if row.blank:

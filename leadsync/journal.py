@@ -78,9 +78,17 @@ CREATE TABLE IF NOT EXISTS lead_pairs (
     run_id TEXT NOT NULL,
     PRIMARY KEY (lead_id, question, answer)
 );
+CREATE TABLE IF NOT EXISTS matches (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    match_by TEXT NOT NULL,        -- --match-by: email or phone
+    value TEXT NOT NULL,           -- a row's value, as looked up
+    lead_id TEXT,                  -- the lead it found; NULL: the API could not be asked
+    PRIMARY KEY (run_id, match_by, value)
+);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
 PENDING = ("sending", "unknown")  # may or may not have been applied
+_RETRY = "('failed', 'unknown', 'sending', 'not_attempted')"  # --retry-failed takes these
 
 
 def default_path() -> Path:
@@ -272,9 +280,28 @@ class Journal:
         """Lead ids whose rows in ``run_id`` failed or ended unknown (or never finished)."""
         with self.mutex:
             cur = self.db.execute(
-                "SELECT DISTINCT lead_id FROM attempts WHERE run_id = ? "
-                "AND state IN ('failed', 'unknown', 'sending', 'not_attempted')",
+                f"SELECT DISTINCT lead_id FROM attempts WHERE run_id = ? AND state IN {_RETRY}",
                 (run_id,),
+            )
+            return {r[0] for r in cur.fetchall()}
+
+    def record_matches(self, run_id: str, match_by: str, found: Mapping[str, str | None]) -> None:
+        """--match-by: the lead each value found (None: the lookup could not be made), so
+        that ``--retry-failed`` can pick those rows out again by their value."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO matches VALUES (?, ?, ?, ?)",
+                [(run_id, match_by, value, lead) for value, lead in found.items()],
+            )
+
+    def matches_to_retry(self, run_id: str, match_by: str) -> set[str]:
+        """--match-by values in ``run_id`` whose lookup failed or whose lead's row did."""
+        with self.mutex:
+            cur = self.db.execute(
+                "SELECT value FROM matches WHERE run_id = ? AND match_by = ? AND (lead_id IS NULL "
+                "OR lead_id IN (SELECT lead_id FROM attempts WHERE run_id = ? "
+                f"AND state IN {_RETRY}))",
+                (run_id, match_by, run_id),
             )
             return {r[0] for r in cur.fetchall()}
 

@@ -79,6 +79,7 @@ class SandboxConfig:
     # faults for the first PATCH requests, in order ("503", "500_after", "drop_after",
     # "stall_after" or None), before the seeded chances take over: exact scenarios
     script: tuple[str | None, ...] = ()
+    lookup_503: tuple[str, ...] = ()  # emails or phones whose lead lookup answers 503
 
 
 @dataclass
@@ -535,6 +536,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "message": "The given data was invalid.",
                     "errors": {"email": ["The email field is required when phone is not present."]},
                 }
+            if (email or phone) in sb.config.lookup_503:
+                return 503, {"message": "Service Unavailable"}
             with sb.lock:
                 found = [
                     copy.deepcopy(lead)

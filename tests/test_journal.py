@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,43 @@ def test_runs_lists_history_and_retry_failed_sends_only_failures(tmp_path: Path,
     assert summary["outcomes"]["updated"] == 4 and summary["rows"] == 4
     assert summary["rows_left_out"] == 6
     assert sorted(e["lead"] for e in sent) == ["1000", "1001", "1002", "1003"]
+
+
+def test_retry_failed_takes_match_by_rows_whose_lookup_or_send_failed(tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    rows = [
+        ["id", "email", "first_name", "last_name"],
+        ["", "lead1000@example.test", "A", "B"],  # found; its PATCH meets the scripted 503
+        ["", "lead1001@example.test", "C", "D"],  # found and updated
+        ["", "nobody@example.test", "E", "F"],  # no such lead: invalid, not for a retry
+        ["1002", "", "G", "H"],  # an id: updated
+        ["", "lead1003@example.test", "I", "J"],  # its lookup meets the 503s below
+    ]
+    src = write_csv(tmp_path / "a.csv", rows)
+    cfg = Config(match_by="email", check_offices=False, max_attempts=1, concurrency=1)
+    unanswered = SandboxConfig(script=("503",), lookup_503=("lead1003@example.test",))
+    with Sandbox(unanswered) as sb:
+        cfg = replace(cfg, base_url=sb.base_url)
+        first = leadsync.sync(src, cfg, tmp_path / "o1", api_key=DEFAULT_KEY, journal=journal)
+        assert first.exit_code == 1
+        failed = {r["row"]: r["code"] for r in read_csv_report(tmp_path / "o1" / "failures.csv")}
+        assert failed == {"2": "gave_up", "4": "no_single_match", "6": "lookup_failed"}
+        sb.config.lookup_503 = ()
+        before = len(sb.requests_log())
+        retry = leadsync.sync(
+            src, cfg, tmp_path / "o2", api_key=DEFAULT_KEY, journal=journal, retry_failed="last"
+        )
+        asked = [(e["method"], e["path"].rsplit("/", 1)[-1]) for e in sb.requests_log()[before:]]
+    assert retry.exit_code == 0, retry.summary
+    assert retry.summary["rows_left_out"] == 3
+    done = {r["row"]: r["lead_id"] for r in read_csv_report(tmp_path / "o2" / "successes.csv")}
+    assert done == {"2": "1000", "6": "1003"}
+    assert sorted(asked) == [
+        ("GET", "leads"),
+        ("GET", "leads"),
+        ("PATCH", "1000"),
+        ("PATCH", "1003"),
+    ]
 
 
 def test_failures_csv_feeds_back_in_as_is(tmp_path: Path) -> None:
