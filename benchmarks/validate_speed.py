@@ -205,8 +205,11 @@ def peer_run(path: Path, small: int, runs: int) -> None:
         )
         fl.append(time.perf_counter() - t)
     ls = [leadsync_validate(path)[0] for _ in range(runs)]
+    # the target is set on the 1M-row file; on a smaller one leadsync's fixed
+    # costs (start-up, the workbook report) weigh more, so it is shown for scale only
+    target = "target >= 5x" if small >= 1_000_000 else "for scale: the target is on 1M rows"
     print(
-        f"  {small:,} rows: leadsync {med(ls):.2f} s, frictionless {med(fl):.2f} s -> leadsync {med(fl) / med(ls):.1f}x faster (target >= 5x)"
+        f"  {small:,} rows: leadsync {med(ls):.2f} s, frictionless {med(fl):.2f} s -> leadsync {med(fl) / med(ls):.1f}x faster ({target})"
     )
 
 
