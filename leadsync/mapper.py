@@ -28,7 +28,7 @@ from leadsync.fields import (
     Kind,
     normalise_header,
 )
-from leadsync.reader import Chunk, cell_text, column_letter
+from leadsync.reader import Chunk, cell_text, column_letter, excel_error
 
 Stage = Literal["read", "map", "validate", "send"]
 
@@ -446,12 +446,26 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             continue
         if target.kind == "match":
             for i, cell in enumerate(columns[j]):
+                shown = excel_error(cell)
+                if shown is not None:
+                    bad = _excel_error(shown)
+                    rows[i].problems.append(
+                        Problem(
+                            row=rows[i].row,
+                            code=bad.code,
+                            message=bad.message,
+                            column=plan.headers[j],
+                            column_index=j,
+                        )
+                    )
+                    continue
                 rows[i].match = cell_text(cell) or None
             continue
         column = columns[j]
         convert = _column_converter(target, config)
         for i, cell in enumerate(column):
-            value = convert(cell)
+            shown = excel_error(cell)
+            value = convert(cell) if shown is None else _excel_error(shown)
             if value is BLANK:
                 continue
             has_data[i] = True
@@ -489,6 +503,13 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                 )
             )
     return rows
+
+
+def _excel_error(shown: str) -> Bad:
+    return Bad(
+        "excel_error",
+        f"the cell shows the Excel error {shown}: fix the formula behind it, or clear the cell",
+    )
 
 
 def _column_converter(target: Target, config: Config) -> Callable[[Any], Any]:
@@ -588,6 +609,7 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             continue
         cells = chunk.cells(j)
         blank &= cells.blank
+        simple &= cells.first_byte != 0x23  # "#": maybe an Excel error (#N/A): row by row
         name = target.field
         if config.values.get(name):
             simple &= cells.blank  # value maps: row by row

@@ -18,7 +18,7 @@ from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
 from leadsync.mapper import ColumnarRows, ColumnPlan, MappedRow, Problem, lead_id_text
-from leadsync.reader import Table, prefetch
+from leadsync.reader import Table, excel_error, prefetch
 
 # A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
 # the path (`/`, `..`), start a query or fragment, or hide in whitespace.
@@ -39,6 +39,11 @@ def check_lead_id(lead_id: str | None) -> tuple[str, str] | None:
     """``(code, message)`` if ``lead_id`` cannot be used in ``/leads/<id>``."""
     if not lead_id:
         return "id_missing", "the lead id is blank: every row needs the id of the lead to update"
+    shown = excel_error(lead_id)
+    if shown is not None:
+        return "excel_error", (
+            f"the lead id cell shows the Excel error {shown}: fix the formula behind it"
+        )
     if lead_id.casefold() == EXAMPLE_ID.casefold():
         return "id_example", "this is the template's example row: delete it"
     if not _LEAD_ID_RE.fullmatch(lead_id) or ".." in lead_id:
@@ -203,9 +208,10 @@ def validate_rows(
         bad_id = check_lead_id(row.lead_id)
         if bad_id is not None and row.lead_id is None and config.match_by is not None:
             # no id: the lead is looked up by its email or phone when the row is sent
+            unreadable = any(p.code == "excel_error" and p.field is None for p in row.problems)
             bad_id = (
                 None
-                if row.match
+                if row.match or unreadable  # an Excel error in its match column: said already
                 else (
                     "id_missing",
                     f"the row has neither a lead id nor a {config.match_by} to find the lead by",
@@ -229,8 +235,11 @@ def validate_rows(
             statuses=config.statuses,
             office_ids=office_ids,
         )
+        said = {p.field for p in row.problems}
         for fname, items in found.items():
             for code, message in items:
+                if code == "required" and fname in said:
+                    continue  # its cell could not be read (an Excel error): said already
                 row.problems.append(_problem(row, plan, fname, code, message))
 
 

@@ -82,6 +82,7 @@ TEXT = [
     "NaN",
 ]
 ADDRESS = ["14 Elm Grove, Bristol", "a" * 255, "a" * 256, "Flat 2\r\n3 Mill Lane", "", "\\path"]
+ADDRESS += ["#N/A", " #ref! ", "#3 Dock Rd", "#"]  # Excel errors as a CSV holds them, or not
 STATUS = ["New", "Contacted", "contacted", "Lost", "", "Valuation booked"]
 OFFICE = [
     "1213",
@@ -120,6 +121,7 @@ DATES = [
 ]
 ANSWERS = ["£250k", "ASAP", "", "  ", "é" * 400, "x" * 700, 'a "quoted" / answer', "\x01"]
 IDS = [
+    "#N/A",
     "1001",
     "1002",
     "A-77",

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadsync.errors import InputError
 from leadsync.reader import column_letter, open_table, sniff_delimiter
@@ -229,7 +233,7 @@ def test_formula_scan_trusts_files_saved_by_excel(tmp_path: Path) -> None:
 
     from openpyxl import Workbook
 
-    from leadsync.reader import count_uncached_formulas
+    from leadsync.reader import scan_sheets
 
     book = Workbook()
     sheet = book.active
@@ -238,7 +242,7 @@ def test_formula_scan_trusts_files_saved_by_excel(tmp_path: Path) -> None:
     sheet.append([1, "=1+1"])
     written = tmp_path / "openpyxl.xlsx"
     book.save(written)
-    assert count_uncached_formulas(written) == 1
+    assert scan_sheets(written).uncached == 1
     # the same file as if Excel had saved it: Excel always stores results, so no scan
     excel = tmp_path / "excel.xlsx"
     with zipfile.ZipFile(written) as zi, zipfile.ZipFile(excel, "w") as zo:
@@ -251,4 +255,91 @@ def test_formula_scan_trusts_files_saved_by_excel(tmp_path: Path) -> None:
                     data,
                 )
             zo.writestr(item, data)
-    assert count_uncached_formulas(excel) == 0
+    assert scan_sheets(excel).uncached == 0
+
+
+def _errors_workbook(path: Path) -> Path:
+    """A workbook with error cells (as Excel stores them: t="e"), a sheet that starts at
+    B3, and a second sheet with errors elsewhere."""
+    from openpyxl import Workbook
+
+    def error(ws: Any, ref: str, text: str) -> None:
+        ws[ref].value = text
+        ws[ref].data_type = "e"
+
+    book = Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.title = "Leads"
+    for r, row in enumerate([["id", "first_name", "office_id"], [1, "Ann", 1213]], start=3):
+        for c, value in enumerate(row, start=2):
+            ws.cell(r, c, value)
+    ws.cell(5, 2, 2)
+    error(ws, "C5", "#N/A")
+    error(ws, "D5", "#DIV/0!")
+    ws.cell(6, 2, 3)
+    ws.cell(6, 3, "=A1+1")  # a formula without a saved result: blank, and a notice
+    other = book.create_sheet("More")
+    other.append(["id", "first_name", "last_name"])
+    other.append([4, "Bo", "Day"])
+    error(other, "B3", "#REF!")
+    other["A3"], other["C3"] = 5, "Eve"
+    book.save(path)
+    return path
+
+
+def test_error_cells_read_as_the_text_excel_shows(tmp_path: Path) -> None:
+    path = _errors_workbook(tmp_path / "errors.xlsx")
+    assert all_rows(path) == [(4, [1, "Ann", 1213]), (5, [2, "#N/A", "#DIV/0!"]), (6, [3, "", ""])]
+    assert all_rows(path, "More") == [(2, [4, "Bo", "Day"]), (3, [5, "#REF!", "Eve"])]
+    assert any("1 formula cell(s) with no saved result" in n for n in open_table(path).notices)
+
+
+def test_error_cells_are_invalid_never_blank(tmp_path: Path) -> None:
+    import leadsync
+    from leadsync.config import Config
+    from tests.conftest import read_csv_report
+
+    path = _errors_workbook(tmp_path / "errors.xlsx")
+    result = leadsync.validate(path, Config(sheet="More"), tmp_path / "o")
+    [problem] = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert (problem["row"], problem["field"], problem["code"], problem["message"]) == (
+        "3",
+        "first_name",
+        "excel_error",
+        "the cell shows the Excel error #REF!: fix the formula behind it, or clear the cell",
+    )
+    assert result.summary["outcomes"]["valid"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(block_size=st.integers(1, 700))
+def test_error_scan_finds_every_cell_whatever_the_block_size(block_size: int) -> None:
+    from leadsync.reader import SheetScan, _scan_part
+
+    xml = _scan_xml()
+    whole, cut = SheetScan(), SheetScan()
+    expected = _scan_part(io.BytesIO(xml), whole, True)
+    assert len(expected) == 60 and whole.uncached == 30
+    assert _scan_part(io.BytesIO(xml), cut, True, block_size) == expected
+    assert cut.uncached == whole.uncached
+
+
+@functools.cache
+def _scan_xml() -> bytes:
+    """A real sheet's XML: 60 error cells, 30 formulas without a saved result."""
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    ws = book.active
+    assert ws is not None
+    for r in range(1, 121):
+        ws.append([r, f"name {r}", "=A1*2" if r % 4 == 0 else "x", ""])
+        if r % 2:
+            ws.cell(r, 4).value, ws.cell(r, 4).data_type = ("#N/A", "#NAME?")[r % 4 == 1], "e"
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with zipfile.ZipFile(buffer) as z:
+        return z.read("xl/worksheets/sheet1.xml")

@@ -283,3 +283,25 @@ def test_control_characters_are_refused(text: str, ok: bool) -> None:
     assert (problems == {}) is ok
     if not ok:
         assert problems["address"][0][0] == "control_character"
+
+
+def test_excel_errors_saved_into_a_csv_are_invalid_not_sent(tmp_path: Path) -> None:
+    # Excel writes an error cell into a CSV as its text: "#N/A" must not become a name
+    header = ["id", "first_name", "last_name", "status", "questionnaire: Budget?", "meta: src"]
+    rows = [
+        ["1001", "#N/A", "Lee", "New", "", ""],  # a name that is an error: one problem
+        ["1002", "Ann", "Lee", " #value! ", "#REF!", "#DIV/0!"],  # any case, trimmed
+        ["#NAME?", "Ann", "Lee", "", "", ""],
+        ["1004", "Ann", "#3 Dock Rd", "#1", "#", "#hashtag"],  # text that starts with #
+    ]
+    got = validated(write_csv(tmp_path / "e.csv", [header, *rows]))
+    assert [codes(r) for r in got] == [
+        [("first_name", "excel_error")],  # not also "required": said once
+        [("status", "excel_error"), ("questionnaire", "excel_error"), ("meta", "excel_error")],
+        [(None, "excel_error")],
+        [],
+    ]
+    assert got[1].problems[0].message == (
+        "the cell shows the Excel error #VALUE!: fix the formula behind it, or clear the cell"
+    )
+    assert got[3].payload["last_name"] == "#3 Dock Rd"
