@@ -279,9 +279,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     """The human summary printed after a run."""
     file = summary["file"]
     where = file["name"] + (f" (sheet {file['sheet']!r})" if file.get("sheet") else "")
-    lines = [
-        f"{summary['command']}: {where}: {summary['rows']} rows in {summary['duration_s']:.1f} s"
-    ]
+    rows = f"{summary['rows']} row{'' if summary['rows'] == 1 else 's'}"
+    lines = [f"{summary['command']}: {where}: {rows} in {summary['duration_s']:.1f} s"]
     width = max((len(k) for k in summary["outcomes"]), default=0)
     for outcome, n in summary["outcomes"].items():
         if n:
