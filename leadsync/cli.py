@@ -568,8 +568,10 @@ def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> N
         if show:
             found = book.find_run(show)
             problems = book.run_problems(found["run_id"])
+            lookups = book.failed_lookups(found["run_id"])
             if as_json:
-                click.echo(json.dumps({"run": found, "rows": problems}, indent=2))
+                shown = {"run": found, "rows": problems, "lookups_failed": lookups}
+                click.echo(json.dumps(shown, indent=2))
                 return
             click.echo(
                 f"run {found['run_id']} ({found['status']}, exit {found['exit_code']}): "
@@ -582,6 +584,11 @@ def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> N
                 click.echo(
                     f"  row {p['row']:>6}  lead {p['lead_id']:<12} {p['state']:<13}"
                     f"{status} {p['message'] or ''}"
+                )
+            if lookups:
+                click.echo(
+                    f"  {lookups} --match-by value(s) could not be looked up: their rows are "
+                    "in failures.csv (lookup_failed)"
                 )
             if not problems:
                 click.echo("  every row sent in this run was confirmed")

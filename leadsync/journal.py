@@ -294,6 +294,14 @@ class Journal:
                 [(run_id, match_by, value, lead) for value, lead in found.items()],
             )
 
+    def failed_lookups(self, run_id: str) -> int:
+        """How many --match-by values of ``run_id`` could not be looked up."""
+        with self.mutex:
+            cur = self.db.execute(
+                "SELECT count(*) FROM matches WHERE run_id = ? AND lead_id IS NULL", (run_id,)
+            )
+            return int(cur.fetchone()[0])
+
     def matches_to_retry(self, run_id: str, match_by: str) -> set[str]:
         """--match-by values in ``run_id`` whose lookup failed or whose lead's row did."""
         with self.mutex:

@@ -255,7 +255,9 @@ def test_runs_lists_history_and_retry_failed_sends_only_failures(tmp_path: Path,
     assert sorted(e["lead"] for e in sent) == ["1000", "1001", "1002", "1003"]
 
 
-def test_retry_failed_takes_match_by_rows_whose_lookup_or_send_failed(tmp_path: Path) -> None:
+def test_retry_failed_takes_match_by_rows_whose_lookup_or_send_failed(
+    tmp_path: Path, cli: Cli
+) -> None:
     journal = tmp_path / "j.sqlite"
     rows = [
         ["id", "email", "first_name", "last_name"],
@@ -274,6 +276,10 @@ def test_retry_failed_takes_match_by_rows_whose_lookup_or_send_failed(tmp_path: 
         assert first.exit_code == 1
         failed = {r["row"]: r["code"] for r in read_csv_report(tmp_path / "o1" / "failures.csv")}
         assert failed == {"2": "gave_up", "4": "no_single_match", "6": "lookup_failed"}
+        shown = cli("runs", "--journal", journal, "--show", "last")
+        assert "  1 --match-by value(s) could not be looked up: their rows are in failures.csv" in (
+            shown.stdout
+        )
         sb.config.lookup_503 = ()
         before = len(sb.requests_log())
         retry = leadsync.sync(
