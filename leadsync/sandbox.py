@@ -503,6 +503,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, {"message": f"Lead {lead_id} not found."}
             if method == "GET":
                 return 200, {"data": lead}
+            media = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if media != "application/json":
+                # strict, as a JSON API may be: a form-encoded body would lose every field
+                return 415, {"message": "The body must be sent as Content-Type: application/json."}
             try:
                 payload = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):

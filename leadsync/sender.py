@@ -58,8 +58,10 @@ def redact(text: str, secret: str | None) -> str:
 
 
 def payload_bytes(payload: Mapping[str, Any]) -> bytes:
-    """The request body: compact UTF-8 JSON; NaN/Infinity raise instead of going out."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """The request body: compact JSON, non-ASCII as ``\\uXXXX`` escapes (pure ASCII, so no
+    server can decode it wrongly, whatever charset it assumes); NaN/Infinity raise instead
+    of going out."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def refused_key(status: int) -> str:
@@ -98,7 +100,9 @@ class LeadClient:
         body: bytes | None = None,
         params: Mapping[str, str] | None = None,
     ) -> Any:
-        headers = {"Content-Type": "application/json; charset=utf-8"} if body is not None else None
+        # no charset parameter: RFC 8259 defines none for JSON, and a strict server may
+        # compare the media type exactly
+        headers = {"Content-Type": "application/json"} if body is not None else None
         return self.session.request(
             method,
             self.base_url + path,

@@ -317,3 +317,22 @@ def test_cli_fail_rate_injects_every_kind_of_fault() -> None:
         assert outcomes == {503, 500, "dropped"}
         stats = requests.get(base.replace("/api/v103", "/_sandbox/stats"), timeout=5).json()
         assert set(stats["faults"]) == {"503", "500_after", "drop_after"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/x-www-form-urlencoded", 415),
+        ("text/plain", 415),
+    ],
+)
+def test_patch_bodies_must_be_declared_json(
+    sandbox: Sandbox, content_type: str, status: int
+) -> None:
+    response = patch(sandbox, "1", NAMES, headers={**KEY, "Content-Type": content_type})
+    assert response.status_code == status
+    if status == 415:
+        assert "application/json" in response.json()["message"]
+        assert sandbox.stats()["applied"] == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,10 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now_epoch=1445412480.0) == 10.0
 
 
-def test_payload_bytes_are_compact_utf8_and_refuse_nan() -> None:
-    assert payload_bytes({"first_name": "Zoë"}) == '{"first_name":"Zoë"}'.encode()
+def test_payload_bytes_are_compact_ascii_json_and_refuse_nan() -> None:
+    # pure ASCII: a server that assumes latin-1 for a body without a charset reads it right
+    assert payload_bytes({"first_name": "Zoë 😀"}) == b'{"first_name":"Zo\\u00eb \\ud83d\\ude00"}'
+    assert json.loads(payload_bytes({"first_name": "Zoë 😀"})) == {"first_name": "Zoë 😀"}
     with pytest.raises(ValueError):
         payload_bytes({"x": float("nan")})
 
