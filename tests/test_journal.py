@@ -288,6 +288,7 @@ def test_retry_failed_takes_match_by_rows_whose_lookup_or_send_failed(
         asked = [(e["method"], e["path"].rsplit("/", 1)[-1]) for e in sb.requests_log()[before:]]
     assert retry.exit_code == 0, retry.summary
     assert retry.summary["rows_left_out"] == 3
+    assert retry.summary["sending"]["lookups"] == 2 and retry.summary["sending"]["requests"] == 4
     done = {r["row"]: r["lead_id"] for r in read_csv_report(tmp_path / "o2" / "successes.csv")}
     assert done == {"2": "1000", "6": "1003"}
     assert sorted(asked) == [
