@@ -275,6 +275,9 @@ def _print_result(result: Any, as_json: bool) -> None:
         click.echo(format_summary(result.summary))
 
 
+_LISTED = 12  # unmapped columns named in the summary; summary.json has them all
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The human summary printed after a run."""
     file = summary["file"]
@@ -288,8 +291,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     codes = summary.get("problems_by_code") or {}
     if codes:
         lines.append("problems: " + ", ".join(f"{code} {n}" for code, n in codes.items()))
-    if summary.get("unmapped_columns"):
-        cols = ", ".join(repr(c) for c in summary["unmapped_columns"])
+    unmapped = summary.get("unmapped_columns") or []
+    if unmapped:
+        cols = ", ".join(repr(c) for c in unmapped[:_LISTED])
+        if len(unmapped) > _LISTED:  # a wide export must not bury the rest of the summary
+            cols += f" and {len(unmapped) - _LISTED} more (all in summary.json)"
         lines.append(f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {cols}")
     sending = summary.get("sending")
     if sending:

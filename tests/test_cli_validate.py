@@ -186,3 +186,18 @@ def test_module_entry_point_runs_as_a_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "too_long 1" in proc.stdout
     assert proc.stderr == ""
+
+
+def test_a_wide_export_names_a_dozen_unmapped_columns_not_thousands(
+    cli: Cli, tmp_path: Path
+) -> None:
+    extra = [f"col {i}" for i in range(500)]
+    src = write_csv(tmp_path / "wide.csv", [["id", "first_name", "last_name", *extra]])
+    result = cli("validate", src, "--report-dir", tmp_path / "o", "--json")
+    assert json.loads(result.stdout)["unmapped_columns"] == extra  # the file has them all
+    text = cli("validate", src, "--report-dir", tmp_path / "o2")
+    listed = ", ".join(repr(c) for c in extra[:12])
+    assert (
+        f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {listed} "
+        "and 488 more (all in summary.json)\n"
+    ) in text.stdout
