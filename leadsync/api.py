@@ -936,12 +936,13 @@ def plan(
     journal: str | Path | None = None,
     api_key: str | None = None,
     live: bool = False,
+    left_out: list[int] | None = None,
 ) -> Iterator[Change]:
     """What a sync of ``path`` would change, field by field, sending nothing.
 
     The old values come from the journal's last confirmed state, or with ``live`` from
-    ``GET /leads/<id>`` (throttled like a sync). Invalid rows are left out: validate
-    them first.
+    ``GET /leads/<id>`` (throttled like a sync). Invalid rows are left out (a sync would
+    not send them): their row numbers are appended to ``left_out`` as they are met.
     """
     config = config or Config()
     table = open_table(path, config.sheet)
@@ -957,7 +958,11 @@ def plan(
     stop = threading.Event()
     try:
         for row, _ in _validated_rows(table, col_plan, config, scan):
-            if row.blank or row.problems or row.lead_id is None:
+            if row.blank:
+                continue
+            if row.problems or row.lead_id is None:
+                if left_out is not None:
+                    left_out.append(row.row)
                 continue
             lead = row.lead_id
             if client is not None and throttle is not None:

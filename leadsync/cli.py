@@ -506,7 +506,8 @@ def plan(
     """Show, per lead, the fields a sync of FILE would change: old -> new. Sends nothing.
 
     Old values are the journal's last confirmed ones ("(not known)" for a lead never
-    synced), or the live lead with --live. Invalid rows are left out: see validate.
+    synced), or the live lead with --live. Invalid rows are left out, as a sync would
+    leave them: a note counts them (exit 1), and validate says why.
 
     \b
     Example:
@@ -522,27 +523,37 @@ def plan(
     key = None
     if live:
         key = _api_key(ctx, api_key_file)
-    changes = run_plan(file, config, journal=_journal_path(journal), api_key=key, live=live)
+    invalid: list[int] = []
+    changes = run_plan(
+        file, config, journal=_journal_path(journal), api_key=key, live=live, left_out=invalid
+    )
     if fmt == "json":
         items = [c.__dict__ for c in changes]
         click.echo(json.dumps(items, indent=2, ensure_ascii=False, default=str))
-        return
-    if fmt == "csv":
+    elif fmt == "csv":
         writer = csv_module.writer(click.get_text_stream("stdout"))
         writer.writerow(["row", "lead_id", "field", "old", "new"])
         for c in changes:
             writer.writerow([c.row, c.lead_id, c.field, _show(c.old), _show(c.new)])
-        return
-    count = leads = 0
-    last = None
-    for c in changes:
-        if c.lead_id != last:
-            click.echo(f"row {c.row}  lead {c.lead_id}")
-            last = c.lead_id
-            leads += 1
-        click.echo(f"    {c.field}: {_show(c.old)} -> {_show(c.new)}")
-        count += 1
-    click.echo(f"{count} change(s) to {leads} lead(s)" if count else "nothing would change")
+    else:
+        count = leads = 0
+        last = None
+        for c in changes:
+            if c.lead_id != last:
+                click.echo(f"row {c.row}  lead {c.lead_id}")
+                last = c.lead_id
+                leads += 1
+            click.echo(f"    {c.field}: {_show(c.old)} -> {_show(c.new)}")
+            count += 1
+        click.echo(f"{count} change(s) to {leads} lead(s)" if count else "nothing would change")
+    if invalid:  # on stderr: csv and json output stay machine-readable
+        rows = ", ".join(map(str, invalid[:10])) + (" ..." if len(invalid) > 10 else "")
+        _log(
+            "note",
+            f"{len(invalid)} invalid row(s) left out, as a sync would leave them (row"
+            f"{'s' if len(invalid) > 1 else ''} {rows}): `leadsync validate {file}` says why",
+        )
+        sys.exit(int(ExitCode.ROWS_FAILED))
 
 
 def _show(value: Any) -> str:

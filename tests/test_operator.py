@@ -121,6 +121,23 @@ def test_max_changes_refuses_before_sending(
     assert again.exit_code == 0
 
 
+def test_plan_says_which_rows_it_left_out_as_invalid(cli: Cli, tmp_path: Path) -> None:
+    rows = [["id", "first_name", "last_name", "status"], ["1000", "A", "B", "Lost"]]
+    rows += [["1001", "#N/A", "B", "Lost"], ["1002", "A" * 51, "B", "New"], ["", "", "", ""]]
+    src = write_csv(tmp_path / "a.csv", rows)
+    shown = {}
+    for fmt in ("table", "csv"):
+        planned = cli("plan", src, "--format", fmt)
+        assert planned.exit_code == 1
+        assert planned.stderr == (
+            "leadsync: note: 2 invalid row(s) left out, as a sync would leave them "
+            f"(rows 3, 4): `leadsync validate {src}` says why\n"
+        )
+        shown[fmt] = planned.stdout
+    assert shown["table"].endswith("3 change(s) to 1 lead(s)\n")  # row 2's, and only those
+    assert "2,1000,status,(not known),Lost" in shown["csv"]
+
+
 @pytest.mark.parametrize("pace", [(), ("--rate", "1000")])
 def test_max_failure_rate_stops_a_run_going_wrong(
     cli: Cli, env: dict[str, str], tmp_path: Path, pace: tuple[str, ...]

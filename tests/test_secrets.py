@@ -40,7 +40,7 @@ def test_every_command_keeps_the_key_to_itself(cli: Cli, tmp_path: Path) -> None
             cli("--debug", "sync", src, "--base-url", "http://example.com/api", env=env),
             cli("sync", src, env={**env, "LEADSYNC_API_KEY": "wrong" + KEY}),
         ]
-    assert [r.exit_code for r in results] == [1, 1, 1, 0, 0, 0, 0, 0, 2, 2, 3]
+    assert [r.exit_code for r in results] == [1, 1, 1, 1, 1, 0, 0, 0, 2, 2, 3]  # plan: 1 invalid
     assert "Traceback" in results[8].stderr  # --debug shows the traceback ...
     for r in results:
         assert KEY not in r.stdout and KEY not in r.stderr  # ... but never the key
