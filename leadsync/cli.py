@@ -165,11 +165,20 @@ _ca_bundle_option = click.option(
 )
 
 
+_match_by_option = click.option(
+    "--match-by",
+    type=click.Choice(["email", "phone"]),
+    help="For rows without a lead id: find the lead by this column (GET /person/leads, "
+    "when sending); no match or several matches is a row error, never a guess.",
+)
+
+
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @_mapping_option
 @_sheet_option
 @_report_dir_option
+@_match_by_option
 @click.option(
     "--check-offices",
     is_flag=True,
@@ -185,6 +194,7 @@ def validate(
     mapping: Path | None,
     sheet: str | None,
     report_dir: Path | None,
+    match_by: str | None,
     check_offices: bool,
     api_key_file: Path | None,
     base_url: str | None,
@@ -193,7 +203,8 @@ def validate(
     """Check every row of FILE against the Lead API's rules; send nothing.
 
     Writes failures.csv, successes.csv, summary.json and report.xlsx (your own
-    rows with the bad cells in red and a comment on each).
+    rows with the bad cells in red and a comment on each). With --match-by, rows
+    without an id need an email (or phone); the leads are looked up only by sync.
 
     \b
     Example:
@@ -202,7 +213,7 @@ def validate(
     from leadsync.api import validate as run_validate
     from leadsync.config import build_config
 
-    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url)
+    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url, match_by=match_by)
     office_ids = None
     if check_offices:
         office_ids = {o for o, _ in _offices(ctx, config, api_key_file) if isinstance(o, int)}
@@ -350,12 +361,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     default=None,
     help="Do not fetch the office list first (office_id is then checked by the server only).",
 )
-@click.option(
-    "--match-by",
-    type=click.Choice(["email", "phone"]),
-    help="For rows without a lead id: find the lead by this column (GET /person/leads); "
-    "no match or several matches is a row error, never a guess.",
-)
+@_match_by_option
 @click.option(
     "--max-changes",
     type=int,

@@ -214,7 +214,8 @@ def validate_rows(
                 if row.match or unreadable  # an Excel error in its match column: said already
                 else (
                     "id_missing",
-                    f"the row has neither a lead id nor a {config.match_by} to find the lead by",
+                    f"the row has neither a lead id nor {_article(config.match_by)} "
+                    f"{config.match_by} to find the lead by",
                 )
             )
         if bad_id is not None:
@@ -241,6 +242,10 @@ def validate_rows(
                 if code == "required" and fname in said:
                     continue  # its cell could not be read (an Excel error): said already
                 row.problems.append(_problem(row, plan, fname, code, message))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _problem(row: MappedRow, plan: ColumnPlan, fname: str, code: str, message: str) -> Problem:

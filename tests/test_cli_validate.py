@@ -201,3 +201,20 @@ def test_a_wide_export_names_a_dozen_unmapped_columns_not_thousands(
         f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {listed} "
         "and 488 more (all in summary.json)\n"
     ) in text.stdout
+
+
+def test_validate_checks_a_file_without_ids_for_match_by(cli: Cli, tmp_path: Path) -> None:
+    rows = [["Email", "first_name", "last_name"], ["a@x.test", "A", "B"], ["", "C", "D"]]
+    src = write_csv(tmp_path / "a.csv", rows)
+    without = cli("validate", src, "--report-dir", tmp_path / "o1")
+    assert without.exit_code == 2 and "no lead id column" in without.stderr
+    result = cli("validate", src, "--match-by", "email", "--report-dir", tmp_path / "o2")
+    assert result.exit_code == 1  # nothing is looked up: that happens when sending
+    [fail] = read_csv_report(tmp_path / "o2" / "failures.csv")
+    assert (fail["row"], fail["code"], fail["message"]) == (
+        "3",
+        "id_missing",
+        "the row has neither a lead id nor an email to find the lead by",
+    )
+    [ok] = read_csv_report(tmp_path / "o2" / "successes.csv")
+    assert (ok["row"], ok["outcome"]) == ("2", "valid")
