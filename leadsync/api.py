@@ -127,6 +127,7 @@ class _Run:
                 xlsx=xlsx_report,
                 total_rows=scan.rows,
                 xlsx_full_rows=config.xlsx_full_rows,
+                xlsx_attention_rows=config.xlsx_attention_rows,
                 xlsx_process=early,
             )
         except BaseException:

@@ -72,6 +72,7 @@ class Config:
     sheet: str | None = None
     chunk_rows: int = D.CHUNK_ROWS
     xlsx_full_rows: int = D.XLSX_FULL_ROWS
+    xlsx_attention_rows: int = D.XLSX_ATTENTION_ROWS
     base_url: str = D.BASE_URL
     # sending
     rate: float | None = None  # pinned requests/s; None: adaptive

@@ -14,6 +14,10 @@ REPORT_ROOT = "leadsync-reports"
 # 100k-row export would take longer than validating it).
 XLSX_FULL_ROWS = 25_000
 XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
+# A large file's report.xlsx holds at most this many rows that need attention (the CSV
+# reports hold them all): ~7 us a cell, a million bad rows would take minutes to write
+# and make a workbook nobody opens; the first 100,000 show what went wrong.
+XLSX_ATTENTION_ROWS = 100_000
 # Bad cells of this many rows get a comment; every bad cell is red and every row's
 # problems are in its "leadsync problems" column. Each comment is a drawn shape: 10,000
 # of them took ~0.8 s to write here, more than half of it after the last row.

@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from leadsync.columnar import FORMULA_START
-from leadsync.defaults import XLSX_COMMENT_ROWS, XLSX_FULL_ROWS, XLSX_MAX_ROWS
+from leadsync.defaults import (
+    XLSX_ATTENTION_ROWS,
+    XLSX_COMMENT_ROWS,
+    XLSX_FULL_ROWS,
+    XLSX_MAX_ROWS,
+)
 from leadsync.mapper import MappedRow, Problem
 from leadsync.reader import Chunk, Table, display_text
 
@@ -103,6 +108,7 @@ class ReportWriter:
         xlsx: bool = True,
         total_rows: int = 0,
         xlsx_full_rows: int = XLSX_FULL_ROWS,
+        xlsx_attention_rows: int = XLSX_ATTENTION_ROWS,
         xlsx_process: Any | None = None,
     ) -> None:
         """``xlsx_process``: a report.xlsx process started early (see
@@ -126,7 +132,9 @@ class ReportWriter:
         self._failures.writerow([*FAILURE_COLUMNS, *map(neutralise, self.headers)])
         self._successes.writerow([*SUCCESS_COLUMNS, *map(neutralise, self.headers)])
         full = total_rows <= xlsx_full_rows
-        sheet = _SheetSpec(table.headers, table.sheet, table.first_column, table.header_row)
+        sheet = _SheetSpec(
+            table.headers, table.sheet, table.first_column, table.header_row, xlsx_attention_rows
+        )
         rows_expected = total_rows if full else total_rows // 100  # ~1% need attention
         self._xlsx: _XlsxReport | _XlsxProcess | None = None
         if xlsx and rows_expected >= _XLSX_PROCESS_ROWS:
@@ -273,6 +281,7 @@ class _SheetSpec:
     sheet: str | None
     first_column: int
     header_row: int
+    attention_rows: int = XLSX_ATTENTION_ROWS  # a large file's report: at most this many
 
 
 class _XlsxProcess:
@@ -284,7 +293,10 @@ class _XlsxProcess:
     ) -> None:
         self.full = full
         self.path = path
+        self.limit = sheet.attention_rows
         self.batch: list[tuple[Any, ...]] = []
+        self.rows = 0  # rows sent to the process
+        self.beyond = 0  # rows past the limit: not sent, counted
         self.process = process or spawn_xlsx_worker()
         self._send((path, sheet, full))
 
@@ -304,6 +316,13 @@ class _XlsxProcess:
         )
 
     def write(self, *args: Any) -> None:
+        if not self.full:  # what the process would drop or only count: spare the pickling
+            if args[2] not in FAILURE_OUTCOMES:
+                return
+            if self.rows >= self.limit:
+                self.beyond += 1
+                return
+        self.rows += 1
         self.batch.append((args[0], tuple(args[1]), *args[2:]))
         if len(self.batch) >= 500:
             self._send(self.batch)
@@ -312,7 +331,7 @@ class _XlsxProcess:
     def close(self, summary: Mapping[str, Any]) -> None:
         if self.batch:
             self._send(self.batch)
-        self._send(("close", dict(summary)))
+        self._send(("close", dict(summary), self.beyond))
         code, errors = _finish(self.process)
         if code != 0:
             self._fail(errors)
@@ -371,6 +390,7 @@ def xlsx_worker() -> None:
     while True:
         item = pickle.load(source)
         if isinstance(item, tuple):
+            report.beyond += item[2]
             report.close(item[1])
             return
         for args in item:
@@ -479,6 +499,8 @@ class _XlsxReport:
         self.date_format = self.book.add_format({"num_format": "yyyy-mm-dd"})
         self.datetime_format = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self.omitted = 0
+        self.limit = table.attention_rows
+        self.beyond = 0  # rows that need attention past the limit (large files)
         self.commented = 0  # rows whose bad cells got a comment
         self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
         header: list[Any] = [*table.headers, "leadsync outcome", "leadsync problems"]
@@ -525,6 +547,9 @@ class _XlsxReport:
         self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
     ) -> None:
         if not self.full and outcome not in FAILURE_OUTCOMES:
+            return
+        if not self.full and self.next_row > self.limit:
+            self.beyond += 1
             return
         index = row_number - 1 if self.full else self.next_row
         if index > XLSX_MAX_ROWS or index < self.next_row:
@@ -585,6 +610,14 @@ class _XlsxReport:
                     f"Bad cells are red on every row; those of the first {XLSX_COMMENT_ROWS:,} "
                     f"rows also have a comment ({self.uncommented:,} more rows: see their "
                     "'leadsync problems' column).",
+                ),
+            ]
+        if self.beyond:
+            lines += [
+                (),
+                (
+                    f"Only the first {self.limit:,} rows that need attention are on "
+                    f"the first sheet; {self.beyond:,} more are in failures.csv.",
                 ),
             ]
         if self.omitted:

@@ -266,3 +266,41 @@ def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> N
     assert ws.max_row == 2501  # every row in place (full copy)
     assert ws["D501"].comment is not None and "12.5" in ws["D501"].comment.text
     assert ws["E501"].value == "invalid" and ws["E2"].value == "valid"
+
+
+@pytest.mark.parametrize("where", ["in-process", "second process"])
+def test_a_large_report_xlsx_stops_at_its_attention_limit_and_says_so(
+    tmp_path: Path, where: str
+) -> None:
+    from leadsync.mapper import Problem
+    from leadsync.report import _SheetSpec, _XlsxProcess, _XlsxReport
+
+    sheet = _SheetSpec(("id", "first_name"), "Leads", 0, 1, attention_rows=3)
+    path = tmp_path / "report.xlsx"
+    writer = (
+        _XlsxReport(path, sheet, full=False)
+        if where == "in-process"
+        else _XlsxProcess(path, sheet, full=False)
+    )
+    for number in range(2, 7):  # five rows that need attention
+        bad = Problem(row=number, code="required", message="needed", column_index=1)
+        writer.write(number, (str(number), ""), "invalid", [bad])
+    writer.write(7, ("7", "Ann"), "valid", [])
+    writer.close({"rows": 6})
+    book = load_workbook(path)
+    assert [r[0].value for r in book["Leads"].iter_rows(min_row=2)] == [2, 3, 4]
+    notes = [r[0].value for r in book["Summary"].iter_rows()]
+    assert (
+        "Only the first 3 rows that need attention are on the first sheet; "
+        "2 more are in failures.csv."
+    ) in notes
+
+
+def test_validate_keeps_every_bad_row_in_the_csv_past_the_workbook_limit(tmp_path: Path) -> None:
+    rows = [["id", "first_name", "last_name"]] + [[str(i), "", "B"] for i in range(1, 9)]
+    src = write_csv(tmp_path / "in.csv", rows)
+    config = Config(xlsx_full_rows=5, xlsx_attention_rows=2)
+    leadsync.validate(src, config, report_dir=tmp_path / "out")
+    assert len(read_csv_report(tmp_path / "out" / "failures.csv")) == 8
+    sheet = load_workbook(tmp_path / "out" / "report.xlsx")["Leads"]
+    assert [r[0].value for r in sheet.iter_rows(min_row=2)] == [2, 3]
