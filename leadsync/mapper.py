@@ -28,7 +28,7 @@ from leadsync.fields import (
     Kind,
     normalise_header,
 )
-from leadsync.reader import Chunk, cell_text, column_letter, excel_error
+from leadsync.reader import EXCEL_ERRORS, Chunk, cell_text, column_letter, excel_error
 
 Stage = Literal["read", "map", "validate", "send"]
 
@@ -609,7 +609,7 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             continue
         cells = chunk.cells(j)
         blank &= cells.blank
-        simple &= cells.first_byte != 0x23  # "#": maybe an Excel error (#N/A): row by row
+        simple &= ~_maybe_excel_error(cells)
         name = target.field
         if config.values.get(name):
             simple &= cells.blank  # value maps: row by row
@@ -644,6 +644,23 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             simple &= cells.blank
     simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
     return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
+
+
+def _maybe_excel_error(cells: Any) -> Any:
+    """Cells that may show an Excel error (#N/A): they go row by row, which says so.
+    Other text starting with "#" (a #hashtag campaign) stays on the fast path."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hashed = cells.first_byte == 0x23
+    if not hashed.any():
+        return hashed
+    where = np.flatnonzero(hashed & cells.ascii)
+    upper = pc.ascii_upper(cells.array.take(pa.array(where, pa.int64())))
+    known = pc.is_in(upper, value_set=pa.array(sorted(EXCEL_ERRORS), pa.string()))
+    hashed[where] = known.to_numpy(zero_copy_only=False)  # non-ASCII ones stay doubtful
+    return hashed
 
 
 def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:

@@ -82,7 +82,15 @@ TEXT = [
     "NaN",
 ]
 ADDRESS = ["14 Elm Grove, Bristol", "a" * 255, "a" * 256, "Flat 2\r\n3 Mill Lane", "", "\\path"]
-ADDRESS += ["#N/A", " #ref! ", "#3 Dock Rd", "#"]  # Excel errors as a CSV holds them, or not
+ADDRESS += [
+    "#N/A",
+    " #ref! ",
+    "#n/a",
+    "#3 Dock Rd",
+    "#",
+    "#blackfriday",
+    "#Zoë",
+]  # Excel errors, or not
 STATUS = ["New", "Contacted", "contacted", "Lost", "", "Valuation booked"]
 OFFICE = [
     "1213",
@@ -388,3 +396,18 @@ def test_the_fast_path_clears_the_plain_rows(tmp_path: Path) -> None:
     slow = sum(len(c.slow) for c in chunks)
     assert all(not isinstance(c.chunk.columns[0], list) for c in chunks)  # pyarrow read it
     assert 0 < slow < 0.5 * 901  # ~60% of the rows are plain
+
+
+def test_hashtags_stay_on_the_fast_path_only_excel_errors_leave_it(tmp_path: Path) -> None:
+    from leadsync.mapper import map_columns, plan_columns
+    from leadsync.reader import open_table
+
+    cells = ["#blackfriday", "#N/A", "#n/a", "#Zoë", "#REF!", "spring"]
+    rows = [["id", "first_name", "last_name", "utm_campaign"]]
+    rows += [[str(i + 1), "Ann", "Lee", c] for i, c in enumerate(cells)]
+    table = open_table(write_csv(tmp_path / "tags.csv", rows))
+    config = Config()
+    [chunk] = list(table.chunks(100))
+    mapped = map_columns(chunk, plan_columns(table.headers, config), config)
+    # the errors go row by row (which says what is wrong), and so does non-ASCII "#" text
+    assert mapped.simple.tolist() == [True, False, False, False, False, True]
