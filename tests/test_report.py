@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
@@ -15,6 +16,11 @@ from leadsync.config import Config
 from leadsync.mapper import MappedRow
 from leadsync.report import neutralise
 from tests.conftest import read_csv_report, write_csv, write_xlsx
+
+
+def summary_notes(book: Any) -> list[Any]:
+    """The first column of report.xlsx's Summary sheet."""
+    return [r[0].value for r in book["Summary"].iter_rows()]
 
 
 def test_neutralise() -> None:
@@ -182,7 +188,7 @@ def test_large_file_report_xlsx_keeps_only_rows_needing_attention(tmp_path: Path
         ]
     ]
     assert book["Leads"]["D2"].comment is not None
-    notes = [r[0].value for r in book["Summary"].iter_rows()]
+    notes = summary_notes(book)
     assert any(str(n).startswith("This file is large") for n in notes)
 
 
@@ -207,7 +213,7 @@ def test_comments_stop_after_the_first_thousand_bad_rows_and_the_summary_says_so
     assert sum(1 for row in ws.iter_rows() for c in row if c.comment is not None) == (
         XLSX_COMMENT_ROWS
     )
-    notes = [r[0].value for r in book["Summary"].iter_rows()]
+    notes = summary_notes(book)
     assert (
         "Bad cells are red on every row; those of the first 1,000 rows also have a comment "
         "(3 more rows: see their 'leadsync problems' column)."
@@ -289,7 +295,7 @@ def test_a_large_report_xlsx_stops_at_its_attention_limit_and_says_so(
     writer.close({"rows": 6})
     book = load_workbook(path)
     assert [r[0].value for r in book["Leads"].iter_rows(min_row=2)] == [2, 3, 4]
-    notes = [r[0].value for r in book["Summary"].iter_rows()]
+    notes = summary_notes(book)
     assert (
         "Only the first 3 rows that need attention are on the first sheet; "
         "2 more are in failures.csv."
