@@ -546,7 +546,7 @@ def sync(
             run, config, base_url, api_key, book, full, only, Throttle(config), only_matches
         )
         stop = stop or threading.Event()
-        preflight = _preflight(ctx)
+        preflight = _check_offices(ctx)
         if config.match_by is not None and preflight is None:
             ctx.lookups = _look_up(ctx, stop)
             preflight = ctx.lookups.abort
@@ -556,6 +556,8 @@ def sync(
                     config.match_by,
                     {v: f.lead for v, f in ctx.lookups.by_value.items() if f.lead or f.failed},
                 )
+        if preflight is None and not stop.is_set():
+            preflight = _too_many_changes(ctx)
         result = _sync_rows(ctx, stop, progress, preflight)
         extra = result.summary
         if retry_of is not None:
@@ -597,9 +599,10 @@ class _SyncContext:
         return row.match is not None and row.match in self.only_matches
 
 
-def _preflight(ctx: _SyncContext) -> str | None:
-    """Checks before anything is sent; returns why the run must not send, if it must not."""
-    run, config, book, full = ctx.run, ctx.config, ctx.book, ctx.full
+def _check_offices(ctx: _SyncContext) -> str | None:
+    """Fetch the account's offices before anything is sent; returns why the run must not
+    send (a refused key), if it must not."""
+    run, config = ctx.run, ctx.config
     if config.check_offices:
         client = LeadClient(ctx.base_url, ctx.api_key, config)
         try:
@@ -611,19 +614,29 @@ def _preflight(ctx: _SyncContext) -> str | None:
             run.table.notices.append(f"office ids not checked ({exc})")
         finally:
             client.close()
-    if config.max_changes is not None:
-        keep = REQUIRED_NAMES if config.require_names else ()
-        changes = 0
-        for row, _ in run.rows():
-            if row.blank or row.problems or not ctx.in_run(row):
-                continue
-            if book is None or full or book.diff(str(row.lead_id), row.payload, keep=keep):
-                changes += 1
-        if changes > config.max_changes:
-            return (
-                f"--max-changes {config.max_changes}: this file would change {changes} "
-                "leads; nothing was sent (raise the limit if that is expected)"
-            )
+    return None
+
+
+def _too_many_changes(ctx: _SyncContext) -> str | None:
+    """--max-changes: why the run must not send, if the file would change too many leads
+    (after the lookups, so a --match-by row counts against the lead it found)."""
+    run, config, book, full = ctx.run, ctx.config, ctx.book, ctx.full
+    if config.max_changes is None:
+        return None
+    keep = REQUIRED_NAMES if config.require_names else ()
+    changes = 0
+    for row, _ in run.rows():
+        if row.blank or row.problems or not ctx.in_run(row):
+            continue
+        if ctx.lookups is not None and ctx.lookups.result(row) is not None:
+            continue  # not to be sent: no single lead found, or one lead on two rows
+        if book is None or full or book.diff(str(row.lead_id), row.payload, keep=keep):
+            changes += 1
+    if changes > config.max_changes:
+        return (
+            f"--max-changes {config.max_changes}: this file would change {changes} "
+            "leads; nothing was sent (raise the limit if that is expected)"
+        )
     return None
 
 

@@ -121,6 +121,25 @@ def test_max_changes_refuses_before_sending(
     assert again.exit_code == 0
 
 
+def test_max_changes_counts_match_by_rows_against_the_leads_they_find(
+    cli: Cli, env: dict[str, str], tmp_path: Path, sandbox: Sandbox
+) -> None:
+    rows = [["email", "first_name", "last_name"]]
+    rows += [[f"lead{1000 + i}@example.test", "A", "B"] for i in range(3)]
+    rows += [["nobody@example.test", "C", "D"]]  # found nothing: never sent, not a change
+    src = write_csv(tmp_path / "a.csv", rows)
+    args = ("sync", src, "--match-by", "email", "--no-check-offices", "--max-changes")
+    refused = cli(*args, "2", "--report-dir", tmp_path / "o1", env=env)
+    assert "ABORTED: --max-changes 2: this file would change 3 leads" in refused.stdout
+    assert cli(*args, "3", "--report-dir", tmp_path / "o2", env=env).exit_code == 1  # nobody@
+    patches = [e for e in lead_log(sandbox) if e["method"] == "PATCH"]
+    assert len(patches) == 3
+    # the journal knows those leads now: the same file changes nothing
+    again = cli(*args, "0", "--report-dir", tmp_path / "o3", env=env)
+    assert again.exit_code == 1 and "ABORTED" not in again.stdout
+    assert len([e for e in lead_log(sandbox) if e["method"] == "PATCH"]) == 3
+
+
 def test_plan_says_which_rows_it_left_out_as_invalid(cli: Cli, tmp_path: Path) -> None:
     rows = [["id", "first_name", "last_name", "status"], ["1000", "A", "B", "Lost"]]
     rows += [["1001", "#N/A", "B", "Lost"], ["1002", "A" * 51, "B", "New"], ["", "", "", ""]]
