@@ -30,6 +30,7 @@ from leadsync.mapper import (
     Problem,
     fast_path_applies,
     fields_sent,
+    lead_id_texts,
     map_chunk,
     map_columns,
     payload_json,
@@ -303,8 +304,6 @@ def _checked_chunks(
     and validated row by row (they carry the problems)."""
     import numpy as np
 
-    from leadsync.columnar import trimmed
-
     duplicates = scan.duplicates
     assert plan.id_index is not None  # the fast path needs an id column
     for chunk in prefetch(table.chunks(config.chunk_rows)):
@@ -316,7 +315,7 @@ def _checked_chunks(
             rows = map_chunk(chunk.take(positions), plan, config)
             validate_rows(rows, plan, config, duplicates, office_ids)
             slow = list(zip(positions, rows, strict=True))
-        lead_ids = trimmed(chunk.display_cells(plan.id_index))
+        lead_ids = lead_id_texts(chunk.display_cells(plan.id_index))
         fields = fields_sent(columns, plan)
         yield CheckedChunk(chunk, columns, lead_ids, fields, slow)
 

@@ -251,9 +251,29 @@ _NAMED_DATE_RE = re.compile(
 )
 
 
+# A whole number written through a float (1001.0): a script's export of a numeric id
+_FLOAT_ID_RE = re.compile(r"([0-9]+)\.0+")
+FLOAT_ID_RE2 = r"^([0-9]+)\.0+$"  # the same, in RE2 syntax for pyarrow
+
+
 def lead_id_text(value: Any) -> str:
-    """The lead id as text (``1001`` from a workbook, ``" 1001 "`` from a CSV → ``1001``)."""
-    return cell_text(value)
+    """The lead id as text (``1001`` from a workbook, ``" 1001 "`` or ``1001.0`` from a
+    CSV → ``1001``)."""
+    text = cell_text(value)
+    m = _FLOAT_ID_RE.fullmatch(text) if "." in text else None
+    return m.group(1) if m else text
+
+
+def lead_id_texts(cells: Any) -> Any:
+    """:func:`lead_id_text` for a whole column (``Cells``): a pyarrow string array."""
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import trimmed
+
+    text = trimmed(cells)
+    if bool((cells.data == 0x2E).any()):  # a "." somewhere: maybe a 1001.0
+        text = pc.replace_substring_regex(text, FLOAT_ID_RE2, r"\1")
+    return text
 
 
 def convert_value(value: Any, spec: Field, config: Config) -> Any:

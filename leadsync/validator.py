@@ -17,7 +17,14 @@ from typing import Any
 from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
-from leadsync.mapper import ColumnarRows, ColumnPlan, MappedRow, Problem, lead_id_text
+from leadsync.mapper import (
+    ColumnarRows,
+    ColumnPlan,
+    MappedRow,
+    Problem,
+    lead_id_text,
+    lead_id_texts,
+)
 from leadsync.reader import Table, excel_error, prefetch
 
 # A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
@@ -279,7 +286,7 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> Id
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from leadsync.columnar import Cells, trimmed
+    from leadsync.columnar import Cells
 
     index = plan.id_index
     if index is None:
@@ -291,7 +298,7 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> Id
     # pyarrow parses the next block (outside the GIL) while this one is looked at
     for block in prefetch(table.column_text(index, chunk_rows)):
         cells = Cells(block)
-        arrays.append(trimmed(cells))
+        arrays.append(lead_id_texts(cells))
         if numbers is not None and bool(cells.whole_number.all()):
             numbers.append(pc.cast(cells.array, pa.int64()).to_numpy())
         else:
@@ -369,7 +376,8 @@ def check_columns(
     if not (digits and not ids.blank.any() and int(ids.nbytes.max()) <= 128):
         # ids of 1-128 digits pass all three: only other ids need the pattern checks
         ok &= to_numpy_bool(pc.match_substring_regex(text, _LEAD_ID_RE2))
-        ok &= ~to_numpy_bool(pc.match_substring(text, ".."))
+        # ".." is refused, and 1001.0 means lead 1001: either way, row by row
+        ok &= ~to_numpy_bool(pc.match_substring(text, "."))
         ok &= ~to_numpy_bool(pc.equal(pc.ascii_lower(text), EXAMPLE_ID.lower()))
     if duplicates:
         ok &= ~to_numpy_bool(pc.is_in(text, value_set=pa.array(sorted(duplicates), pa.string())))

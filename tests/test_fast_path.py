@@ -132,6 +132,9 @@ IDS = [
     "#N/A",
     "1001",
     "1002",
+    "1002.0",  # lead 1002 written through a float: a duplicate of "1002"
+    "7.00",
+    "A.77",
     "A-77",
     "lead_9",
     " 12 ",

@@ -305,3 +305,19 @@ def test_excel_errors_saved_into_a_csv_are_invalid_not_sent(tmp_path: Path) -> N
         "the cell shows the Excel error #VALUE!: fix the formula behind it, or clear the cell"
     )
     assert got[3].payload["last_name"] == "#3 Dock Rd"
+
+
+def test_a_csv_id_written_through_a_float_is_the_whole_number(tmp_path: Path) -> None:
+    # 1001.0 is what a script's float export makes of lead 1001 (a workbook's 1001.0 is
+    # normalised by the reader): it is lead 1001, and the same lead as "1001" on another row
+    rows = [["id", "first_name", "last_name"]]
+    rows += [["1001.0", "A", "B"], ["1002", "A", "B"], [" 1002.00 ", "A", "B"]]
+    rows += [["A.77", "A", "B"], ["1.5", "A", "B"]]
+    got = validated(write_csv(tmp_path / "ids.csv", rows))
+    assert [(r.lead_id, codes(r)) for r in got] == [
+        ("1001", []),
+        ("1002", [(None, "id_duplicate")]),
+        ("1002", [(None, "id_duplicate")]),
+        ("A.77", []),
+        ("1.5", []),  # not a whole number: an id as written
+    ]
