@@ -45,6 +45,16 @@ class _Boundary(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(0)
+        except OSError as exc:
+            # the machine's doing (a full disk, a folder gone), not a bug: say what, stop
+            _traceback_if_debug(ctx)
+            where = f": {exc.filename}" if exc.filename else ""
+            _log(
+                "error",
+                _redacted(ctx, f"cannot go on: {exc.strerror or exc}{where}"),
+                exit_code=int(ExitCode.ABORTED),
+            )
+            ctx.exit(int(ExitCode.ABORTED))
         except Exception as exc:
             _traceback_if_debug(ctx)
             click.echo(

@@ -28,6 +28,7 @@ from leadsync.defaults import (
     XLSX_FULL_ROWS,
     XLSX_MAX_ROWS,
 )
+from leadsync.errors import LeadsyncError
 from leadsync.mapper import MappedRow, Problem
 from leadsync.reader import Chunk, Table, display_text
 
@@ -114,7 +115,6 @@ class ReportWriter:
         """``xlsx_process``: a report.xlsx process started early (see
         :func:`spawn_xlsx_worker`), used if the report is large enough to need one."""
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.table = table
         self.headers = list(table.headers)
         self.counts: Counter[str] = Counter()
@@ -124,8 +124,15 @@ class ReportWriter:
             "successes": directory / "successes.csv",
             "summary": directory / "summary.json",
         }
-        self._failures_fh = private_file(self.paths["failures"])
-        self._successes_fh = private_file(self.paths["successes"])
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._failures_fh = private_file(self.paths["failures"])
+            self._successes_fh = private_file(self.paths["successes"])
+        except OSError as exc:  # a --report-dir that cannot be: the user's to fix
+            raise LeadsyncError(
+                f"cannot write the reports to {directory}: {exc.strerror or exc} "
+                "(choose another --report-dir)"
+            ) from None
         self._failures = csv.writer(self._failures_fh)
         self._successes = csv.writer(self._successes_fh)
         self._spool = _Spool(self._successes_fh)

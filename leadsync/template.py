@@ -105,4 +105,8 @@ def write_template(path: Path, fmt: str) -> None:
     info.column_dimensions["A"].width = 36
     info.column_dimensions["B"].width = 90
     info.column_dimensions["C"].width = 24
-    book.save(path)
+    # built in memory, then written in one go: a full disk fails cleanly, with no
+    # half-closed zip left for the garbage collector to complain about
+    buffer = io.BytesIO()
+    book.save(buffer)
+    path.write_bytes(buffer.getvalue())

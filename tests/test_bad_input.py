@@ -135,3 +135,23 @@ def test_formula_cells_without_a_saved_result_are_reported(cli: Cli, tmp_path: P
         "save it to store the results\n"
     )
     assert s["notices"] == [result.stderr.removeprefix("leadsync: note: ").rstrip("\n")]
+
+
+def test_a_report_dir_that_cannot_be_made_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "a.csv", [["id", "first_name", "last_name"], ["1", "A", "B"]])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = cli("validate", src, "--report-dir", blocker / "reports")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"leadsync: error: cannot write the reports to {blocker / 'reports'}: Not a directory "
+        "(choose another --report-dir)\n"
+    )
+
+
+def test_a_full_disk_is_said_plainly_not_called_a_bug(cli: Cli) -> None:
+    # /dev/full answers every write with ENOSPC, as a full disk does
+    for fmt in ("csv", "xlsx"):
+        result = cli("template", "--format", fmt, "-o", "/dev/full", "--force")
+        assert result.exit_code == 3
+        assert result.stderr == "leadsync: error: cannot go on: No space left on device\n"
