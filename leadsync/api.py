@@ -52,6 +52,7 @@ from leadsync.sender import (
     Throttle,
     check_base_url,
     redact,
+    refused_key,
 )
 from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
@@ -980,8 +981,10 @@ def plan(
             lead = row.lead_id
             if client is not None and throttle is not None:
                 sent_at = throttle.acquire(stop)
-                response = client.get_lead(lead)
+                response = _read_lead(client, lead)
                 throttle.release(sent_at or 0.0, response.status_code, response.headers)
+                if response.status_code in (401, 403):
+                    raise AbortError(refused_key(response.status_code))
                 body = response.json() if response.status_code == 200 else {}
                 known = body.get("data", body) if isinstance(body, dict) else {}
                 fields = {k: v for k, v in known.items() if k != "questionnaire"}
@@ -999,6 +1002,19 @@ def plan(
             client.close()
         if book is not None:
             book.close()
+
+
+def _read_lead(client: LeadClient, lead: str) -> Any:
+    """``GET /leads/<id>`` for plan --live; a request that cannot be made is one line."""
+    import requests
+
+    try:
+        return client.get_lead(lead)
+    except requests.RequestException as exc:
+        raise LeadsyncError(
+            f"--live: reading lead {lead} failed ({type(exc).__name__}): check the base URL "
+            "and the network"
+        ) from None
 
 
 def _changes(row: int, lead: str, diff: dict[str, Any], fields: dict[str, Any]) -> Iterator[Change]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -138,6 +139,24 @@ def test_max_changes_counts_match_by_rows_against_the_leads_they_find(
     again = cli(*args, "0", "--report-dir", tmp_path / "o3", env=env)
     assert again.exit_code == 1 and "ABORTED" not in again.stdout
     assert len([e for e in lead_log(sandbox) if e["method"] == "PATCH"]) == 3
+
+
+def test_plan_live_stops_on_a_refused_key_and_says_when_it_cannot_connect(
+    cli: Cli, env: dict[str, str], tmp_path: Path
+) -> None:
+    src = export(tmp_path / "a.csv", 2)
+    refused = cli("plan", src, "--live", env={**env, "LEADSYNC_API_KEY": "revoked-key"})
+    assert refused.exit_code == 3  # not a plan of "(not known)" values
+    assert refused.stderr.startswith("leadsync: error: the API refused the key (HTTP 403)")
+    with socket.socket() as probe:  # a free port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/api/v103"
+    gone = cli("plan", src, "--live", "--base-url", closed, env=env)
+    assert gone.exit_code == 2
+    assert gone.stderr == (
+        "leadsync: error: --live: reading lead 1000 failed (ConnectionError): check the base "
+        "URL and the network\n"
+    )
 
 
 def test_plan_says_which_rows_it_left_out_as_invalid(cli: Cli, tmp_path: Path) -> None:
