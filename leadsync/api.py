@@ -34,7 +34,7 @@ from leadsync.mapper import (
     map_chunk,
     map_columns,
     payload_json,
-    plan_columns,
+    plan_table,
 )
 from leadsync.reader import Table, in_thread, open_table, prefetch
 from leadsync.report import (
@@ -114,7 +114,7 @@ class _Run:
         started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
         table = open_table(path, config.sheet)
         digest = in_thread(file_sha256, table.path, name="leadsync-digest")
-        plan = plan_columns(table.headers, config)
+        plan = plan_table(table, config)
         early = None
         if xlsx_report and table.path.stat().st_size >= _EARLY_XLSX_BYTES:
             early = spawn_xlsx_worker()  # its start-up overlaps the id scan
@@ -235,7 +235,7 @@ def mapped_rows(
     """
     config = config or Config()
     table = open_table(path, config.sheet)
-    plan = plan_columns(table.headers, config)
+    plan = plan_table(table, config)
     scan = scan_ids(table, plan, config.chunk_rows)
     for row, _ in _validated_rows(table, plan, config, scan, fast=fast):
         yield row
@@ -960,7 +960,7 @@ def plan(
     """
     config = config or Config()
     table = open_table(path, config.sheet)
-    col_plan = plan_columns(table.headers, config)
+    col_plan = plan_table(table, config)
     scan = scan_ids(table, col_plan, config.chunk_rows)
     book = Journal(journal) if journal is not None and Path(journal).exists() else None
     client = throttle = None

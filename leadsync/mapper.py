@@ -28,7 +28,7 @@ from leadsync.fields import (
     Kind,
     normalise_header,
 )
-from leadsync.reader import EXCEL_ERRORS, Chunk, cell_text, column_letter, excel_error
+from leadsync.reader import EXCEL_ERRORS, Chunk, Table, cell_text, column_letter, excel_error
 
 Stage = Literal["read", "map", "validate", "send"]
 
@@ -164,6 +164,25 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
         defaults,
         report_row_index=0 if prefix else None,
     )
+
+
+def plan_table(table: Table, config: Config) -> ColumnPlan:
+    """:func:`plan_columns` for an opened file. When it has no id column but one of its
+    first rows would have been a header with one (a title above the real header), the
+    error says which row."""
+    try:
+        return plan_columns(table.headers, config)
+    except InputError as exc:
+        if not str(exc).startswith("no lead id column"):
+            raise
+        for number, cells in table.first_rows(10):
+            targets = (_target_for(cell_text(c), config) for c in cells if cell_text(c))
+            if any(t is not None and t.kind == "id" for t in targets):
+                raise InputError(
+                    f"no lead id column in row {table.header_row}, the header row; row "
+                    f"{number} looks like the header: delete the rows above it"
+                ) from None
+        raise
 
 
 def _target_for(header: str, config: Config) -> Target | None:

@@ -16,6 +16,7 @@ import queue
 import re
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -250,6 +251,10 @@ class Table:
             ]
         return Chunk(columns, numbers, extra)
 
+    def first_rows(self, n: int) -> list[tuple[int, list[Any]]]:
+        """The first ``n`` data rows as ``(row_number, cells)`` (a peek, row by row)."""
+        return list(itertools.islice(self._rows(), n))
+
     def column(self, index: int) -> Iterator[Any]:
         """Yield one column's cells, row by row (a cheap pass, e.g. to find duplicate ids)."""
         for _, cells in self._rows():
@@ -371,9 +376,11 @@ def sniff_delimiter(sample: str, suffix: str) -> str:
             continue
         if not rows:
             continue
-        width = len(rows[0])
-        same = sum(1 for r in rows if len(r) == width) / len(rows)
-        score = (width > 1, same, width)
+        # the most common width, not the first row's: a title line above the header
+        # (one cell whatever the delimiter) must not decide
+        widths = Counter(len(r) for r in rows)
+        width, count = max(widths.items(), key=lambda item: (item[1], item[0]))
+        score = (width > 1, count / len(rows), width)
         if score > best_score:
             best, best_score = delim, score
     return best

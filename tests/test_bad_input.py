@@ -155,3 +155,24 @@ def test_a_full_disk_is_said_plainly_not_called_a_bug(cli: Cli) -> None:
         result = cli("template", "--format", fmt, "-o", "/dev/full", "--force")
         assert result.exit_code == 3
         assert result.stderr == "leadsync: error: cannot go on: No space left on device\n"
+
+
+def test_a_title_above_the_header_is_pointed_out(cli: Cli, tmp_path: Path) -> None:
+    book = Workbook()
+    ws = book.active
+    assert ws is not None
+    ws.append(["Leads export, 1 July 2025"])
+    ws.append([])
+    ws.append(["Lead ID", "First Name", "Last Name"])
+    ws.append([1001, "Ann", "Lee"])
+    book.save(tmp_path / "title.xlsx")
+    # a title line has no delimiter: the sniffer must still find the commas below it
+    rows = [["Export of 1 July"], ["id", "first_name", "last_name"], ["1001", "A", "B"]]
+    write_csv(tmp_path / "title.csv", rows)
+    for name, row in (("title.xlsx", 3), ("title.csv", 2)):
+        result = cli("validate", tmp_path / name, "--report-dir", tmp_path / "o")
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"leadsync: error: no lead id column in row 1, the header row; row {row} looks "
+            "like the header: delete the rows above it\n"
+        )
