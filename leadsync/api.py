@@ -963,13 +963,12 @@ def plan(
     col_plan = plan_table(table, config)
     scan = scan_ids(table, col_plan, config.chunk_rows)
     book = Journal(journal) if journal is not None and Path(journal).exists() else None
-    client = throttle = None
+    client = reader = None
     if live:
         if not api_key:
             raise LeadsyncError(f"--live needs the API key: set {defaults.ENV_API_KEY}")
         client = LeadClient(config.base_url, api_key, config)
-        throttle = Throttle(config)
-    stop = threading.Event()
+        reader = RowSender(client, Throttle(config), config, threading.Event())
     try:
         for row, _ in _validated_rows(table, col_plan, config, scan):
             if row.blank:
@@ -979,14 +978,8 @@ def plan(
                     left_out.append(row.row)
                 continue
             lead = row.lead_id
-            if client is not None and throttle is not None:
-                sent_at = throttle.acquire(stop)
-                response = _read_lead(client, lead)
-                throttle.release(sent_at or 0.0, response.status_code, response.headers)
-                if response.status_code in (401, 403):
-                    raise AbortError(refused_key(response.status_code))
-                body = response.json() if response.status_code == 200 else {}
-                known = body.get("data", body) if isinstance(body, dict) else {}
+            if reader is not None:
+                known = _live_lead(reader, lead)
                 fields = {k: v for k, v in known.items() if k != "questionnaire"}
                 fields.update({f"meta.{k}": v for k, v in (known.get("meta") or {}).items()})
                 pairs = {tuple(p) for p in known.get("questionnaire") or [] if isinstance(p, list)}
@@ -1004,17 +997,17 @@ def plan(
             book.close()
 
 
-def _read_lead(client: LeadClient, lead: str) -> Any:
-    """``GET /leads/<id>`` for plan --live; a request that cannot be made is one line."""
-    import requests
-
-    try:
-        return client.get_lead(lead)
-    except requests.RequestException as exc:
+def _live_lead(reader: RowSender, lead: str) -> dict[str, Any]:
+    """plan --live: the lead as it is now ({} when the API does not have it)."""
+    found = reader.read_lead(lead)
+    if found.status in (401, 403):
+        raise AbortError(refused_key(found.status))
+    if found.status is None:
         raise LeadsyncError(
-            f"--live: reading lead {lead} failed ({type(exc).__name__}): check the base URL "
+            f"--live: reading lead {lead} failed ({found.failure}): check the base URL "
             "and the network"
-        ) from None
+        )
+    return found.lead or {}
 
 
 def _changes(row: int, lead: str, diff: dict[str, Any], fields: dict[str, Any]) -> Iterator[Change]:

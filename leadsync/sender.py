@@ -449,6 +449,15 @@ class Lookup(NamedTuple):
     failed: bool
 
 
+class LeadRead(NamedTuple):
+    """What reading a lead gave: its HTTP status (None: no answer, see ``failure``) and
+    the lead, when one came back."""
+
+    status: int | None
+    lead: dict[str, Any] | None
+    failure: str  # why there was no answer ("ConnectionError", "HTTP 503", ...)
+
+
 @dataclass
 class SendResult:
     """How one row's update ended."""
@@ -728,19 +737,26 @@ class RowSender:
         why = f"{len(ids)} leads have the {by} {value!r} ({', '.join(ids[:5])}): "
         return Lookup(None, why + "add the lead id to the row", False)
 
-    def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
-        """Read the lead back: True applied, False not applied, None cannot tell."""
+    def read_lead(self, lead_id: str) -> LeadRead:
+        """``GET /leads/<id>``, throttled and retried like every GET."""
         import requests
 
         try:
             response = self._get(lambda: self.client.get_lead(lead_id))
-        except (requests.RequestException, _Retry):
-            return None
-        if response is None or response.status_code != 200:
-            return None
-        body = _json(response)
+        except requests.RequestException as exc:
+            return LeadRead(None, None, type(exc).__name__)
+        except _Retry as exc:
+            return LeadRead(None, None, exc.reason)
+        if response is None:
+            return LeadRead(None, None, "the run stopped")
+        body = _json(response) if response.status_code == 200 else None
         lead = body.get("data", body) if isinstance(body, dict) else None
-        return payload_applied(lead, payload) if isinstance(lead, dict) else None
+        return LeadRead(response.status_code, lead if isinstance(lead, dict) else None, "")
+
+    def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
+        """Read the lead back: True applied, False not applied, None cannot tell."""
+        lead = self.read_lead(lead_id).lead
+        return payload_applied(lead, payload) if lead is not None else None
 
 
 def payload_applied(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool | None:

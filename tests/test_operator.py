@@ -159,6 +159,20 @@ def test_plan_live_stops_on_a_refused_key_and_says_when_it_cannot_connect(
     )
 
 
+def test_plan_live_reads_through_503s_like_every_get(tmp_path: Path) -> None:
+    from leadsync.api import plan
+    from leadsync.config import Config
+
+    src = export(tmp_path / "a.csv", 6)
+    with Sandbox(SandboxConfig(fail_503=0.5, seed=3)) as sb:
+        cfg = Config(base_url=sb.base_url, max_attempts=8, backoff_initial=0.001, backoff_max=0.01)
+        changes = list(plan(src, cfg, api_key=DEFAULT_KEY, live=True))
+        statuses = [e["status"] for e in lead_log(sb)]
+    assert 503 in statuses and statuses.count(200) == 6  # each lead read, after retries
+    old = {(c.lead_id, c.field): c.old for c in changes}
+    assert old[("1000", "first_name")] != "(not known)"  # the live value, not a shrug
+
+
 def test_plan_says_which_rows_it_left_out_as_invalid(cli: Cli, tmp_path: Path) -> None:
     rows = [["id", "first_name", "last_name", "status"], ["1000", "A", "B", "Lost"]]
     rows += [["1001", "#N/A", "B", "Lost"], ["1002", "A" * 51, "B", "New"], ["", "", "", ""]]
