@@ -291,6 +291,28 @@ class _SheetSpec:
     attention_rows: int = XLSX_ATTENTION_ROWS  # a large file's report: at most this many
 
 
+@dataclass
+class _Gate:
+    """Which rows report.xlsx takes: every row of a small file; of a large one, the rows
+    that need attention, up to a limit (those past it only counted)."""
+
+    full: bool
+    limit: int
+    taken: int = 0
+    beyond: int = 0
+
+    def admits(self, outcome: str) -> bool:
+        if self.full:
+            return True
+        if outcome not in FAILURE_OUTCOMES:
+            return False
+        if self.taken >= self.limit:
+            self.beyond += 1
+            return False
+        self.taken += 1
+        return True
+
+
 class _XlsxProcess:
     """An :class:`_XlsxReport` in a process of its own (``python -c``, so nothing of the
     caller's main module runs again), fed pickled batches of rows through a pipe."""
@@ -300,10 +322,9 @@ class _XlsxProcess:
     ) -> None:
         self.full = full
         self.path = path
-        self.limit = sheet.attention_rows
+        # the rows the process would drop or only count are not pickled at all
+        self.gate = _Gate(full, sheet.attention_rows)
         self.batch: list[tuple[Any, ...]] = []
-        self.rows = 0  # rows sent to the process
-        self.beyond = 0  # rows past the limit: not sent, counted
         self.process = process or spawn_xlsx_worker()
         self._send((path, sheet, full))
 
@@ -323,13 +344,8 @@ class _XlsxProcess:
         )
 
     def write(self, *args: Any) -> None:
-        if not self.full:  # what the process would drop or only count: spare the pickling
-            if args[2] not in FAILURE_OUTCOMES:
-                return
-            if self.rows >= self.limit:
-                self.beyond += 1
-                return
-        self.rows += 1
+        if not self.gate.admits(args[2]):
+            return
         self.batch.append((args[0], tuple(args[1]), *args[2:]))
         if len(self.batch) >= 500:
             self._send(self.batch)
@@ -338,7 +354,7 @@ class _XlsxProcess:
     def close(self, summary: Mapping[str, Any]) -> None:
         if self.batch:
             self._send(self.batch)
-        self._send(("close", dict(summary), self.beyond))
+        self._send(("close", dict(summary), self.gate.beyond))
         code, errors = _finish(self.process)
         if code != 0:
             self._fail(errors)
@@ -397,7 +413,7 @@ def xlsx_worker() -> None:
     while True:
         item = pickle.load(source)
         if isinstance(item, tuple):
-            report.beyond += item[2]
+            report.gate.beyond += item[2]
             report.close(item[1])
             return
         for args in item:
@@ -506,8 +522,7 @@ class _XlsxReport:
         self.date_format = self.book.add_format({"num_format": "yyyy-mm-dd"})
         self.datetime_format = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self.omitted = 0
-        self.limit = table.attention_rows
-        self.beyond = 0  # rows that need attention past the limit (large files)
+        self.gate = _Gate(full, table.attention_rows)
         self.commented = 0  # rows whose bad cells got a comment
         self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
         header: list[Any] = [*table.headers, "leadsync outcome", "leadsync problems"]
@@ -553,10 +568,7 @@ class _XlsxReport:
     def write(
         self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
     ) -> None:
-        if not self.full and outcome not in FAILURE_OUTCOMES:
-            return
-        if not self.full and self.next_row > self.limit:
-            self.beyond += 1
+        if not self.gate.admits(outcome):
             return
         index = row_number - 1 if self.full else self.next_row
         if index > XLSX_MAX_ROWS or index < self.next_row:
@@ -619,12 +631,12 @@ class _XlsxReport:
                     "'leadsync problems' column).",
                 ),
             ]
-        if self.beyond:
+        if self.gate.beyond:
             lines += [
                 (),
                 (
-                    f"Only the first {self.limit:,} rows that need attention are on "
-                    f"the first sheet; {self.beyond:,} more are in failures.csv.",
+                    f"Only the first {self.gate.limit:,} rows that need attention are on "
+                    f"the first sheet; {self.gate.beyond:,} more are in failures.csv.",
                 ),
             ]
         if self.omitted:
