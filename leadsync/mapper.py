@@ -487,16 +487,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             for i, cell in enumerate(columns[j]):
                 shown = excel_error(cell)
                 if shown is not None:
-                    bad = _excel_error(shown)
-                    rows[i].problems.append(
-                        Problem(
-                            row=rows[i].row,
-                            code=bad.code,
-                            message=bad.message,
-                            column=plan.headers[j],
-                            column_index=j,
-                        )
-                    )
+                    rows[i].problems.append(_cell_problem(rows[i], _excel_error(shown), plan, j))
                     continue
                 rows[i].match = cell_text(cell) or None
             continue
@@ -510,16 +501,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             has_data[i] = True
             row = rows[i]
             if isinstance(value, Bad):
-                row.problems.append(
-                    Problem(
-                        row=row.row,
-                        code=value.code,
-                        message=value.message,
-                        field=target.field,
-                        column=plan.headers[j],
-                        column_index=j,
-                    )
-                )
+                row.problems.append(_cell_problem(row, value, plan, j))
                 continue
             _place(row, target, value, j)
     for i, row in enumerate(rows):
@@ -542,6 +524,19 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                 )
             )
     return rows
+
+
+def _cell_problem(row: MappedRow, bad: Bad, plan: ColumnPlan, j: int) -> Problem:
+    """The problem with the cell of ``row`` in column ``j`` (no field for a match column)."""
+    target = plan.targets[j]
+    return Problem(
+        row=row.row,
+        code=bad.code,
+        message=bad.message,
+        field=(target.field if target is not None else "") or None,
+        column=plan.headers[j],
+        column_index=j,
+    )
 
 
 def _excel_error(shown: str) -> Bad:
