@@ -352,16 +352,16 @@ class _Lookups:
 
     def __init__(self, by: str) -> None:
         self.by = by
-        self.found: dict[int, Lookup] = {}  # row -> what its lookup found
         self.by_value: dict[str, Lookup] = {}  # value -> what its lookup found
         self.rows_of: dict[str, list[int]] = {}  # lead -> the rows that update it
         self.abort: str | None = None  # the API refused the key while looking up
 
     def result(self, row: MappedRow) -> SendResult | None:
         """Why ``row`` must not be sent (None: it may); sets a looked-up row's lead id."""
-        looked_up = row.row in self.found
-        if looked_up:
-            lead, why, failed = self.found[row.row]
+        found = self.by_value.get(row.match or "") if row.lead_id is None else None
+        looked_up = found is not None
+        if found is not None:
+            lead, why, failed = found
             if lead is None and failed:  # the API could not be asked: worth a retry
                 return SendResult("failed", code="lookup_failed", message=why)
             if lead is None:
@@ -414,8 +414,6 @@ def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
             while (value := todo.get()) is not None:
                 result = sender.find_lead(config.match_by or "", value)
                 lookups.by_value[value] = result  # dict writes are atomic
-                for number in wanted[value]:
-                    lookups.found[number] = result  # dict writes are atomic
         except AbortError as exc:  # a refused key: nothing is sent
             lookups.abort = lookups.abort or str(exc)
             stop.set()
@@ -433,9 +431,10 @@ def _look_up(ctx: _SyncContext, stop: threading.Event) -> _Lookups:
         t.join()
     for lead, number in named.items():
         lookups.rows_of.setdefault(lead, []).append(number)
-    for number, found in sorted(lookups.found.items()):
-        if found.lead is not None:
-            lookups.rows_of.setdefault(found.lead, []).append(number)
+    for value, numbers in wanted.items():
+        found = lookups.by_value.get(value)
+        if found is not None and found.lead is not None:
+            lookups.rows_of.setdefault(found.lead, []).extend(numbers)
     lookups.rows_of = {k: sorted(v) for k, v in lookups.rows_of.items() if len(v) > 1}
     return lookups
 
