@@ -153,7 +153,9 @@ class Cells:
             self.last[filled] = _LUT.take(data.take(offsets[1:][filled] - 1))
         self.flags = np.zeros(n, dtype=np.uint8)
         lo, hi = int(data.min()), int(data.max())
-        if lo < 0x20 or hi == 0x7F:  # control characters somewhere: every byte's flags
+        # control characters somewhere (DEL can hide below non-ASCII bytes in the max):
+        # every byte's flags
+        if lo < 0x20 or (hi >= 0x7F and bool((data == 0x7F).any())):
             self.flags[filled] = np.bitwise_or.reduceat(_LUT[data], starts)
             return
         # Printable text: find the few bytes that matter by comparison (cheap) rather

@@ -91,6 +91,7 @@ ADDRESS += [
     "#blackfriday",
     "#Zoë",
 ]  # Excel errors, or not
+ADDRESS += ["1 Mill\x7fLn, Zoë Ct"]  # DEL with non-ASCII text inside ASCII ends: not plain
 STATUS = ["New", "Contacted", "contacted", "Lost", "", "Valuation booked"]
 OFFICE = [
     "1213",
@@ -376,6 +377,7 @@ def test_py_space_is_str_isspace() -> None:
 
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30))
 @example("a\x85b")  # a C1 control between ASCII ends
+@example("0\x7f\xa00")  # DEL inside, hidden from the byte maximum by a non-ASCII byte
 @example("é\x9fé")
 @example("Siobhán")  # plain, and needs no regex to say so
 def test_plain_cells_need_no_trimming_and_hold_no_control_characters(text: str) -> None:
@@ -414,3 +416,14 @@ def test_hashtags_stay_on_the_fast_path_only_excel_errors_leave_it(tmp_path: Pat
     mapped = map_columns(chunk, plan_columns(table.headers, config), config)
     # the errors go row by row (which says what is wrong), and so does non-ASCII "#" text
     assert mapped.simple.tolist() == [True, False, False, False, False, True]
+
+
+def test_a_del_character_between_ascii_ends_is_caught_on_the_fast_path(tmp_path: Path) -> None:
+    # DEL (0x7F) inside a cell with a non-ASCII character and ASCII ends: the column's
+    # byte maximum is not 0x7F, so only a per-byte look finds it (the fast path once
+    # cleared this row, and would have sent the control character)
+    rows = [["id", "first_name", "last_name", "address"], ["1", "A", "B", "1 Mill\x7fLn, Zoë Ct"]]
+    src = write_csv(tmp_path / "del.csv", rows)
+    for fast in (True, False):
+        [row] = leadsync.mapped_rows(src, fast=fast)
+        assert [(p.field, p.code) for p in row.problems] == [("address", "control_character")]
