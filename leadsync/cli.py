@@ -547,7 +547,7 @@ def plan(
         items = [c.__dict__ for c in changes]
         click.echo(json.dumps(items, indent=2, ensure_ascii=False, default=str))
     elif fmt == "csv":
-        writer = csv_module.writer(click.get_text_stream("stdout"))
+        writer = csv_module.writer(sys.stdout)
         writer.writerow(["row", "lead_id", "field", "old", "new"])
         for c in changes:
             writer.writerow([c.row, c.lead_id, c.field, _show(c.old), _show(c.new)])
@@ -781,7 +781,7 @@ def _signals_stop() -> Iterator[threading.Event]:
 @contextlib.contextmanager
 def _progress_reporter() -> Iterator[Any]:
     """A rich progress bar on a terminal; a log line every few seconds otherwise (cron)."""
-    stream = click.get_text_stream("stderr")
+    stream = sys.stderr
     opts = click.get_current_context().find_root().obj or {}
     if opts.get("quiet"):
         yield lambda done, total, counts: None
@@ -854,7 +854,7 @@ def template(fmt: str | None, output: Path | None, force: bool) -> None:
     if output is not None and str(output) == "-":
         if fmt == "xlsx":
             raise click.UsageError("only the CSV template can go to stdout (use --format csv)")
-        stream = click.get_binary_stream("stdout")
+        stream = sys.stdout.buffer
         stream.write(template_csv().encode("utf-8"))
         stream.flush()
         return

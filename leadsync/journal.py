@@ -9,8 +9,9 @@ that tells exactly what was confirmed. From it come:
 - **resume** — a re-run skips what was confirmed; an attempt left in flight by a crash is
   *ambiguous* and follows the same rules as a timeout (checked before answers are re-sent);
 - **history** — ``leadsync runs``; ``--retry-failed RUN``;
-- **the lock** — one run per journal at a time (an OS file lock: a dead process's lock is
-  released by the kernel, so it is taken over without guesswork).
+- **the lock** — one run per journal at a time (an OS file lock through filelock, on
+  POSIX and Windows alike: a dead process's lock is released by the kernel, so it is
+  taken over without guesswork).
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class Journal:
         with contextlib.suppress(OSError):
             os.chmod(self.path, 0o600)  # it holds what was sent: personal data
         self.mutex = threading.Lock()
-        self._lock_fh: Any = None
+        self._lock: Any = None  # a filelock.FileLock while this process holds the journal
 
     def close(self) -> None:
         self.release()
@@ -169,34 +170,42 @@ class Journal:
     # -- the lock -------------------------------------------------------------------
 
     def acquire(self) -> None:
-        """Hold the journal for this process, or raise :class:`AbortError` (exit 3)."""
-        import fcntl
+        """Hold the journal for this process, or raise :class:`AbortError` (exit 3).
 
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run
+        An OS lock on ``<journal>.lock`` (filelock: flock on POSIX, a byte lock on Windows),
+        so the kernel releases it when the holder dies, even by ``kill -9``. Who holds it
+        is written into the journal itself: a Windows byte lock forbids reading the lock
+        file.
+        """
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.path.with_name(self.path.name + ".lock"), timeout=0)
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another leadsync run"
-            fh.close()
+            lock.acquire()
+        except Timeout:
+            row = self.db.execute("SELECT value FROM settings WHERE key = 'holder'").fetchone()
+            holder = row[0] if row else "another leadsync run"
             raise AbortError(
                 f"another run is using the journal {self.path} ({holder}); "
                 "wait for it to finish, or use another --journal"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {_now()}")
-        fh.flush()
-        self._lock_fh = fh
+        except OSError as exc:
+            raise InputError(
+                f"cannot lock the journal {self.path}: {exc.strerror or exc}"
+            ) from None
+        self._lock = lock
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {_now()}"
         # we hold the lock, so any run still marked running died without finishing
         with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO settings VALUES ('holder', ?)", (holder,))
             db.execute("UPDATE runs SET status = 'crashed' WHERE status = 'running'")
 
     def release(self) -> None:
-        if self._lock_fh is not None:
-            self._lock_fh.close()  # closing the file releases the flock
-            self._lock_fh = None
+        if self._lock is not None:
+            with self._tx() as db:
+                db.execute("DELETE FROM settings WHERE key = 'holder'")
+            self._lock.release()
+            self._lock = None
 
     # -- runs -----------------------------------------------------------------------
 

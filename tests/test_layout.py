@@ -1,0 +1,132 @@
+"""The code's shape: fast start-up, no import cycle, modules a newcomer can read."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "leadsync"
+
+# What `leadsync --help` must not load: each costs tens of milliseconds of start-up.
+HEAVY = ("pandas", "pyarrow", "numpy", "requests", "openpyxl", "xlsxwriter", "python_calamine")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["sync", "--help"], ["--version"]])
+def test_help_imports_no_heavy_library(args: list[str]) -> None:
+    probe = (
+        "import sys\n"
+        "from leadsync.cli import main\n"
+        "try:\n"
+        f"    main({args!r}, prog_name='leadsync')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each module of the package -> the package modules it imports, wherever in the
+    module the import stands (inside functions too), except under ``TYPE_CHECKING``."""
+    modules = {_module_name(p): p for p in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        is_package = path.name == "__init__.py"
+
+        class Visitor(ast.NodeVisitor):
+            def visit_If(self, node: ast.If) -> None:
+                test = node.test
+                if getattr(test, "id", None) == "TYPE_CHECKING" or (
+                    getattr(test, "attr", None) == "TYPE_CHECKING"
+                ):
+                    for child in node.orelse:
+                        self.visit(child)
+                    return
+                self.generic_visit(node)
+
+            def visit_Import(self, node: ast.Import) -> None:
+                found.update(a.name for a in node.names)
+
+            def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+                if node.level:
+                    base = name.split(".") if is_package else name.split(".")[:-1]
+                    base = base[: len(base) - node.level + 1]
+                    module = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    module = node.module or ""
+                for alias in node.names:
+                    sub = f"{module}.{alias.name}"
+                    found.add(sub if sub in modules else module)
+
+        Visitor().visit(ast.parse(path.read_text(encoding="utf-8")))
+        # importing the package itself (for __version__) is no edge: it imports nothing
+        graph[name] = {m for m in found if m in modules and m not in (name, "leadsync")}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle() -> None:
+    graph = import_graph()
+    assert "leadsync.cli" in graph and graph["leadsync.cli"]  # the walk saw real imports
+    assert cycles(graph) == []
+
+
+def test_no_module_a_newcomer_must_read_whole() -> None:
+    """Each module stays short enough to change one thing without reading it all."""
+    long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650
+    }
+    assert long == {}
