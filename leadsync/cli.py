@@ -76,7 +76,7 @@ def _traceback_if_debug(ctx: click.Context) -> None:
 def _redacted(ctx: click.Context, text: str) -> str:
     secret = (ctx.obj or {}).get("secret")
     if secret:
-        from leadsync.sender import redact
+        from leadsync.client import redact
 
         return redact(text, secret)
     return text
@@ -114,10 +114,14 @@ def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool, log_format
     ctx.obj.update(debug=debug, quiet=quiet, verbose=verbose, log_format=log_format)
 
 
-def _log(level: str, message: str, **data: Any) -> None:
-    """One log line on stderr, as text or JSON (--log-format); --quiet keeps errors only."""
-    ctx = click.get_current_context(silent=True)
-    opts = (ctx.find_root().obj if ctx is not None else None) or {}
+def _log(level: str, message: str, opts: dict[str, Any] | None = None, **data: Any) -> None:
+    """One log line on stderr, as text or JSON (--log-format); --quiet keeps errors only.
+
+    ``opts``: the root command's options, for a caller on another thread (click's
+    context is per thread)."""
+    if opts is None:
+        ctx = click.get_current_context(silent=True)
+        opts = (ctx.find_root().obj if ctx is not None else None) or {}
     if opts.get("quiet") and level != "error":
         return
     if opts.get("log_format") == "json":
@@ -232,12 +236,6 @@ def validate(
     sys.exit(int(result.exit_code))
 
 
-def _client(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
-    from leadsync.sender import LeadClient
-
-    return LeadClient(config.base_url, _api_key(ctx, api_key_file), config)
-
-
 def _api_key(ctx: click.Context, api_key_file: Path | None) -> str:
     """The key from the key file or the environment; remembered so errors can redact it."""
     from leadsync.config import read_api_key
@@ -250,11 +248,9 @@ def _api_key(ctx: click.Context, api_key_file: Path | None) -> str:
 
 
 def _offices(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
-    client = _client(ctx, config, api_key_file)
-    try:
-        return client.offices()
-    finally:
-        client.close()
+    from leadsync.api import list_offices
+
+    return list_offices(config, _api_key(ctx, api_key_file))
 
 
 @main.command()
@@ -293,48 +289,9 @@ def _print_result(result: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False))
     else:
+        from leadsync.summary import format_summary
+
         click.echo(format_summary(result.summary))
-
-
-_LISTED = 12  # unmapped columns named in the summary; summary.json has them all
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The human summary printed after a run."""
-    file = summary["file"]
-    where = file["name"] + (f" (sheet {file['sheet']!r})" if file.get("sheet") else "")
-    rows = f"{summary['rows']} row{'' if summary['rows'] == 1 else 's'}"
-    lines = [f"{summary['command']}: {where}: {rows} in {summary['duration_s']:.1f} s"]
-    width = max((len(k) for k in summary["outcomes"]), default=0)
-    for outcome, n in summary["outcomes"].items():
-        if n:
-            lines.append(f"  {outcome:<{width}}  {n:>8}")
-    codes = summary.get("problems_by_code") or {}
-    if codes:
-        lines.append("problems: " + ", ".join(f"{code} {n}" for code, n in codes.items()))
-    unmapped = summary.get("unmapped_columns") or []
-    if unmapped:
-        cols = ", ".join(repr(c) for c in unmapped[:_LISTED])
-        if len(unmapped) > _LISTED:  # a wide export must not bury the rest of the summary
-            cols += f" and {len(unmapped) - _LISTED} more (all in summary.json)"
-        lines.append(f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {cols}")
-    sending = summary.get("sending")
-    if sending:
-        lines.append(
-            f"sent {sending['requests']} request{'' if sending['requests'] == 1 else 's'} to "
-            f"{sending['base_url']} in "
-            f"{sending['duration_s']:.1f} s ({sending['achieved_rate'] or 0:.1f}/s, "
-            f"{sending['mode']}), {sending['retries']} retries, "
-            f"{sending['rate_limited_429']} answered 429"
-        )
-    if summary.get("aborted"):
-        lines.append(f"ABORTED: {summary['aborted']}")
-    reports = summary.get("reports") or {}
-    if reports:
-        folder = Path(next(iter(reports.values()))).parent
-        names = ", ".join(Path(p).name for p in reports.values())
-        lines.append(f"reports: {folder}/ ({names})")
-    return "\n".join(lines)
 
 
 @main.command()
@@ -817,6 +774,7 @@ def _progress_reporter() -> Iterator[Any]:
         _log(
             "info",
             f"{done}/{total} rows ({parts})",
+            opts,
             rows_done=done,
             rows=total,
             outcomes={k: v for k, v in counts.items() if v},

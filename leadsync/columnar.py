@@ -13,6 +13,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from leadsync.csvsafe import FORMULA_START
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -23,11 +25,10 @@ _QUOTE = 2  # makes the csv module quote the field: , " CR LF
 _HIGH = 4  # part of a non-ASCII character
 _ESCAPE = 8  # JSON escapes it: " \ tab LF CR
 _EDGE = 16  # str.strip() would remove it at either end (ASCII whitespace and controls)
-_FORMULA = 32  # a spreadsheet may run a cell starting with it (see report.neutralise)
+_FORMULA = 32  # a spreadsheet may run a cell starting with it (see csvsafe.neutralise)
 _DQUOTE = 64  # a double quote (doubled inside a quoted CSV field)
 
 # A spreadsheet may run a cell that starts with one of these as a formula (CSV injection)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # The csv module quotes a field holding any of these (QUOTE_MINIMAL, "\r\n" lines)
 _CSV_QUOTED = ',"\r\n'
 
@@ -249,7 +250,7 @@ class Cells:
 
     def csv_field(self, neutralise: bool = True) -> pa.Array:
         """The cells as the csv module writes them (QUOTE_MINIMAL), formula-like text
-        prefixed with ``'`` first (see :func:`leadsync.report.neutralise`)."""
+        prefixed with ``'`` first (see :func:`leadsync.csvsafe.neutralise`)."""
         return csv_field(self.array, self.flags, self.first if neutralise else None)
 
     def json_string(self) -> pa.Array:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 from leadsync.config import IGNORE, Config
 from leadsync.errors import InputError, MappingError
@@ -28,76 +28,8 @@ from leadsync.fields import (
     Kind,
     normalise_header,
 )
+from leadsync.model import ColumnPlan, MappedRow, Problem, Target, report_prefix
 from leadsync.reader import EXCEL_ERRORS, Chunk, Table, cell_text, column_letter, excel_error
-
-Stage = Literal["read", "map", "validate", "send"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with one row: where, a stable code, and what to do about it."""
-
-    row: int
-    code: str
-    message: str
-    field: str | None = None
-    column: str | None = None  # the header as written in the file
-    column_index: int | None = None  # 0-based position among the headers
-    stage: Stage = "map"
-
-
-@dataclass(frozen=True)
-class Target:
-    """What one column feeds: the id, a field, a question, a meta key, or nothing."""
-
-    kind: Literal["id", "field", "question", "meta", "ignore", "match"]
-    name: str = ""
-
-    @property
-    def field(self) -> str:
-        """The API field this column feeds: its own, questionnaire for a question,
-        meta for a meta key ("" for the id and unsent columns)."""
-        return {"field": self.name, "question": "questionnaire", "meta": "meta"}.get(self.kind, "")
-
-
-@dataclass(frozen=True)
-class ColumnPlan:
-    """How the columns of one file map onto the API (built once per file)."""
-
-    headers: tuple[str, ...]
-    targets: tuple[Target | None, ...]  # None: unmapped
-    id_index: int | None
-    unmapped: tuple[str, ...]
-    defaults: Mapping[str, Any]
-    # set when the input is a leadsync report (failures.csv fed back in): the column
-    # holding each line's original row number, so a row with two problems is read once
-    report_row_index: int | None = None
-    match_index: int | None = None  # --match-by: the email/phone column
-
-    def field_column(self, fname: str) -> int | None:
-        """The column that feeds ``fname`` (a field, or questionnaire/meta columns)."""
-        for i, t in enumerate(self.targets):
-            if t is None:
-                continue
-            if t.kind == "field" and t.name == fname:
-                return i
-        for i, t in enumerate(self.targets):  # else the first question or meta column
-            if t is not None and t.kind in ("question", "meta") and t.field == fname:
-                return i
-        return None
-
-
-@dataclass
-class MappedRow:
-    """One row after mapping: the payload it would send and what stopped it, if anything."""
-
-    row: int
-    lead_id: str | None
-    payload: dict[str, Any]
-    problems: list[Problem] = field(default_factory=list)
-    blank: bool = False
-    sources: dict[str, int] = field(default_factory=dict)  # field -> column index
-    match: str | None = None  # --match-by: the email or phone to find the lead by
 
 
 class Bad:
@@ -117,8 +49,6 @@ BLANK: Any = object()  # a blank cell: leave the field unchanged
 
 def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
     """Decide what every header maps to; raise :class:`InputError` for a file-level fault."""
-    from leadsync.report import report_prefix
-
     prefix = report_prefix(headers)
     targets: list[Target | None] = [Target("ignore")] * prefix
     for header in headers[prefix:]:
@@ -469,7 +399,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
     n = len(chunk)
     columns = [chunk.values(j) for j in range(len(chunk.columns))]
     if plan.report_row_index is not None:
-        from leadsync.report import unneutralise
+        from leadsync.csvsafe import unneutralise
 
         columns = [[unneutralise(v) if isinstance(v, str) else v for v in c] for c in columns]
     ids = (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from leadsync.columnar import FORMULA_START
+from leadsync.csvsafe import neutralise
 from leadsync.defaults import (
     XLSX_ATTENTION_ROWS,
     XLSX_COMMENT_ROWS,
@@ -29,63 +29,24 @@ from leadsync.defaults import (
     XLSX_MAX_ROWS,
 )
 from leadsync.errors import LeadsyncError
-from leadsync.mapper import MappedRow, Problem
-from leadsync.reader import Chunk, Table, display_text
+from leadsync.model import (
+    AMBER,
+    FAILURE_COLUMNS,
+    FAILURE_OUTCOMES,
+    GREEN,
+    RED,
+    SUCCESS_COLUMNS,
+    CheckedChunk,
+    MappedRow,
+    Outcome,
+    Problem,
+)
+from leadsync.reader import Table, display_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-
-@dataclass
-class CheckedChunk:
-    """A chunk after the fast path: what it cleared, and the rows checked one by one."""
-
-    chunk: Chunk
-    columns: Any  # the mapper's ColumnarRows
-    lead_ids: Any  # pyarrow string array: each row's lead id as text
-    fields: Any  # pyarrow string array: fields_sent as a CSV field (where cleared)
-    slow: list[tuple[int, MappedRow]]  # (position, row) checked by the reference path
-
-
-OUTCOMES = (
-    "valid",
-    "updated",
-    "unchanged",
-    "invalid",
-    "rejected",
-    "failed",
-    "unknown",
-    "not_attempted",
-    "skipped_blank",
-)
-FAILURE_OUTCOMES = frozenset({"invalid", "rejected", "failed", "unknown", "not_attempted"})
-FAILURE_COLUMNS = ("row", "lead_id", "outcome", "stage", "field", "code", "message", "http_status")
-SUCCESS_COLUMNS = ("row", "lead_id", "outcome", "http_status", "fields_sent")
-
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_RED = "FFC7CE"
-_AMBER = "FFEB9C"
-_GREEN = "C6EFCE"
-
-
-def neutralise(text: str) -> str:
-    """Stop a spreadsheet from running a cell as a formula (CSV injection)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
-def unneutralise(text: str) -> str:
-    """Undo :func:`neutralise` when a leadsync report is read back as input."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_START):
-        return text[1:]
-    return text
-
-
-def report_prefix(headers: tuple[str, ...]) -> int:
-    """How many leading columns are leadsync's own, if ``headers`` are a report's."""
-    for prefix in (FAILURE_COLUMNS, SUCCESS_COLUMNS):
-        if headers[: len(prefix)] == prefix:
-            return len(prefix)
-    return 0
 
 
 def private_file(path: Path, mode: str = "w") -> IO[Any]:
@@ -477,14 +438,6 @@ class _Spool:
             raise error
 
 
-def _outcome_colour(outcome: str) -> str | None:
-    if outcome in ("valid", "updated", "unchanged"):
-        return _GREEN
-    if outcome in ("invalid", "rejected"):
-        return _RED
-    return None if outcome == "skipped_blank" else _AMBER
-
-
 class _XlsxReport:
     """The user's own rows, invalid cells red with a comment, an outcome column, a summary.
 
@@ -516,7 +469,7 @@ class _XlsxReport:
         self.summary_sheet = self.book.add_worksheet(summary_name)
         self.fills = {
             c: self.book.add_format({"bg_color": f"#{c}", "pattern": 1})
-            for c in (_RED, _AMBER, _GREEN)
+            for c in (RED, AMBER, GREEN)
         }
         self.bold = self.book.add_format({"bold": True})
         self.date_format = self.book.add_format({"num_format": "yyyy-mm-dd"})
@@ -584,8 +537,8 @@ class _XlsxReport:
         values.append(outcome)
         summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
         values.append(summary or None)
-        fills = {j + offset: _RED for j in by_column}
-        colour = _outcome_colour(outcome)
+        fills = {j + offset: RED for j in by_column}
+        colour = Outcome(outcome).colour
         if colour:
             fills[offset + self.width] = colour
         comments = {j + offset: "\n".join(m) for j, m in by_column.items()}

@@ -17,14 +17,8 @@ from typing import Any
 from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
-from leadsync.mapper import (
-    ColumnarRows,
-    ColumnPlan,
-    MappedRow,
-    Problem,
-    lead_id_text,
-    lead_id_texts,
-)
+from leadsync.mapper import ColumnarRows, lead_id_text, lead_id_texts
+from leadsync.model import ColumnPlan, MappedRow, Problem
 from leadsync.reader import Table, excel_error, prefetch
 
 # A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk

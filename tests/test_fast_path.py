@@ -388,16 +388,16 @@ def test_plain_cells_need_no_trimming_and_hold_no_control_characters(text: str) 
 
 def test_the_fast_path_clears_the_plain_rows(tmp_path: Path) -> None:
     """The comparisons above mean something only if the columnar path does the work."""
-    from leadsync.api import _checked_chunks
     from leadsync.mapper import plan_columns
     from leadsync.reader import open_table
+    from leadsync.run import checked_chunks
     from leadsync.validator import scan_ids
 
     src = write_csv(tmp_path / "edge.csv", [HEADERS, *generated_rows(900, seed=11)])
     config = Config(chunk_rows=97)
     table = open_table(src)
     plan = plan_columns(table.headers, config)
-    chunks = list(_checked_chunks(table, plan, config, scan_ids(table, plan), None))
+    chunks = list(checked_chunks(table, plan, config, scan_ids(table, plan), None))
     slow = sum(len(c.slow) for c in chunks)
     assert all(not isinstance(c.chunk.columns[0], list) for c in chunks)  # pyarrow read it
     assert 0 < slow < 0.5 * 901  # ~60% of the rows are plain

@@ -13,8 +13,8 @@ from openpyxl import load_workbook
 
 import leadsync
 from leadsync.config import Config
-from leadsync.mapper import MappedRow
-from leadsync.report import neutralise
+from leadsync.csvsafe import neutralise
+from leadsync.model import MappedRow
 from tests.conftest import read_csv_report, write_csv, write_xlsx
 
 
@@ -278,7 +278,7 @@ def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> N
 def test_a_large_report_xlsx_stops_at_its_attention_limit_and_says_so(
     tmp_path: Path, where: str
 ) -> None:
-    from leadsync.mapper import Problem
+    from leadsync.model import Problem
     from leadsync.report import _SheetSpec, _XlsxProcess, _XlsxReport
 
     sheet = _SheetSpec(("id", "first_name"), "Leads", 0, 1, attention_rows=3)

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 
 import leadsync
+from leadsync.client import check_base_url, payload_bytes, redact
 from leadsync.config import Config
 from leadsync.errors import LeadsyncError
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from leadsync.sender import (
-    check_base_url,
-    payload_applied,
-    payload_bytes,
-    redact,
-    retry_after_seconds,
-)
+from leadsync.sender import payload_applied
+from leadsync.throttle import retry_after_seconds
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from leadsync.config import Config
 from leadsync.fields import FIELDS, Kind, json_size, php_json
-from leadsync.mapper import MappedRow, map_chunk, plan_columns
+from leadsync.mapper import map_chunk, plan_columns
+from leadsync.model import MappedRow
 from leadsync.reader import open_table
 from leadsync.validator import check_lead_id, check_payload, scan_ids, validate_rows
 from tests.conftest import write_csv, write_xlsx

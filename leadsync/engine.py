@@ -1,0 +1,456 @@
+"""The sync engine: every valid row of a run sent as a PATCH by ``concurrency`` workers,
+through one throttle, under the guards, journalled, and reported in input order.
+
+The main thread reads the rows and hands the valid ones to the workers through a bounded
+queue (it blocks while the workers are busy: the file is never read far ahead of the
+sending). Each worker sends a row, has the guards judge the result before it takes the
+next one, and writes the row to the reports (in input order, whatever order rows finish
+in). Rows not sent because the run stopped are ``not_attempted``, never lost.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leadsync import defaults
+from leadsync.client import LeadClient, check_base_url, redact
+from leadsync.config import Config
+from leadsync.errors import AbortError, ExitCode, LeadsyncError
+from leadsync.fields import REQUIRED_NAMES
+from leadsync.guards import guards_for
+from leadsync.journal import Journal
+from leadsync.lookups import Lookups, look_up, not_sent
+from leadsync.model import FAILURE_OUTCOMES, Code, ColumnPlan, MappedRow, Outcome, Problem
+from leadsync.model import SendResult as Result
+from leadsync.report import ReportWriter
+from leadsync.run import Progress, Run, RunResult
+from leadsync.sender import RowSender
+from leadsync.throttle import Throttle
+
+_FLUSH_EVERY = 0.2  # seconds: how far the reports may lag behind the rows that finished
+
+
+@dataclass
+class _Job:
+    seq: int
+    row: MappedRow
+    cells: tuple[Any, ...]
+    sent: dict[str, Any] = field(default_factory=dict)  # what went out (after change detection)
+
+
+class _InOrder:
+    """Writes rows to the reports in input order, whatever order they finish in; flushes
+    the files and reports progress every few tenths of a second."""
+
+    def __init__(self, writer: ReportWriter, total: int, progress: Progress | None) -> None:
+        self.writer, self.total, self.progress = writer, total, progress
+        self.pending: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self.next = 0
+        self.lock = threading.Lock()
+        self.flushed = time.monotonic()
+
+    def put(self, seq: int, *args: Any, **kwargs: Any) -> None:
+        with self.lock:
+            self.pending[seq] = (args, kwargs)
+            while self.next in self.pending:
+                a, k = self.pending.pop(self.next)
+                self.writer.write(*a, **k)
+                self.next += 1
+            if time.monotonic() - self.flushed >= _FLUSH_EVERY:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer.flush()  # a crash leaves the rows finished so far in the reports
+        self.flushed = time.monotonic()
+        if self.progress is not None:
+            self.progress(self.next, self.total, self.writer.counts)
+
+
+@dataclass
+class SyncOutcome:
+    """What the engine adds to the run's summary, and the exit code."""
+
+    exit_code: ExitCode
+    summary: dict[str, Any]
+
+
+class SyncEngine:
+    """One sync of one opened :class:`~leadsync.run.Run`."""
+
+    def __init__(
+        self,
+        run: Run,
+        config: Config,
+        *,
+        base_url: str,
+        api_key: str,
+        book: Journal | None,
+        full: bool,
+        stop: threading.Event,
+        only: set[str] | None = None,
+        only_matches: set[str] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.run, self.config, self.book, self.full, self.stop = run, config, book, full, stop
+        self.base_url, self.api_key = base_url, api_key
+        self.only = only  # --retry-failed: the leads to send; None: all
+        self.only_matches = only_matches or set()  # --retry-failed: --match-by values
+        self.progress = progress
+        # one throttle for the run: the offices check and the lookups count against it too
+        self.throttle = Throttle(config)
+        self.guards = guards_for(config)
+        self.lookups: Lookups | None = None
+        self.abort: str | None = None
+        self.left_out = 0  # --retry-failed: rows not part of this run
+        self.senders: list[RowSender] = []
+        self._judging = threading.Lock()
+
+    # -- before sending -------------------------------------------------------------
+
+    def new_sender(self) -> RowSender:
+        """A sender with its own keep-alive client, sharing the run's throttle."""
+        client = LeadClient(self.base_url, self.api_key, self.config)
+        sender = RowSender(client, self.throttle, self.config, self.stop)
+        self.senders.append(sender)
+        return sender
+
+    def in_run(self, row: MappedRow) -> bool:
+        """--retry-failed: whether ``row`` is one to send again (always, without it)."""
+        if self.only is None:
+            return True
+        if row.blank:
+            return False
+        if row.lead_id is not None:
+            return str(row.lead_id) in self.only
+        return row.match is not None and row.match in self.only_matches
+
+    def preflight(self) -> str | None:
+        """The offices check, the lookups, then each guard's word: why nothing may be
+        sent, if so."""
+        why = self._check_offices()
+        if why is None and self.config.match_by is not None:
+            self.lookups = look_up(
+                self.config.match_by,
+                (r for r, _ in self.run.rows() if not (r.blank or r.problems) and self.in_run(r)),
+                self.new_sender,
+                self.config.concurrency,
+                self.stop,
+            )
+            why = self.lookups.abort
+            if self.book is not None:
+                self.book.record_matches(
+                    self.run.run_id,
+                    self.config.match_by,
+                    {v: f.lead for v, f in self.lookups.by_value.items() if f.lead or f.failed},
+                )
+        if why is None and not self.stop.is_set():
+            for guard in self.guards:
+                why = why or guard.before(self.count_changes)
+        return why
+
+    def _check_offices(self) -> str | None:
+        if not self.config.check_offices:
+            return None
+        sender = self.new_sender()
+        try:
+            offices = sender.offices()
+            self.run.office_ids = frozenset(o for o, _ in offices if isinstance(o, int))
+        except AbortError as exc:
+            return str(exc)  # a refused key: not one row is sent
+        except LeadsyncError as exc:
+            self.run.table.notices.append(f"office ids not checked ({exc})")
+        finally:
+            sender.client.close()
+        return None
+
+    def count_changes(self) -> int:
+        """The leads this run would change (after the lookups: a --match-by row counts
+        against the lead it found; rows that found none, or share one, not at all)."""
+        keep = REQUIRED_NAMES if self.config.require_names else ()
+        changes = 0
+        for row, _ in self.run.rows():
+            if row.blank or row.problems or not self.in_run(row):
+                continue
+            if self.lookups is not None and self.lookups.result(row) is not None:
+                continue
+            if (
+                self.book is None
+                or self.full
+                or self.book.diff(str(row.lead_id), row.payload, keep=keep)
+            ):
+                changes += 1
+        return changes
+
+    # -- sending --------------------------------------------------------------------
+
+    def sync(self) -> SyncOutcome:
+        """Preflight, then every row: reported, and the valid ones sent."""
+        self.abort = self.preflight()
+        if self.abort:
+            self.stop.set()
+        requests_before = self.throttle.stats.requests  # not counted in the rate achieved
+        started = time.perf_counter()
+        out = _InOrder(self.run.writer, self.run.scan.rows, self.progress)
+        jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.config.concurrency * 2)
+        threads = [
+            threading.Thread(target=self._worker, args=(jobs, out), name=f"sender-{i}")
+            for i in range(self.config.concurrency)
+        ]
+        for t in threads:
+            t.daemon = True
+            t.start()
+        seq = 0
+        for row, cells in self.run.rows():
+            if not self.in_run(row):
+                self.left_out += 1
+                continue
+            if row.blank:
+                out.put(seq, row, Outcome.SKIPPED_BLANK, cells)
+            elif row.problems:
+                out.put(seq, row, Outcome.INVALID, cells, problems=row.problems)
+            elif self.stop.is_set():
+                problem = Problem(row.row, Code.NOT_ATTEMPTED, not_sent(self.abort), stage="send")
+                out.put(seq, row, Outcome.NOT_ATTEMPTED, cells, problems=[problem])
+            else:
+                jobs.put(_Job(seq, row, cells))  # blocks while every worker is busy
+            seq += 1
+        for _ in threads:
+            jobs.put(None)
+        for t in threads:
+            t.join()
+        out.flush()
+        send_s = time.perf_counter() - started
+        return SyncOutcome(self._exit_code(), self._summary(send_s, requests_before))
+
+    def _worker(self, jobs: queue.Queue[_Job | None], out: _InOrder) -> None:
+        sender = self.new_sender()
+        try:
+            while (job := jobs.get()) is not None:
+                if self.stop.is_set():
+                    result = Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED)
+                else:
+                    try:
+                        result = self.send_row(job, sender)
+                    except Exception as exc:  # a bug must not lose the row
+                        text = redact(f"{type(exc).__name__}: {exc}", self.api_key)
+                        result = Result(Outcome.FAILED, code=Code.INTERNAL, message=text)
+                    self._judge(result)
+                self._settle(job, result, out)
+        finally:
+            sender.client.close()
+
+    def _judge(self, result: Result) -> None:
+        """Every guard sees the result (each keeps its own count); the first to object
+        stops the run, before this worker takes another row."""
+        with self._judging:
+            for guard in self.guards:
+                why = guard.judge(result)
+                if why and self.abort is None:
+                    self.abort = why
+                    self.stop.set()
+
+    def _settle(self, job: _Job, result: Result, out: _InOrder) -> None:
+        if result.outcome == Outcome.NOT_ATTEMPTED:
+            result.message = result.message or not_sent(self.abort)
+        sent = job.sent or job.row.payload
+        out.put(
+            job.seq,
+            job.row,
+            result.outcome,
+            job.cells,
+            problems=send_problems(job.row, self.run.plan, result),
+            http_status=result.http_status,
+            fields_sent=list(sent) if result.outcome == Outcome.UPDATED else [],
+            payload=sent,
+        )
+
+    def send_row(self, job: _Job, sender: RowSender) -> Result:
+        """One row: take its looked-up lead if it has one, settle earlier ambiguous
+        attempts, send what changed, journal it."""
+        refused = self.lookups.result(job.row) if self.lookups is not None else None
+        if refused is not None:
+            return refused
+        lead, payload, journal = str(job.row.lead_id), job.row.payload, self.book
+        if journal is None:
+            job.sent = dict(payload)
+            return sender.send(lead, job.sent)
+        run_id = self.run.run_id
+        pairs = {tuple(p) for p in payload.get("questionnaire", [])}
+        for earlier in journal.pending(lead, run_id):
+            # An earlier run sent this lead something and never heard back (a crash, a
+            # timeout): read the lead before sending again, so nothing is applied twice.
+            if self.config.resend_ambiguous:
+                break
+            applied = sender.check_applied(lead, earlier.payload)
+            if applied is not None:
+                journal.resolve(earlier, lead, run_id, applied)
+            elif pairs & {tuple(p) for p in earlier.payload.get("questionnaire", [])}:
+                return Result(
+                    Outcome.UNKNOWN,
+                    code=Code.AMBIGUOUS_EARLIER,
+                    message=f"run {earlier.run_id} sent this lead's questionnaire answers "
+                    "without learning whether they were applied, and reading the lead back "
+                    "could not tell; check the lead, or re-run with --resend-ambiguous",
+                )
+            # else: plain field values, harmless to send again
+        keep = REQUIRED_NAMES if self.config.require_names else ()
+        job.sent = dict(payload) if self.full else journal.diff(lead, payload, keep=keep)
+        if not job.sent:
+            return Result(
+                Outcome.UNCHANGED,
+                code=Code.UNCHANGED,
+                message="every field already confirmed by an earlier run",
+            )
+        attempt = journal.begin(run_id, job.row.row, lead, job.sent)
+        result = sender.send(lead, job.sent)
+        journal.finish(
+            attempt,
+            lead,
+            run_id,
+            result.outcome,
+            job.sent,
+            result.http_status,
+            result.code,
+            result.message,
+        )
+        return result
+
+    # -- the end --------------------------------------------------------------------
+
+    def _exit_code(self) -> ExitCode:
+        if self.abort or self.stop.is_set():
+            return ExitCode.ABORTED
+        counts = self.run.writer.counts
+        return ExitCode.ROWS_FAILED if any(counts[o] for o in FAILURE_OUTCOMES) else ExitCode.OK
+
+    def _summary(self, send_s: float, requests_before: int) -> dict[str, Any]:
+        config, stats = self.config, self.throttle.stats
+        aborted = self.abort or (
+            "stopped before the end (interrupted)" if self.stop.is_set() else None
+        )
+        sent = stats.requests - requests_before
+        summary: dict[str, Any] = {
+            "aborted": aborted,
+            "sending": {
+                "base_url": self.base_url,
+                "mode": f"pinned {config.rate:g}/s"
+                if config.rate
+                else f"adaptive (max {config.max_rate:g}/s)",
+                "concurrency": config.concurrency,
+                "change_detection": self.book is not None and not self.full,
+                "requests": stats.requests,
+                "retries": sum(s.retries for s in self.senders),
+                "rate_limited_429": stats.rate_limited,
+                "waited_for_retry_after": stats.waits_for_retry_after,
+                "duration_s": round(send_s, 3),
+                # over the sending alone: the checks and lookups before it had their own time
+                "achieved_rate": round(sent / send_s, 2) if send_s > 0 else None,
+            },
+        }
+        if self.lookups is not None:
+            summary["sending"]["lookups"] = len(self.lookups.by_value)
+        if self.only is not None:
+            summary["rows_left_out"] = self.left_out
+        return summary
+
+
+def sync(
+    path: str | Path,
+    config: Config | None = None,
+    report_dir: str | Path | None = None,
+    *,
+    api_key: str,
+    journal: str | Path | None = None,
+    full: bool = False,
+    retry_failed: str | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    xlsx_report: bool = True,
+) -> RunResult:
+    """Validate every row of ``path`` and send each valid one as a PATCH; report all.
+
+    With a ``journal`` (a SQLite file; the CLI always uses one) only what changed since
+    the last confirmed update is sent (``full=True`` sends everything), a crashed run
+    resumes where it stopped, and ``retry_failed=RUN`` sends only the rows that failed
+    or ended unknown in that run. ``stop`` ends the run early (Ctrl-C, SIGTERM): rows
+    in flight finish, the rest are reported ``not_attempted``, the exit code is 3.
+    """
+    config = config or Config()
+    base_url = check_base_url(config.base_url)
+    if not api_key:
+        raise LeadsyncError(f"no API key: set {defaults.ENV_API_KEY} or pass --api-key-file PATH")
+    book = Journal(journal) if journal is not None else None
+    if book is not None:
+        book.acquire()
+    try:
+        only = None
+        only_matches: set[str] = set()
+        retry_of = None
+        if retry_failed is not None:
+            if book is None:
+                raise LeadsyncError("--retry-failed needs the journal of the run to retry")
+            retry_of = book.find_run(retry_failed)["run_id"]
+            only = book.leads_to_retry(retry_of)
+            if config.match_by is not None:
+                only_matches = book.matches_to_retry(retry_of, config.match_by)
+        run = Run.open(path, config, report_dir, xlsx_report)
+        if book is not None:
+            book.start_run(
+                run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
+            )
+        engine = SyncEngine(
+            run,
+            config,
+            base_url=base_url,
+            api_key=api_key,
+            book=book,
+            full=full,
+            stop=stop or threading.Event(),
+            only=only,
+            only_matches=only_matches,
+            progress=progress,
+        )
+        result = engine.sync()
+        extra = result.summary
+        if retry_of is not None:
+            extra["retry_of"] = retry_of
+        if book is not None:
+            extra["journal"] = str(book.path)
+            book.finish_run(
+                run.run_id, int(result.exit_code), run.writer.counts, extra.get("aborted")
+            )
+        return run.finish("sync", result.exit_code, extra)
+    finally:
+        if book is not None:
+            book.close()
+
+
+def send_problems(row: MappedRow, plan: ColumnPlan, result: Result) -> list[Problem]:
+    """The report lines for a row the server refused or that could not be sent."""
+    if result.outcome == Outcome.UPDATED:
+        return []
+    if result.outcome == Outcome.NOT_ATTEMPTED:
+        return [Problem(row.row, Code.NOT_ATTEMPTED, result.message, stage="send")]
+    problems = []
+    for key, messages in result.field_errors.items():
+        fname = key.split(".")[0]
+        index = row.sources.get(fname, plan.field_column(fname))
+        column = plan.headers[index] if index is not None else None
+        for message in messages:
+            problems.append(
+                Problem(row.row, result.code, message, fname, column, index, stage="send")
+            )
+    if not problems:
+        problems.append(
+            Problem(row.row, result.code or result.outcome, result.message, stage="send")
+        )
+    return problems

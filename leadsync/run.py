@@ -1,0 +1,292 @@
+"""A run's lifecycle: open the input, plan its columns, scan its ids, stream its rows
+(mapped and validated, through the columnar path where it applies), write the reports.
+
+:func:`validate` is the whole of a validation run; the sync engine and the planner open
+their runs here too (:class:`Run`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from leadsync import defaults
+from leadsync.config import Config
+from leadsync.errors import ExitCode
+from leadsync.mapper import (
+    fast_path_applies,
+    fields_sent,
+    lead_id_texts,
+    map_chunk,
+    map_columns,
+    payload_json,
+    plan_table,
+)
+from leadsync.model import CheckedChunk, ColumnPlan, MappedRow, Outcome
+from leadsync.reader import Table, in_thread, open_table, prefetch
+from leadsync.report import ReportWriter, spawn_xlsx_worker
+from leadsync.summary import build_summary, file_sha256
+from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
+
+Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the summary (as in summary.json) and where the reports are."""
+
+    summary: dict[str, Any]
+    report_dir: Path
+    exit_code: ExitCode
+    notices: list[str] = field(default_factory=list)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a little randomness."""
+    now = dt.datetime.now(dt.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+# From this size a file surely has enough rows to need a report.xlsx process (~200k rows
+# of a typical export): it is started before the id scan.
+_EARLY_XLSX_BYTES = 32 << 20
+
+
+@dataclass
+class Run:
+    """The parts every run opens the same way: input, column plan, id scan, reports."""
+
+    config: Config
+    run_id: str
+    started: dt.datetime
+    clock: float
+    table: Table
+    plan: ColumnPlan
+    scan: IdScan
+    writer: ReportWriter
+    digest: Future[str]  # the file's SHA-256, computed in a thread while the rows are read
+    office_ids: frozenset[int] | None = None
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.result()
+
+    @classmethod
+    def open(
+        cls, path: str | Path, config: Config, report_dir: str | Path | None, xlsx_report: bool
+    ) -> Run:
+        started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
+        table = open_table(path, config.sheet)
+        digest = in_thread(file_sha256, table.path, name="leadsync-digest")
+        plan = plan_table(table, config)
+        early = None
+        if xlsx_report and table.path.stat().st_size >= _EARLY_XLSX_BYTES:
+            early = spawn_xlsx_worker()  # its start-up overlaps the id scan
+        try:
+            scan = scan_ids(table, plan, config.chunk_rows)
+            if scan.rows == 0:
+                table.notices.append(f"{table.path.name} has a header but no data rows")
+            directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
+            writer = ReportWriter(
+                directory,
+                table,
+                xlsx=xlsx_report,
+                total_rows=scan.rows,
+                xlsx_full_rows=config.xlsx_full_rows,
+                xlsx_attention_rows=config.xlsx_attention_rows,
+                xlsx_process=early,
+            )
+        except BaseException:
+            if early is not None:
+                early.kill()
+                early.wait()
+            raise
+        return cls(config, run_id, started, clock, table, plan, scan, writer, digest)
+
+    def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+        """Every row, mapped and validated, with its original cells, chunk by chunk."""
+        return validated_rows(
+            self.table, self.plan, self.config, self.scan, self.office_ids, fast=fast
+        )
+
+    def finish(
+        self, command: str, exit_code: ExitCode, extra: dict[str, Any] | None = None
+    ) -> RunResult:
+        summary = build_summary(
+            command,
+            self.run_id,
+            self.table,
+            self.plan,
+            self.writer.counts,
+            self.writer.codes,
+            self.started,
+            self.clock,
+            exit_code,
+            reports={k: str(v) for k, v in self.writer.paths.items()},
+            config=self.config,
+            extra=extra,
+            sha256=self.sha256,
+        )
+        self.writer.close(summary)
+        return RunResult(summary, self.writer.directory, exit_code, list(self.table.notices))
+
+
+def validated_rows(
+    table: Table,
+    plan: ColumnPlan,
+    config: Config,
+    scan: IdScan,
+    office_ids: Collection[int] | None = None,
+    *,
+    fast: bool = True,
+) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+    """Every row of ``table``, mapped and validated, with its original cells.
+
+    ``fast`` uses the columnar path where it applies (rows it clears get their payload
+    from :func:`~leadsync.mapper.payload_json`); ``fast=False`` maps every row one by
+    one. A leadsync report read back as input has a line per problem: each of its rows
+    is yielded once.
+    """
+    if fast and fast_path_applies(plan, config):
+        for checked in checked_chunks(table, plan, config, scan, office_ids):
+            yield from _rows_of(checked, plan)
+        return
+    seen: set[Any] = set()
+    report_row = plan.report_row_index
+    for chunk in table.chunks(config.chunk_rows, fast=fast):
+        rows = map_chunk(chunk, plan, config)
+        validate_rows(rows, plan, config, scan.duplicates, office_ids)
+        for row, cells in zip(rows, chunk.rows(), strict=True):
+            if report_row is not None:
+                if cells[report_row] in seen:
+                    continue
+                seen.add(cells[report_row])
+            yield row, cells
+
+
+def _rows_of(
+    checked: CheckedChunk, plan: ColumnPlan
+) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+    """A checked chunk's rows as :class:`MappedRow` objects, in order."""
+    import json
+
+    chunk = checked.chunk
+    slow = dict(checked.slow)
+    payloads = payload_json(checked.columns, plan).to_pylist()
+    leads = checked.lead_ids.to_pylist()
+    for i, cells in enumerate(chunk.rows()):
+        row = slow.get(i)
+        if row is None:
+            number = chunk.row_numbers[i]
+            if checked.columns.blank[i]:
+                row = MappedRow(row=number, lead_id=leads[i] or None, payload={}, blank=True)
+            else:
+                row = MappedRow(row=number, lead_id=leads[i], payload=json.loads(payloads[i]))
+        yield row, cells
+
+
+def mapped_rows(
+    path: str | Path,
+    config: Config | None = None,
+    *,
+    fast: bool = True,
+) -> Iterator[MappedRow]:
+    """Every row of ``path``, mapped and validated, in order: its lead id, the payload
+    a sync would send (before change detection) and its problems. Writes nothing.
+
+    ``fast=False`` maps every row one by one: the reference the columnar path is tested
+    against (same rows, same payloads, same problems).
+    """
+    config = config or Config()
+    table = open_table(path, config.sheet)
+    plan = plan_table(table, config)
+    scan = scan_ids(table, plan, config.chunk_rows)
+    for row, _ in validated_rows(table, plan, config, scan, fast=fast):
+        yield row
+
+
+def validate(
+    path: str | Path,
+    config: Config | None = None,
+    report_dir: str | Path | None = None,
+    *,
+    progress: Progress | None = None,
+    xlsx_report: bool = True,
+    command: str = "validate",
+    office_ids: Collection[int] | None = None,
+    fast: bool = True,
+) -> RunResult:
+    """Read, map and validate every row of ``path``; write the reports; send nothing.
+
+    Raises :class:`~leadsync.errors.LeadsyncError` when the file as a whole cannot be
+    used (missing, unreadable, no id column); row problems are reported, not raised.
+    ``fast=False`` maps and checks every row one by one (the reference the columnar
+    fast path is tested against; same verdicts, same reports, slower).
+    """
+    config = config or Config()
+    run = Run.open(path, config, report_dir, xlsx_report)
+    if office_ids is not None:
+        run.office_ids = frozenset(office_ids)
+    writer = run.writer
+    if fast and fast_path_applies(run.plan, config):
+        chunks = checked_chunks(run.table, run.plan, config, run.scan, run.office_ids)
+        # reports for chunk k are written (mostly outside the GIL) while chunk k+1 is checked
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadsync-report") as pool:
+            pending: deque[tuple[Future[None], int]] = deque()
+            done = 0
+            for checked in chunks:
+                pending.append((pool.submit(writer.write_chunk, checked), len(checked.chunk)))
+                while len(pending) > 1:
+                    future, rows = pending.popleft()
+                    future.result()
+                    done += rows
+                    if progress is not None:
+                        progress(done, run.scan.rows, writer.counts)
+            for future, _ in pending:
+                future.result()
+    else:
+        for done, (row, cells) in enumerate(run.rows(fast=fast), start=1):
+            if row.blank:
+                writer.write(row, Outcome.SKIPPED_BLANK, cells)
+            elif row.problems:
+                writer.write(row, Outcome.INVALID, cells, problems=row.problems)
+            else:
+                writer.write(row, Outcome.VALID, cells, payload=row.payload)
+            if progress is not None and done % 1000 == 0:
+                progress(done, run.scan.rows, writer.counts)
+    exit_code = ExitCode.ROWS_FAILED if writer.counts["invalid"] else ExitCode.OK
+    return run.finish(command, exit_code)
+
+
+def checked_chunks(
+    table: Table,
+    plan: ColumnPlan,
+    config: Config,
+    scan: IdScan,
+    office_ids: Collection[int] | None,
+) -> Iterator[CheckedChunk]:
+    """Every chunk through the columnar fast path; the rows it cannot clear are mapped
+    and validated row by row (they carry the problems)."""
+    import numpy as np
+
+    duplicates = scan.duplicates
+    assert plan.id_index is not None  # the fast path needs an id column
+    for chunk in prefetch(table.chunks(config.chunk_rows)):
+        columns = map_columns(chunk, plan, config)
+        cleared = check_columns(columns, plan, config, duplicates, office_ids)
+        positions = np.flatnonzero(~(cleared | columns.blank)).tolist()
+        slow: list[tuple[int, MappedRow]] = []
+        if positions:
+            rows = map_chunk(chunk.take(positions), plan, config)
+            validate_rows(rows, plan, config, duplicates, office_ids)
+            slow = list(zip(positions, rows, strict=True))
+        lead_ids = lead_id_texts(chunk.display_cells(plan.id_index))
+        fields = fields_sent(columns, plan)
+        yield CheckedChunk(chunk, columns, lead_ids, fields, slow)

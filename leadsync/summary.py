@@ -1,0 +1,120 @@
+"""The run summary: what summary.json holds, what ``--json`` prints, and the few lines
+a person reads after a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from leadsync import __version__
+from leadsync.config import Config
+from leadsync.errors import ExitCode
+from leadsync.model import OUTCOMES, ColumnPlan
+
+if TYPE_CHECKING:
+    from leadsync.reader import Table
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_summary(
+    command: str,
+    run_id: str,
+    table: Table,
+    plan: ColumnPlan,
+    counts: Counter[str],
+    codes: Counter[str],
+    started: dt.datetime,
+    clock: float,
+    exit_code: ExitCode,
+    *,
+    reports: dict[str, str],
+    config: Config,
+    extra: dict[str, Any] | None = None,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    """The run summary: what summary.json holds and what ``--json`` prints."""
+    elapsed = time.perf_counter() - clock
+    rows = sum(counts.values())
+    summary: dict[str, Any] = {
+        "leadsync_version": __version__,
+        "command": command,
+        "run_id": run_id,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "duration_s": round(elapsed, 3),
+        "rows_per_s": round(rows / elapsed, 1) if elapsed > 0 else None,
+        "file": {
+            "path": str(table.path),
+            "name": table.path.name,
+            "format": table.format,
+            "sheet": table.sheet,
+            "encoding": table.encoding,
+            "delimiter": table.delimiter,
+            "size_bytes": table.path.stat().st_size,
+            "sha256": sha256 or file_sha256(table.path),
+        },
+        "mapping": config.mapping_path,
+        "rows": rows,
+        "outcomes": {o: counts.get(o, 0) for o in OUTCOMES},
+        "problems_by_code": dict(codes.most_common()),
+        "unmapped_columns": list(plan.unmapped),
+        "notices": list(table.notices),
+        "exit_code": int(exit_code),
+        "reports": reports,
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+_LISTED = 12  # unmapped columns named in the summary; summary.json has them all
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The human summary printed after a run."""
+    file = summary["file"]
+    where = file["name"] + (f" (sheet {file['sheet']!r})" if file.get("sheet") else "")
+    rows = f"{summary['rows']} row{'' if summary['rows'] == 1 else 's'}"
+    lines = [f"{summary['command']}: {where}: {rows} in {summary['duration_s']:.1f} s"]
+    width = max((len(k) for k in summary["outcomes"]), default=0)
+    for outcome, n in summary["outcomes"].items():
+        if n:
+            lines.append(f"  {outcome:<{width}}  {n:>8}")
+    codes = summary.get("problems_by_code") or {}
+    if codes:
+        lines.append("problems: " + ", ".join(f"{code} {n}" for code, n in codes.items()))
+    unmapped = summary.get("unmapped_columns") or []
+    if unmapped:
+        cols = ", ".join(repr(c) for c in unmapped[:_LISTED])
+        if len(unmapped) > _LISTED:  # a wide export must not bury the rest of the summary
+            cols += f" and {len(unmapped) - _LISTED} more (all in summary.json)"
+        lines.append(f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {cols}")
+    sending = summary.get("sending")
+    if sending:
+        lines.append(
+            f"sent {sending['requests']} request{'' if sending['requests'] == 1 else 's'} to "
+            f"{sending['base_url']} in "
+            f"{sending['duration_s']:.1f} s ({sending['achieved_rate'] or 0:.1f}/s, "
+            f"{sending['mode']}), {sending['retries']} retries, "
+            f"{sending['rate_limited_429']} answered 429"
+        )
+    if summary.get("aborted"):
+        lines.append(f"ABORTED: {summary['aborted']}")
+    reports = summary.get("reports") or {}
+    if reports:
+        folder = Path(next(iter(reports.values()))).parent
+        names = ", ".join(Path(p).name for p in reports.values())
+        lines.append(f"reports: {folder}/ ({names})")
+    return "\n".join(lines)
