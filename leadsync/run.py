@@ -30,9 +30,10 @@ from leadsync.mapper import (
     plan_table,
 )
 from leadsync.model import CheckedChunk, ColumnPlan, MappedRow, Outcome
-from leadsync.reader import Table, in_thread, open_table, prefetch
+from leadsync.reader import Table, open_table
 from leadsync.report import ReportWriter, spawn_xlsx_worker
 from leadsync.summary import build_summary, file_sha256
+from leadsync.threads import in_thread, prefetch
 from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far

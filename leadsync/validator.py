@@ -19,7 +19,8 @@ from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
 from leadsync.mapper import ColumnarRows, lead_id_text, lead_id_texts
 from leadsync.model import ColumnPlan, MappedRow, Problem
-from leadsync.reader import Table, excel_error, prefetch
+from leadsync.reader import Table, excel_error
+from leadsync.threads import prefetch
 
 # A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
 # the path (`/`, `..`), start a query or fragment, or hide in whitespace.

@@ -315,7 +315,7 @@ def test_error_cells_are_invalid_never_blank(tmp_path: Path) -> None:
 @settings(max_examples=60, deadline=None)
 @given(block_size=st.integers(1, 700))
 def test_error_scan_finds_every_cell_whatever_the_block_size(block_size: int) -> None:
-    from leadsync.reader import SheetScan, _scan_part
+    from leadsync.reader.sheetxml import SheetScan, _scan_part
 
     xml = _scan_xml()
     whole, cut = SheetScan(), SheetScan()

@@ -1,0 +1,83 @@
+"""Reader stage: open a CSV/TSV/TXT or Excel file and yield its rows lazily, in chunks.
+
+Every row carries its spreadsheet row number as the user sees it (header = row 1 for a
+CSV; the real Excel row for a workbook). No value passes through a float: CSV cells stay
+text, and whole numbers from a workbook come back as ``int`` (``375``, not ``375.0``).
+
+One module per kind of file (:mod:`.text`, :mod:`.workbook`), each a
+:class:`~leadsync.reader.table.Source` behind the same :class:`Table`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leadsync.errors import InputError
+from leadsync.reader.cells import (
+    EXCEL_ERRORS,
+    Chunk,
+    cell_text,
+    column_letter,
+    display_text,
+    excel_error,
+    normalise_cell,
+)
+from leadsync.reader.sheetxml import SheetScan, scan_sheets
+from leadsync.reader.table import Source, Table
+from leadsync.reader.text import (
+    TEXT_SUFFIXES,
+    ZIP_MAGIC,
+    detect_encoding,
+    looks_like_text,
+    open_text,
+    sniff_delimiter,
+)
+from leadsync.reader.workbook import CFB_MAGIC, EXCEL_SUFFIXES, open_excel
+
+__all__ = [
+    "EXCEL_ERRORS",
+    "Chunk",
+    "SheetScan",
+    "Source",
+    "Table",
+    "cell_text",
+    "column_letter",
+    "detect_encoding",
+    "display_text",
+    "excel_error",
+    "normalise_cell",
+    "open_table",
+    "scan_sheets",
+    "sniff_delimiter",
+]
+
+
+def open_table(path: str | Path, sheet: str | None = None) -> Table:
+    """Open ``path`` and read its header; raise :class:`InputError` if it cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"file not found: {p}")
+    if p.is_dir():
+        raise InputError(f"{p} is a folder, not a spreadsheet")
+    suffix = p.suffix.lower()
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if suffix in EXCEL_SUFFIXES or head.startswith((ZIP_MAGIC, CFB_MAGIC)):
+        if head.startswith((ZIP_MAGIC, CFB_MAGIC)) or suffix in (".xls", ".xlsb"):
+            return open_excel(p, sheet)
+        if looks_like_text(p):
+            table = open_text(p, suffix)
+            table.notices.append(f"{p.name} is text, not a workbook: read it as CSV")
+            return table
+        raise InputError(f"{p} is not a readable Excel workbook (not a zip/xlsx file)")
+    if suffix in TEXT_SUFFIXES or looks_like_text(p):
+        if sheet is not None:
+            raise InputError(f"--sheet does not apply to {p.name}: it is a text file")
+        return open_text(p, suffix)
+    raise InputError(
+        f"unsupported file type {suffix or '(none)'!r} for {p.name}: "
+        "use .csv, .tsv, .txt, .xlsx or .xlsm"
+    )

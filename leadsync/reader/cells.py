@@ -1,0 +1,215 @@
+"""Cells and chunks: a block of rows held column by column, and what a user sees in
+a cell (trimmed text, whole numbers without ``.0``, Excel's error texts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from leadsync.columnar import Cells
+
+_MAX_EXACT_FLOAT = 2**53
+
+
+@dataclass
+class Chunk:
+    """A block of consecutive rows, held column by column.
+
+    ``columns`` has one entry per header position (duplicate headers survive): a
+    pyarrow string array when the fast CSV reader produced the chunk, else a list of
+    cells. ``row_numbers`` are the spreadsheet rows. ``extra_cells`` maps a position in
+    the chunk to the count of non-blank cells that stood beyond the last header (a
+    ragged CSV row).
+    """
+
+    columns: list[Any]
+    row_numbers: Sequence[int]
+    extra_cells: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.row_numbers)
+
+    def values(self, index: int) -> list[Any]:
+        """One column's cells as Python values."""
+        column = self.columns[index]
+        return column if isinstance(column, list) else column.to_pylist()
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The chunk as an object DataFrame, columns labelled 0..n-1."""
+        import pandas as pd
+
+        data = {j: self.values(j) for j in range(len(self.columns))}
+        return pd.DataFrame(data, columns=range(len(self.columns)), dtype=object)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Each row's cells, in order."""
+        return zip(*(self.values(j) for j in range(len(self.columns))), strict=True)
+
+    def take(self, positions: Sequence[int]) -> Chunk:
+        """The rows at ``positions`` as a chunk of their own."""
+        indices: Any = positions
+        if not all(isinstance(c, list) for c in self.columns):
+            import pyarrow as pa
+
+            indices = pa.array(positions, pa.int64())  # converted once, not per column
+        columns = [
+            [c[i] for i in positions] if isinstance(c, list) else c.take(indices)
+            for c in self.columns
+        ]
+        numbers = [self.row_numbers[i] for i in positions]
+        extra = {k: self.extra_cells[i] for k, i in enumerate(positions) if i in self.extra_cells}
+        return Chunk(columns, numbers, extra)
+
+    def cells(self, index: int) -> Cells:
+        """One column as text for the columnar checks (cached): a cell that is not text,
+        a whole number or a date becomes a control character, which no check accepts
+        (so its row takes the row-by-row path, which knows its type)."""
+        return self._cells(index, display=False)
+
+    def display_cells(self, index: int) -> Cells:
+        """One column as the user sees it, for the reports (cached)."""
+        return self._cells(index, display=True)
+
+    def _cells(self, index: int, *, display: bool) -> Cells:
+        import pyarrow as pa
+
+        from leadsync.columnar import Cells, skip_pandas_probe
+
+        skip_pandas_probe()
+        cache = self.__dict__.setdefault("_cache", {})
+        found = cache.get((index, display))
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        column = self.columns[index]
+        all_text = not isinstance(column, list) or set(map(type, column)) <= {str}
+        if all_text:  # what the checks read is what the user sees: one Cells for both
+            found = cache.get((index, not display))
+            cells = found if found is not None else Cells(pa.array(column, pa.string()))
+            cache[(index, False)] = cache[(index, True)] = cells
+            return cells
+        convert = display_text if display else _triage_text
+        cache[(index, display)] = cells = Cells(pa.array(map(convert, column), pa.string()))
+        return cells
+
+
+_NOT_TEXT = "\x00"
+
+
+def _triage_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    if kind is dt.date:
+        return value.isoformat()  # type: ignore[no-any-return]
+    if value is None:
+        return ""
+    return _NOT_TEXT
+
+
+# What Excel shows in a cell whose formula failed. A CSV saved by Excel holds the text;
+# a workbook holds an error cell, which python-calamine reads as blank (the reader puts
+# the text back). Either way it is never a value to send.
+EXCEL_ERRORS = frozenset(
+    {
+        "#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA",
+        "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!",
+        "#EXTERNAL!", "#PYTHON!",
+    }
+)  # fmt: skip
+
+
+def excel_error(value: Any) -> str | None:
+    """The Excel error a cell shows (``#N/A``, ``#REF!`` ...), or None."""
+    if value.__class__ is not str or "#" not in value:
+        return None
+    text = value.strip().upper()
+    return text if text in EXCEL_ERRORS else None
+
+
+def display_text(value: Any) -> str:
+    """A cell as text for a report: strings untouched, typed values as the user sees them."""
+    return value if isinstance(value, str) else cell_text(value)
+
+
+def cell_text(value: Any) -> str:
+    """The text a user sees in a cell, trimmed; ``""`` for a blank cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        if value != value:  # NaN never reaches a payload
+            return ""
+        return format(value, ".15g")
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def present(value: Any) -> bool:
+    return not (value is None or (isinstance(value, str) and not value.strip()))
+
+
+def all_text(column: list[Any]) -> bool:
+    try:
+        "".join(column)  # a quick C-level check: fails on the first cell that is not text
+    except TypeError:
+        return False
+    return True
+
+
+def whole_floats(column: list[Any]) -> list[Any]:
+    """:func:`normalise_cell` over a column, inlined (it runs for every number read)."""
+    limit = _MAX_EXACT_FLOAT
+    return [
+        int(v) if v.__class__ is float and v.is_integer() and -limit < v < limit else v
+        for v in column
+    ]
+
+
+def normalise_cell(value: Any) -> Any:
+    """Turn a calamine value into what the user typed: whole floats become ints."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < _MAX_EXACT_FLOAT:
+            return int(value)
+        return value
+    return value
+
+
+def header_text(value: Any) -> str:
+    value = normalise_cell(value)
+    if isinstance(value, float):
+        return format(value, ".15g")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+def header_names(cells: list[Any]) -> tuple[str, ...]:
+    """Header texts, trimmed; trailing blank header cells dropped, inner ones named."""
+    names = [header_text(c).strip() for c in cells]
+    while names and not names[-1]:
+        names.pop()
+    return tuple(n or f"(column {column_letter(i)})" for i, n in enumerate(names))
+
+
+def column_letter(index: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters

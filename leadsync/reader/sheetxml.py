@@ -1,0 +1,145 @@
+"""What python-calamine does not say about a workbook: error cells (it reads them as
+blank, its issue #105) and formulas saved without a result; one streaming pass over each
+sheet's XML."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class SheetScan:
+    """What calamine does not say about a workbook's sheets."""
+
+    uncached: int = 0  # formula cells stored without a result (read as blank)
+    # sheet XML part -> row number -> [(0-based column, the error Excel shows)]
+    errors: dict[str, dict[int, list[tuple[int, str]]]] = field(default_factory=dict)
+    parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
+
+
+_UNCACHED_FORMULA = re.compile(rb"(?:</f>|<f[^>]*/>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>")
+_CELL_TAG = re.compile(rb"<(?:[\w.-]+:)?c\s")
+_CELL_END = re.compile(rb"</(?:[\w.-]+:)?c>")
+_CELL_REF = re.compile(rb"""\sr=["']([A-Z]{1,3})([0-9]{1,7})["']""")
+_CELL_VALUE = re.compile(rb"<(?:[\w.-]+:)?v>([^<]*)</(?:[\w.-]+:)?v>")
+_CARRY = 1 << 12  # bytes carried between blocks: more than a formula's or a cell's tail
+
+
+def scan_sheets(path: Path) -> SheetScan:
+    """Count formulas stored without a result and find error cells (calamine reads both
+    as blank), one streaming pass over each sheet's XML."""
+    import zipfile
+
+    scan = SheetScan()
+    try:
+        with zipfile.ZipFile(path) as z:
+            # Excel and LibreOffice store every formula's result
+            formulas = not _saved_by_a_calculating_program(z)
+            scan.parts = _sheet_parts(z)
+            for name in z.namelist():
+                if name.startswith("xl/worksheets/") and name.endswith(".xml"):
+                    with z.open(name) as fh:
+                        errors = _scan_part(fh, scan, formulas)
+                    if errors:
+                        scan.errors[name] = errors
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        pass  # calamine says what is wrong with the file
+    return scan
+
+
+def _scan_part(
+    fh: Any, scan: SheetScan, formulas: bool, block_size: int = 1 << 22
+) -> dict[int, list[tuple[int, str]]]:
+    """One sheet's error cells (row -> [(column, text)]); adds its uncached formulas."""
+    errors: dict[int, list[tuple[int, str]]] = {}
+    data = b""
+    done = 0  # bytes of data already looked at for error cells
+    while block := fh.read(block_size):
+        kept = len(data)
+        data += block
+        if formulas and (b"<f" in data or b"</f>" in data):
+            # a match ending inside the carried-over bytes was counted already
+            scan.uncached += sum(1 for m in _UNCACHED_FORMULA.finditer(data) if m.end() > kept)
+        done = _find_errors(data, done, errors)
+        cut = max(0, min(done, len(data) - _CARRY))
+        data, done = data[cut:], done - cut
+    return errors
+
+
+def _find_errors(data: bytes, start: int, errors: dict[int, list[tuple[int, str]]]) -> int:
+    """Record the complete error cells in ``data`` from ``start``; return where the next
+    look must start (a cell cut off by the end of the block is looked at again whole)."""
+    resume = max(start, len(data) - 8)  # an attribute cut by the block's end: next time
+    for hit in _error_types(data, start):
+        tag = data.rfind(b"<", 0, hit)
+        if tag < 0 or not _CELL_TAG.match(data, tag):
+            continue  # another element's t attribute
+        close = data.find(b">", hit)
+        end = _CELL_END.search(data, close) if close >= 0 else None
+        if end is None:
+            return tag  # the cell goes on in the next block
+        ref = _CELL_REF.search(data, tag, close)
+        if ref is not None and data[close - 1 : close] != b"/":
+            value = _CELL_VALUE.search(data, close, end.start())
+            text = value.group(1).decode("utf-8", "replace").strip() if value else ""
+            column = _column_index(ref.group(1).decode())
+            errors.setdefault(int(ref.group(2)), []).append((column, text or "#N/A"))
+        resume = max(resume, end.end())
+    return resume
+
+
+def _error_types(data: bytes, start: int) -> list[int]:
+    """Where ``t="e"`` (an error cell's type) stands after a space, in order. bytes.find
+    is ~8x faster than a regex here, and most sheets have none."""
+    hits = []
+    for needle in (b't="e"', b"t='e'"):
+        at = data.find(needle, start)
+        while at >= 0:
+            if at > 0 and data[at - 1 : at].isspace():
+                hits.append(at)
+            at = data.find(needle, at + 5)
+    return sorted(hits)
+
+
+def _column_index(letters: str) -> int:
+    """A -> 0, Z -> 25, AA -> 26."""
+    index = 0
+    for ch in letters:
+        index = index * 26 + ord(ch) - 64
+    return index - 1
+
+
+def _sheet_parts(z: Any) -> dict[str, str]:
+    """Sheet name -> the XML part that holds it, from the workbook and its relations."""
+    import posixpath
+    from xml.etree import ElementTree
+
+    ns_rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    try:
+        book = ElementTree.fromstring(z.read("xl/workbook.xml"))
+        rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+    except (KeyError, ElementTree.ParseError):
+        return {}
+    targets = {r.get("Id"): r.get("Target", "") for r in rels}
+    parts = {}
+    for sheet in book.iter():
+        if sheet.tag.rsplit("}", 1)[-1] != "sheet":
+            continue
+        target = targets.get(sheet.get(f"{{{ns_rel}}}id"))
+        if target and sheet.get("name") is not None:
+            part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            parts[str(sheet.get("name"))] = posixpath.normpath(part)
+    return parts
+
+
+def _saved_by_a_calculating_program(z: Any) -> bool:
+    try:
+        app = z.read("docProps/app.xml")
+    except KeyError:
+        return False
+    m = re.search(rb"<Application>([^<]*)</Application>", app)
+    name = m.group(1).strip() if m else b""
+    return name == b"Microsoft Excel" or name.startswith(b"LibreOffice")

@@ -1,0 +1,131 @@
+"""The opened input file (:class:`Table`) and what each kind of file provides to it
+(:class:`Source`): a new format is one module with a ``Source`` and an opener."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from leadsync.reader.cells import (
+    Chunk,
+    all_text,
+    display_text,
+    normalise_cell,
+    present,
+    whole_floats,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class Source:
+    """What one kind of file gives its :class:`Table`: its data rows one by one (the
+    reference every faster reader is tested against), and, where it has them, faster
+    ways to read chunks and single columns."""
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        """``(spreadsheet row number, cells)`` for every data row."""
+        return iter(())
+
+    def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
+        """The data rows in chunks, the fastest way this kind of file allows."""
+        return table.python_chunks(self.rows(), size)
+
+    def column_text(self, table: Table, index: int, size: int) -> Iterator[pa.Array]:
+        """One column's cells as the user sees them, in arrays of up to ``size``."""
+        return text_blocks(table.column(index), size)
+
+
+@dataclass
+class Table:
+    """An opened input file: its headers and a way to read its rows in chunks."""
+
+    path: Path
+    format: str  # "csv" or "excel"
+    headers: tuple[str, ...]
+    header_row: int
+    first_column: int = 0  # 0-based column of the first header (workbooks)
+    sheet: str | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    notices: list[str] = field(default_factory=list)
+    source: Source = field(default_factory=lambda: Source())  # set by the file kind's opener
+
+    def chunks(self, size: int, *, fast: bool = True) -> Iterator[Chunk]:
+        """Yield the data rows in chunks of at most ``size`` rows.
+
+        ``fast`` reads a UTF-8 CSV with pyarrow and a workbook in blocks;
+        ``fast=False`` always goes row by row (the reference the fast readers are
+        tested against).
+        """
+        if fast:
+            yield from self.source.fast_chunks(self, size)
+        else:
+            yield from self.python_chunks(self.source.rows(), size)
+
+    def python_chunks(self, rows: Iterator[tuple[int, list[Any]]], size: int) -> Iterator[Chunk]:
+        """Group ``(row_number, cells)`` into chunks: pad short rows, count spilled cells."""
+        width = len(self.headers)
+        numbers: list[int] = []
+        block: list[list[Any]] = []
+        extra: dict[int, int] = {}
+        for number, cells in rows:
+            if len(cells) != width:
+                if len(cells) > width:
+                    spill = sum(1 for c in cells[width:] if present(c))
+                    if spill:
+                        extra[len(block)] = spill
+                    cells = cells[:width]
+                else:
+                    cells = list(cells) + [""] * (width - len(cells))
+            numbers.append(number)
+            block.append(cells)
+            if len(block) >= size:
+                yield self.chunk_of(block, numbers, extra)
+                numbers, block, extra = [], [], {}
+        if block:
+            yield self.chunk_of(block, numbers, extra)
+
+    def chunk_of(
+        self, block: list[list[Any]], numbers: Sequence[int], extra: dict[int, int]
+    ) -> Chunk:
+        columns = [list(c) for c in zip(*block, strict=True)] if block and block[0] else []
+        if not columns:
+            columns = [[] for _ in self.headers]
+        if self.format == "excel":
+            # calamine gives every number as a float: 375.0 -> 375, per column, only
+            # where a float is present
+            columns = [
+                c if all_text(c) or float not in set(map(type, c)) else whole_floats(c)
+                for c in columns
+            ]
+        return Chunk(columns, numbers, extra)
+
+    def first_rows(self, n: int) -> list[tuple[int, list[Any]]]:
+        """The first ``n`` data rows as ``(row_number, cells)`` (a peek, row by row)."""
+        return list(itertools.islice(self.source.rows(), n))
+
+    def column(self, index: int) -> Iterator[Any]:
+        """Yield one column's cells, row by row (a cheap pass, e.g. to find duplicate ids)."""
+        for _, cells in self.source.rows():
+            yield normalise_cell(cells[index]) if index < len(cells) else ""
+
+    def column_text(self, index: int, size: int) -> Iterator[pa.Array]:
+        """One column's cells as the user sees them, in pyarrow arrays of up to ``size``
+        (the cheapest full pass: a UTF-8 CSV's other columns are parsed, not kept)."""
+        yield from self.source.column_text(self, index, size)
+
+
+def text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
+    """Cells as the user sees them, in pyarrow string arrays of up to ``size``."""
+    import pyarrow as pa
+
+    from leadsync.columnar import skip_pandas_probe
+
+    skip_pandas_probe()
+    while block := list(itertools.islice(cells, size)):
+        yield pa.array(map(display_text, block), pa.string())

@@ -1,0 +1,280 @@
+"""CSV, TSV and TXT files: the encoding (UTF-8 with or without BOM, UTF-16, else
+cp1252), the delimiter, and two readers of the same records: pyarrow in 1 MB blocks (the
+fast one) and the csv module (the reference, and the fallback where pyarrow refuses)."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import itertools
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from leadsync.errors import InputError
+from leadsync.reader.cells import Chunk, header_names
+from leadsync.reader.table import Source, Table, text_blocks
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+_SNIFF_CHARS = 64 * 1024
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+def detect_encoding(path: Path) -> str:
+    """UTF-16 or UTF-8 (with or without BOM) if the bytes say so, else cp1252."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        fh.seek(0)
+        if not _valid_utf8(fh):
+            return "cp1252"
+    return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+
+
+def _valid_utf8(fh: IO[bytes]) -> bool:
+    """Whether every byte of ``fh`` is UTF-8 (pyarrow checks 1 MB in ~0.3 ms, 3x faster
+    than decoding it: a 150 MB file is checked in 0.04 s)."""
+    import pyarrow as pa
+
+    offsets = memoryview(bytearray(8)).cast("i")  # one string: [0, its length]
+    carry = b""
+    while block := fh.read(1 << 20):
+        data = carry + block if carry else block
+        cut = _complete(data)
+        offsets[1] = cut
+        text = pa.StringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(data))
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            return False
+        carry = data[cut:]
+    return not carry  # a sequence cut short by the end of the file is not UTF-8
+
+
+def _complete(data: bytes) -> int:
+    """Where the last whole UTF-8 sequence of ``data`` ends (a block may end inside a
+    character; its first bytes wait for the next block)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:  # ASCII: whole
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence all here?
+            length = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if length <= back else len(data) - back
+    return len(data)  # only continuation bytes: let validation judge them
+
+
+def looks_like_text(path: Path) -> bool:
+    with path.open("rb") as fh:
+        sample = fh.read(4096)
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    return bool(sample) and b"\x00" not in sample[:512] and not sample.startswith(ZIP_MAGIC)
+
+
+def sniff_delimiter(sample: str, suffix: str) -> str:
+    """Pick the delimiter that splits the sample into the most consistent columns."""
+    if suffix == ".tsv":
+        return "\t"
+    lines = sample.splitlines(keepends=True)
+    if len(sample) >= _SNIFF_CHARS and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    text = "".join(lines)
+    best, best_score = ",", (False, 0.0, 0)
+    for delim in _DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim) if r]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        # the most common width, not the first row's: a title line above the header
+        # (one cell whatever the delimiter) must not decide
+        widths = Counter(len(r) for r in rows)
+        width, count = max(widths.items(), key=lambda item: (item[1], item[0]))
+        score = (width > 1, count / len(rows), width)
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+class _TextSource(Source):
+    def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
+        self.path, self.encoding, self.delimiter = path, encoding, delimiter
+        self.width = 0  # cells in the header record
+
+    def records(self) -> Iterator[list[str]]:
+        # cp1252 leaves five byte values undefined; replace rather than crash on them.
+        errors = "replace" if self.encoding == "cp1252" else "strict"
+        with self.path.open(encoding=self.encoding, errors=errors, newline="") as fh:
+            yield from csv.reader(fh, delimiter=self.delimiter)
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        records = self.records()
+        next(records, None)  # header
+        # Excel shows one record per row, so row = record index + 2 (header = row 1).
+        yield from enumerate(records, start=2)
+
+    def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
+        """The fast reader: pyarrow parses the file in 1 MB blocks (memory stays flat).
+
+        It reads the same records as the csv module (quoted line breaks included, an
+        empty line is a blank row). Where it cannot (a row with more or fewer cells than
+        the header, a quirk pyarrow refuses), the rows it delivered stand and the csv
+        module reads on from the next record: the file is never lost.
+        """
+
+        width = len(table.headers)
+        consumed = 0
+        pending: list[Any] = []  # record batches not yet yielded
+        buffered = 0
+        batches = _Batches(self._arrow_reader())
+        for batch in batches:
+            pending.append(batch)
+            buffered += batch.num_rows
+            while buffered >= size:
+                chunk, pending, buffered = self._cut(pending, size, consumed, width)
+                consumed += len(chunk)
+                yield chunk
+        while buffered:
+            chunk, pending, buffered = self._cut(pending, min(size, buffered), consumed, width)
+            consumed += len(chunk)
+            yield chunk
+        if not batches.complete:  # fall back from the first record pyarrow did not deliver
+            rest = itertools.islice(self.rows(), consumed, None)
+            yield from table.python_chunks(rest, size)
+
+    def column_text(self, table: Table, index: int, size: int) -> Iterator[pa.Array]:
+        """One column through pyarrow (see :meth:`fast_chunks` for the fallback)."""
+        consumed = 0
+        batches = _Batches(self._arrow_reader(index) if index < self.width else None)
+        for batch in batches:
+            consumed += batch.num_rows
+            yield batch.column(0)
+        if not batches.complete:
+            rest = itertools.islice(self.rows(), consumed, None)
+            yield from text_blocks((c[index] if index < len(c) else "" for _, c in rest), size)
+
+    def _arrow_reader(self, only: int | None = None) -> Any:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        if self.encoding not in ("utf-8", "utf-8-sig") or self.width < 1:
+            return None
+        from leadsync.columnar import skip_pandas_probe
+
+        skip_pandas_probe()
+        names = [f"c{i}" for i in range(self.width)]
+        try:
+            return pcsv.open_csv(
+                self.path,
+                read_options=pcsv.ReadOptions(
+                    block_size=1 << 20, use_threads=False, skip_rows=1, column_names=names
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=None if only is None else [names[only]],
+                    column_types={n: pa.string() for n in names},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowException, OSError):
+            return None
+
+    def _cut(
+        self, pending: list[Any], size: int, consumed: int, width: int
+    ) -> tuple[Chunk, list[Any], int]:
+        import pyarrow as pa
+
+        data = pa.Table.from_batches(pending)
+        head, tail = data.slice(0, size), data.slice(size)
+        head = head.combine_chunks()
+        columns = [
+            head.column(j).chunk(0) if head.column(j).num_chunks else pa.array([], pa.string())
+            for j in range(head.num_columns)
+        ]
+        extra: dict[int, int] = {}
+        if len(columns) > width:
+            extra = _spilled(columns[width:])
+            columns = columns[:width]
+        numbers = range(consumed + 2, consumed + 2 + head.num_rows)
+        return Chunk(columns, numbers, extra), tail.to_batches(), tail.num_rows
+
+
+class _Batches:
+    """A pyarrow CSV reader's record batches; ``complete`` once it read to the end
+    (it stays False when there was no reader, or pyarrow refused a block)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.complete = False
+
+    def __iter__(self) -> Iterator[Any]:
+        import pyarrow as pa
+
+        while self.reader is not None:
+            try:
+                batch = self.reader.read_next_batch()
+            except StopIteration:
+                self.complete = True
+                return
+            except (pa.ArrowInvalid, pa.ArrowException):
+                return
+            yield batch
+
+
+def _spilled(columns: list[Any]) -> dict[int, int]:
+    """Per row, how many cells beyond the last header hold something."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import Cells, trimmed
+
+    counts = np.zeros(len(columns[0]), dtype=np.int64)
+    for c in columns:
+        counts += pc.binary_length(trimmed(Cells(c))).to_numpy() > 0
+    return {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
+
+
+def open_text(path: Path, suffix: str) -> Table:
+    encoding = detect_encoding(path)
+    try:
+        with path.open(encoding=encoding, errors="replace", newline="") as fh:
+            sample = fh.read(_SNIFF_CHARS)
+        delimiter = sniff_delimiter(sample, suffix)
+        source = _TextSource(path, encoding, delimiter)
+        header = next(source.records(), None)
+    except csv.Error as exc:
+        raise InputError(f"{path.name} is not a readable CSV file: {exc}") from None
+    except UnicodeError as exc:
+        raise InputError(f"{path.name}: cannot decode the text ({exc})") from None
+    if header is None or not any(h.strip() for h in header):
+        raise InputError(f"{path.name} is empty: expected a header row, then one row per lead")
+    source.width = len(header)
+    table = Table(
+        path=path,
+        format="csv",
+        headers=header_names(header),
+        header_row=1,
+        encoding=encoding,
+        delimiter=delimiter,
+        source=source,
+    )
+    return table
