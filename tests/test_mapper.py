@@ -17,7 +17,6 @@ from leadsync.fields import FIELDS_BY_NAME
 from leadsync.mapper import (
     BLANK,
     Bad,
-    cell_text,
     convert_value,
     map_chunk,
     plan_columns,
@@ -26,7 +25,7 @@ from leadsync.mapper import (
     to_iso_date,
 )
 from leadsync.model import MappedRow
-from leadsync.reader import open_table
+from leadsync.reader import cell_text, open_table
 from tests.conftest import write_csv, write_xlsx
 
 

@@ -1,0 +1,49 @@
+"""Mapper stage: spreadsheet columns → API fields, cell values → JSON values (spec §3).
+
+The mapper decides what each column means (:mod:`.plan`, once per file) and then converts
+each chunk: row by row (:mod:`.rows`, the reference) or column by column (:mod:`.columns`,
+the fast path), both through the one set of conversions in :mod:`.convert`. A blank cell
+leaves its field out of the payload; a cell that cannot be converted becomes a
+:class:`~leadsync.model.Problem`, never an exception. The API's own rules (lengths, sizes,
+shapes) are the validator's business.
+"""
+
+from leadsync.mapper.columns import (
+    ColumnarRows,
+    fast_path_applies,
+    fields_sent,
+    map_columns,
+    payload_json,
+)
+from leadsync.mapper.convert import (
+    BLANK,
+    Bad,
+    convert_value,
+    lead_id_text,
+    lead_id_texts,
+    to_boolean,
+    to_integer,
+    to_iso_date,
+)
+from leadsync.mapper.plan import MATCH_ALIASES, plan_columns, plan_table
+from leadsync.mapper.rows import map_chunk
+
+__all__ = [
+    "BLANK",
+    "MATCH_ALIASES",
+    "Bad",
+    "ColumnarRows",
+    "convert_value",
+    "fast_path_applies",
+    "fields_sent",
+    "lead_id_text",
+    "lead_id_texts",
+    "map_chunk",
+    "map_columns",
+    "payload_json",
+    "plan_columns",
+    "plan_table",
+    "to_boolean",
+    "to_integer",
+    "to_iso_date",
+]

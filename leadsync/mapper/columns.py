@@ -1,0 +1,260 @@
+"""The columnar mapper: the same mapping as :func:`~leadsync.mapper.rows.map_chunk`, a
+column at a time, for the rows whose every cell is plain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from leadsync.config import Config
+from leadsync.fields import (
+    FIELD_NAMES,
+    FIELDS_BY_NAME,
+    Kind,
+)
+from leadsync.mapper.convert import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+)
+from leadsync.model import ColumnPlan
+from leadsync.reader import EXCEL_ERRORS, Chunk
+
+# -- the columnar fast path ---------------------------------------------------------
+#
+# The same mapping as map_chunk, done a column at a time for the rows whose every cell
+# is plain (see leadsync.columnar). A row it cannot vouch for is not "simple" and goes
+# through map_chunk; the tests hold the two paths to identical verdicts and payloads.
+
+_TRUE_ASCII = sorted(t for t in TRUE_WORDS if t.isascii())
+_FALSE_ASCII = sorted(f for f in FALSE_WORDS if f.isascii())
+
+
+@dataclass
+class ColumnarRows:
+    """One chunk mapped column by column."""
+
+    simple: Any  # numpy bool per row: the fast path vouches for every cell of the row
+    blank: Any  # numpy bool per row: every mapped cell empty (skipped_blank)
+    ids: Any  # Cells of the id column, or None
+    cells: dict[str, Any]  # field -> the Cells of its column (a blank cell: not present)
+    # field -> a function giving the JSON text of each value: built only when a payload
+    # is wanted (sync), not to validate
+    literals: dict[str, Callable[[], Any]]
+    answers: list[tuple[str, Any]]  # (question, Cells) in column order
+    meta: list[tuple[str, Any]]  # (meta key, Cells) in column order
+
+
+def fast_path_applies(plan: ColumnPlan, config: Config) -> bool:
+    """Whether the columnar path can map this file (else every row goes row by row)."""
+    return (
+        plan.report_row_index is None
+        and plan.match_index is None
+        and config.match_by is None
+        and "questionnaire" not in plan.defaults
+        and "meta" not in plan.defaults
+    )
+
+
+def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
+    """Map ``chunk`` column by column; rows it cannot vouch for come back not simple."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(chunk)
+    simple = np.ones(n, dtype=bool)
+    blank = np.ones(n, dtype=bool)
+    literals: dict[str, Callable[[], Any]] = {}
+    by_field: dict[str, Any] = {}
+    answers: list[tuple[str, Any]] = []
+    meta: list[tuple[str, Any]] = []
+    ids = chunk.cells(plan.id_index) if plan.id_index is not None else None
+    for j, target in enumerate(plan.targets):
+        if target is None or target.kind in ("ignore", "id", "match"):
+            continue
+        cells = chunk.cells(j)
+        blank &= cells.blank
+        simple &= ~_maybe_excel_error(cells)
+        name = target.field
+        if config.values.get(name):
+            simple &= cells.blank  # value maps: row by row
+            continue
+        if target.kind == "question":
+            simple &= cells.blank | cells.plain
+            answers.append((target.name, cells))
+            continue
+        if target.kind == "meta":
+            simple &= cells.blank | cells.plain
+            meta.append((target.name, cells))
+            continue
+        kind = FIELDS_BY_NAME[name].kind
+        by_field[name] = cells
+        if kind is Kind.STRING:
+            simple &= cells.blank | cells.plain
+            literals[name] = cells.json_string
+        elif kind is Kind.INTEGER:
+            simple &= cells.blank | cells.whole_number
+            literals[name] = partial(getattr, cells, "array")
+        elif kind is Kind.BOOLEAN:
+            lower = pc.ascii_lower(cells.array)
+            yes = pc.is_in(lower, value_set=pa.array(_TRUE_ASCII)).to_numpy(zero_copy_only=False)
+            no = pc.is_in(lower, value_set=pa.array(_FALSE_ASCII)).to_numpy(zero_copy_only=False)
+            simple &= cells.blank | yes | no
+            literals[name] = partial(pc.if_else, pa.array(yes), "true", "false")
+        elif kind is Kind.DATE:
+            ok, iso = _fast_dates(cells, config)
+            simple &= cells.blank | ok
+            literals[name] = partial(pc.binary_join_element_wise, '"', iso, '"', "")
+        else:  # a JSON questionnaire/meta column: row by row
+            simple &= cells.blank
+    simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
+    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
+
+
+def _maybe_excel_error(cells: Any) -> Any:
+    """Cells that may show an Excel error (#N/A): they go row by row, which says so.
+    Other text starting with "#" (a #hashtag campaign) stays on the fast path."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    hashed = cells.first_byte == 0x23
+    if not hashed.any():
+        return hashed
+    where = np.flatnonzero(hashed & cells.ascii)
+    upper = pc.ascii_upper(cells.array.take(pa.array(where, pa.int64())))
+    known = pc.is_in(upper, value_set=pa.array(sorted(EXCEL_ERRORS), pa.string()))
+    hashed[where] = known.to_numpy(zero_copy_only=False)  # non-ASCII ones stay doubtful
+    return hashed
+
+
+def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
+    """Which cells are plain dates (2025-07-12, or 12/07/2025 in the configured order)
+    and each as ``YYYY-MM-DD`` (a pyarrow array; "" where not a date)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(cells)
+    ok = np.zeros(n, dtype=bool)
+    candidates = np.flatnonzero(cells.ascii & (cells.nbytes == 10))
+    if not candidates.size:
+        return ok, pa.array([""] * n, pa.string())
+    text = cells.data[cells.offsets[:-1][candidates, None] + np.arange(10)]  # k x 10 bytes
+    iso = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D)
+    slashed = (text[:, 2] == 0x2F) & (text[:, 5] == 0x2F)
+    # the ten bytes in ISO order, YYYY-MM-DD (slashed dates reordered, by whole columns)
+    if config.date_order == "MDY":
+        slash_order = [6, 7, 8, 9, 5, 0, 1, 2, 3, 4]
+    else:
+        slash_order = [6, 7, 8, 9, 5, 3, 4, 2, 0, 1]
+    out = text.copy()
+    if slashed.any():
+        out[slashed] = text[slashed][:, slash_order]
+    out[:, 4] = out[:, 7] = 0x2D
+    d = out[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int16) - 0x30  # the eight digits
+    numeric = ((d >= 0) & (d <= 9)).all(axis=1)
+    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
+    month = d[:, 4] * 10 + d[:, 5]
+    day = d[:, 6] * 10 + d[:, 7]
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int16)
+    last = month_days[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
+    good = (iso | slashed) & numeric & (year >= 1) & (month >= 1) & (month <= 12)
+    good &= (day >= 1) & (day <= last)
+    ok[candidates[good]] = True
+    lengths = np.where(ok, 10, 0)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = np.ascontiguousarray(out[good]).tobytes()
+    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    return ok, array
+
+
+def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> Any:
+    """Each row's payload as JSON text (``json.dumps`` of the reference payload); only
+    meaningful for simple, non-blank rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(rows.simple)
+    # Every piece carries its leading separator ("" where absent); the first separator
+    # is cut off at the end. (pyarrow's null-skipping join drops all-null rows.)
+    fragments: list[Any] = []
+    for fname in FIELD_NAMES:
+        if fname in ("questionnaire", "meta"):
+            parts = rows.answers if fname == "questionnaire" else rows.meta
+            if not parts:
+                continue
+            items = []
+            for key, cells in parts:
+                key_text = json.dumps(key, ensure_ascii=False)
+                opening, closing = (
+                    (f", [{key_text}, ", "]")
+                    if fname == "questionnaire"
+                    else (f", {key_text}: ", "")
+                )
+                item = pc.binary_join_element_wise(opening, cells.json_string(), closing, "")
+                items.append(pc.if_else(pa.array(~cells.blank), item, ""))
+            inner = _cut_separator(_concat(items))
+            present = pc.greater(pc.binary_length(inner), 0)
+            opening, closing = ("[", "]") if fname == "questionnaire" else ("{", "}")
+            value = pc.binary_join_element_wise(f', "{fname}": {opening}', inner, closing, "")
+            fragments.append(pc.if_else(present, value, ""))
+            continue
+        default = plan.defaults.get(fname)
+        literal = rows.literals.get(fname)
+        if literal is None and default is None:
+            continue
+        default_text = (
+            "" if default is None else f', "{fname}": {json.dumps(default, ensure_ascii=False)}'
+        )
+        if literal is None:
+            fragments.append(pa.array([default_text] * n, pa.string()))
+            continue
+        value = pc.binary_join_element_wise(f', "{fname}": ', literal(), "")
+        fragments.append(pc.if_else(pa.array(~rows.cells[fname].blank), value, default_text))
+    if not fragments:
+        return pa.array(["{}"] * n, pa.string())
+    return pc.binary_join_element_wise("{", _cut_separator(_concat(fragments)), "}", "")
+
+
+def _concat(items: list[Any]) -> Any:
+    import pyarrow.compute as pc
+
+    return items[0] if len(items) == 1 else pc.binary_join_element_wise(*items, "")
+
+
+def _cut_separator(text: Any) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.utf8_slice_codeunits(text, 2)  # the leading ", "
+
+
+def fields_sent(rows: ColumnarRows, plan: ColumnPlan) -> Any:
+    """Each row's field names, comma-separated and ready for a CSV field (the rows of a
+    file share a few patterns: each is built once)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from leadsync.columnar import csv_text
+
+    n = len(rows.simple)
+    bits = np.zeros(n, dtype=np.int64)
+    present = {fname: ~cells.blank for fname, cells in rows.cells.items()}
+    for fname, parts in (("questionnaire", rows.answers), ("meta", rows.meta)):
+        if parts:
+            present[fname] = np.logical_or.reduce([~cells.blank for _, cells in parts])
+    order = [f for f in FIELD_NAMES if f in present or f in plan.defaults]
+    for k, fname in enumerate(order):
+        if fname in plan.defaults:
+            bits |= 1 << k
+        else:
+            bits |= present[fname].astype(np.int64) << k
+    patterns, inverse = np.unique(bits, return_inverse=True)
+    texts = [
+        csv_text(",".join(f for k, f in enumerate(order) if int(p) >> k & 1)) for p in patterns
+    ]
+    return pa.array(texts, pa.string()).take(pa.array(inverse.ravel()))

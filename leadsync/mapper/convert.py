@@ -1,0 +1,261 @@
+"""Cell values → JSON values, one conversion per field type (spec §3): integers,
+booleans, dates and date-times, JSON cells, lead ids. A cell that cannot be converted
+becomes a :class:`Bad` value, never an exception."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+from leadsync.config import Config
+from leadsync.fields import (
+    Field,
+    Kind,
+)
+from leadsync.reader import cell_text
+
+
+class Bad:
+    """A cell that could not be converted (a value, not an exception)."""
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
+
+
+BLANK: Any = object()  # a blank cell: leave the field unchanged
+
+
+TRUE_WORDS = frozenset({"yes", "y", "true", "t", "1", "✓", "✔", "☑"})
+FALSE_WORDS = frozenset({"no", "n", "false", "f", "0", "✗", "✘", "☐"})
+_INT_RE = re.compile(r"[+]?\d+(?:\.0*)?")
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATETIME_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?",
+    re.IGNORECASE,
+)
+_NUMERIC_DATE_RE = re.compile(
+    r"(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?"
+)
+_MONTHS = {
+    name: i
+    for i, names in enumerate(
+        [
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_NAMED_DATE_RE = re.compile(
+    r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+([A-Za-z]+)\.?,?\s+(\d{4})"
+    r"|([A-Za-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))"
+    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+)
+
+
+# A whole number written through a float (1001.0): a script's export of a numeric id
+_FLOAT_ID_RE = re.compile(r"([0-9]+)\.0+")
+FLOAT_ID_RE2 = r"^([0-9]+)\.0+$"  # the same, in RE2 syntax for pyarrow
+
+
+def lead_id_text(value: Any) -> str:
+    """The lead id as text (``1001`` from a workbook, ``" 1001 "`` or ``1001.0`` from a
+    CSV → ``1001``)."""
+    text = cell_text(value)
+    m = _FLOAT_ID_RE.fullmatch(text) if "." in text else None
+    return m.group(1) if m else text
+
+
+def lead_id_texts(cells: Any) -> Any:
+    """:func:`lead_id_text` for a whole column (``Cells``): a pyarrow string array."""
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import trimmed
+
+    text = trimmed(cells)
+    if bool((cells.data == 0x2E).any()):  # a "." somewhere: maybe a 1001.0
+        text = pc.replace_substring_regex(text, FLOAT_ID_RE2, r"\1")
+    return text
+
+
+def convert_value(value: Any, spec: Field, config: Config) -> Any:
+    """Convert one cell (or a mapped/default value) to the JSON value of ``spec``."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value:
+            return BLANK
+    elif value is None or (isinstance(value, float) and value != value):
+        return BLANK
+    kind = spec.kind
+    if kind is Kind.STRING:
+        return cell_text(value)
+    if kind is Kind.INTEGER:
+        return to_integer(value)
+    if kind is Kind.BOOLEAN:
+        return to_boolean(value)
+    if kind is Kind.DATE:
+        return to_iso_date(value, config)
+    if kind is Kind.QUESTIONNAIRE or kind is Kind.META:
+        parsed = value if isinstance(value, (list, dict)) else _json_cell(cell_text(value), spec)
+        return BLANK if parsed in ([], {}) else parsed
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def to_integer(value: Any) -> Any:
+    """``375``, ``375.0`` and ``"375"`` → 375; ``375.5`` and ``"abc"`` → :class:`Bad`."""
+    if isinstance(value, bool):
+        return Bad("not_a_number", f"expected a whole number, got {cell_text(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        return Bad("not_whole_number", f"{format(value, '.15g')} is not a whole number")
+    text = cell_text(value)
+    if _INT_RE.fullmatch(text):
+        return int(text.split(".")[0])
+    if _DECIMAL_RE.fullmatch(text):
+        return Bad("not_whole_number", f"{text} is not a whole number")
+    return Bad("not_a_number", f"expected a whole number, got {text!r}")
+
+
+def to_boolean(value: Any) -> Any:
+    """yes/no, y/n, true/false, 1/0, ✓/✗ (any case), or a real boolean cell."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = cell_text(value).casefold()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    return Bad("invalid_boolean", f"expected yes/no, true/false or 1/0, got {cell_text(value)!r}")
+
+
+def to_iso_date(value: Any, config: Config) -> Any:
+    """A date as ``YYYY-MM-DD``; a date-time as UTC ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    A date without a time is never pushed through a time zone (that shifts the day);
+    a naive date-time is read in the configured zone.
+    """
+    if isinstance(value, dt.datetime):
+        return _utc_text(value, config)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if not isinstance(value, str):
+        return Bad("invalid_date", f"expected a date, got {cell_text(value)!r}")
+    text = " ".join(value.split())
+    try:
+        if _ISO_DATE_RE.fullmatch(text):
+            return dt.date.fromisoformat(text).isoformat()
+        if _ISO_DATETIME_RE.fullmatch(text):
+            iso = text.replace(",", ".").replace(" Z", "Z").replace(" +", "+")
+            iso = re.sub(r"([T ])(\d):", r"\g<1>0\2:", iso)
+            return _utc_text(dt.datetime.fromisoformat(iso), config)
+        m = _NUMERIC_DATE_RE.fullmatch(text)
+        if m:
+            return _numeric_date(m, config)
+        m = _NAMED_DATE_RE.fullmatch(text)
+        if m:
+            return _named_date(m, config)
+    except ValueError:
+        return Bad("invalid_date", f"{text!r} is not a real date")
+    return Bad(
+        "invalid_date",
+        f"{text!r} is not a date: use 2025-07-12, 12/07/2025 or 2025-07-12 14:30",
+    )
+
+
+def _numeric_date(m: re.Match[str], config: Config) -> str:
+    a, b, c, hh, mi, ss, ampm = m.groups()
+    if len(a) == 4:
+        y, mo, d = int(a), int(b), int(c)
+    elif len(c) in (2, 4) and len(a) <= 2:
+        y = int(c) if len(c) == 4 else 2000 + int(c)
+        first, second = int(a), int(b)
+        if config.date_order == "MDY":
+            mo, d = first, second
+        else:  # DMY, and YMD can't start with a 1-2 digit year here
+            d, mo = first, second
+    else:
+        raise ValueError(m.group(0))
+    date = dt.date(y, mo, d)
+    if hh is None:
+        return date.isoformat()
+    hour = int(hh)
+    if ampm:
+        if not 1 <= hour <= 12:
+            raise ValueError(m.group(0))
+        hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
+    naive = dt.datetime.combine(date, dt.time(hour, int(mi), int(ss or 0)))
+    return _utc_text(naive, config)
+
+
+def _named_date(m: re.Match[str], config: Config) -> str:
+    d1, mon1, y1, mon2, d2, y2, hh, mi, ss = m.groups()
+    day, month_name, year = (d1, mon1, y1) if d1 else (d2, mon2, y2)
+    month = _MONTHS.get(month_name.lower())
+    if month is None:
+        raise ValueError(month_name)
+    date = dt.date(int(year), month, int(day))
+    if hh is None:
+        return date.isoformat()
+    naive = dt.datetime.combine(date, dt.time(int(hh), int(mi), int(ss or 0)))
+    return _utc_text(naive, config)
+
+
+def _utc_text(value: dt.datetime, config: Config) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=config.tz)
+    utc = value.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_cell(text: str, spec: Field) -> Any:
+    try:
+        # NaN, Infinity and numbers too big for a float are not JSON the API accepts
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except ValueError as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        shape = (
+            "[[question, answer], ...]" if spec.kind is Kind.QUESTIONNAIRE else '{"key": "value"}'
+        )
+        return Bad("invalid_json", f"{spec.name} is not valid JSON ({why}); expected {shape}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+def mapped_value(value: Any, fname: str, config: Config) -> Any:
+    """Apply the mapping file's value map for ``fname`` (trimmed, any case)."""
+    table = config.values.get(fname)
+    if not table:
+        return value
+    key = cell_text(value).casefold()
+    return table.get(key, value)

@@ -1,0 +1,127 @@
+"""What each column of a file means: the lead id, a field, a question, a meta key, a
+--match-by column, or nothing (decided once per file, :func:`plan_columns`)."""
+
+from __future__ import annotations
+
+from leadsync.config import IGNORE, Config
+from leadsync.errors import InputError, MappingError
+from leadsync.fields import (
+    FIELD_KEYS,
+    FIELDS_BY_NAME,
+    ID_ALIASES,
+    ID_HEADER,
+    normalise_header,
+)
+from leadsync.mapper.convert import Bad, convert_value
+from leadsync.model import ColumnPlan, Target, report_prefix
+from leadsync.reader import Table, cell_text, column_letter
+
+
+def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
+    """Decide what every header maps to; raise :class:`InputError` for a file-level fault."""
+    prefix = report_prefix(headers)
+    targets: list[Target | None] = [Target("ignore")] * prefix
+    for header in headers[prefix:]:
+        targets.append(_target_for(header, config))
+    seen: dict[tuple[str, str], int] = {}
+    for i, t in enumerate(targets):
+        if t is None or t.kind == "ignore":
+            continue
+        key = (t.kind, t.name)
+        if key in seen:
+            what = "the lead id" if t.kind == "id" else _target_text(t)
+            first = seen[key]
+            raise InputError(
+                f"columns {headers[first]!r} ({column_letter(first)}) and {headers[i]!r} "
+                f"({column_letter(i)}) both map to {what}: rename one, or map it to "
+                "'ignore' in the mapping file"
+            )
+        seen[key] = i
+    id_index = seen.get(("id", ID_HEADER))
+    match_index = seen.get(("match", config.match_by or ""))
+    if config.match_by is not None and match_index is None:
+        raise InputError(
+            f"--match-by {config.match_by} needs a column headed {config.match_by!r} "
+            "(or map yours to it in the mapping file)"
+        )
+    if id_index is None and match_index is None:
+        raise InputError(
+            "no lead id column: add a column headed 'id', 'lead_id' or 'Lead ID', or map "
+            'your id column in the mapping file ([columns] "Your header" = "id")'
+        )
+    defaults = {}
+    for fname, raw in config.defaults.items():
+        value = convert_value(raw, FIELDS_BY_NAME[fname], config)
+        if isinstance(value, Bad):
+            raise MappingError(f"[defaults] {fname} = {raw!r}: {value.message}")
+        defaults[fname] = value
+    unmapped = tuple(h for h, t in zip(headers, targets, strict=True) if t is None)
+    return ColumnPlan(
+        headers,
+        tuple(targets),
+        id_index,
+        unmapped,
+        defaults,
+        report_row_index=0 if prefix else None,
+    )
+
+
+def plan_table(table: Table, config: Config) -> ColumnPlan:
+    """:func:`plan_columns` for an opened file. When it has no id column but one of its
+    first rows would have been a header with one (a title above the real header), the
+    error says which row."""
+    try:
+        return plan_columns(table.headers, config)
+    except InputError as exc:
+        if not str(exc).startswith("no lead id column"):
+            raise
+        for number, cells in table.first_rows(10):
+            targets = (_target_for(cell_text(c), config) for c in cells if cell_text(c))
+            if any(t is not None and t.kind == "id" for t in targets):
+                raise InputError(
+                    f"no lead id column in row {table.header_row}, the header row; row "
+                    f"{number} looks like the header: delete the rows above it"
+                ) from None
+        raise
+
+
+def _target_for(header: str, config: Config) -> Target | None:
+    norm = normalise_header(header)
+    mapped = config.columns.get(norm)
+    text = mapped if mapped is not None else header.strip()
+    prefix, sep, rest = text.partition(":")
+    if not sep and "." in text and mapped is None:
+        prefix, sep, rest = text.partition(".")
+        if normalise_header(prefix) != "meta":
+            prefix, sep, rest = text, "", ""
+    if sep and rest.strip():
+        kind = normalise_header(prefix)
+        if kind == "questionnaire":
+            return Target("question", rest.strip())
+        if kind == "meta":
+            return Target("meta", rest.strip())
+    key = normalise_header(text)
+    if key == IGNORE and mapped is not None:
+        return Target("ignore")
+    if key in ID_ALIASES:
+        return Target("id", ID_HEADER)
+    if key in FIELD_KEYS:
+        return Target("field", FIELD_KEYS[key])
+    if config.match_by is not None and key in MATCH_ALIASES[config.match_by]:
+        return Target("match", config.match_by)
+    return None
+
+
+# contact-detail headers that --match-by looks leads up by (they are not update fields)
+MATCH_ALIASES = {
+    "email": frozenset({"email", "emailaddress"}),
+    "phone": frozenset({"phone", "phonenumber", "mobile", "telephone"}),
+}
+
+
+def _target_text(t: Target) -> str:
+    if t.kind == "question":
+        return f"the question {t.name!r}"
+    if t.kind == "meta":
+        return f"meta key {t.name!r}"
+    return t.name

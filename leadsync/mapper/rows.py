@@ -1,0 +1,146 @@
+"""The row-by-row mapper (:func:`map_chunk`): the reference the columnar path is held
+to, and the path of every row the columnar path cannot vouch for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from leadsync.config import Config
+from leadsync.fields import (
+    FIELD_NAMES,
+    FIELDS_BY_NAME,
+)
+from leadsync.mapper.convert import (
+    BLANK,
+    Bad,
+    convert_value,
+    lead_id_text,
+    mapped_value,
+)
+from leadsync.model import ColumnPlan, MappedRow, Problem, Target
+from leadsync.reader import Chunk, cell_text, excel_error
+
+
+def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]:
+    """Map every row of ``chunk``; problems are collected on the rows, never raised."""
+    n = len(chunk)
+    columns = [chunk.values(j) for j in range(len(chunk.columns))]
+    if plan.report_row_index is not None:
+        from leadsync.csvsafe import unneutralise
+
+        columns = [[unneutralise(v) if isinstance(v, str) else v for v in c] for c in columns]
+    ids = (
+        [lead_id_text(v) for v in columns[plan.id_index]] if plan.id_index is not None else [""] * n
+    )
+    rows = [
+        MappedRow(row=r, lead_id=ids[i] or None, payload={})
+        for i, r in enumerate(chunk.row_numbers)
+    ]
+    has_data = [False] * n
+    for j, target in enumerate(plan.targets):
+        if target is None or target.kind in ("ignore", "id"):
+            continue
+        if target.kind == "match":
+            for i, cell in enumerate(columns[j]):
+                shown = excel_error(cell)
+                if shown is not None:
+                    rows[i].problems.append(_cell_problem(rows[i], _excel_error(shown), plan, j))
+                    continue
+                rows[i].match = cell_text(cell) or None
+            continue
+        column = columns[j]
+        convert = _column_converter(target, config)
+        for i, cell in enumerate(column):
+            shown = excel_error(cell)
+            value = convert(cell) if shown is None else _excel_error(shown)
+            if value is BLANK:
+                continue
+            has_data[i] = True
+            row = rows[i]
+            if isinstance(value, Bad):
+                row.problems.append(_cell_problem(row, value, plan, j))
+                continue
+            _place(row, target, value, j)
+    for i, row in enumerate(rows):
+        if not has_data[i]:
+            row.blank = True
+            continue
+        for fname, value in plan.defaults.items():
+            row.payload.setdefault(fname, value)
+        # fields in catalogue order, whatever the column order (one payload, one JSON text)
+        row.payload = {k: row.payload[k] for k in FIELD_NAMES if k in row.payload}
+        spill = chunk.extra_cells.get(i)
+        if spill:
+            row.problems.append(
+                Problem(
+                    row=row.row,
+                    code="extra_cells",
+                    stage="read",
+                    message=f"{spill} cell(s) beyond the last header column: add a header "
+                    "or remove them",
+                )
+            )
+    return rows
+
+
+def _cell_problem(row: MappedRow, bad: Bad, plan: ColumnPlan, j: int) -> Problem:
+    """The problem with the cell of ``row`` in column ``j`` (no field for a match column)."""
+    target = plan.targets[j]
+    return Problem(
+        row=row.row,
+        code=bad.code,
+        message=bad.message,
+        field=(target.field if target is not None else "") or None,
+        column=plan.headers[j],
+        column_index=j,
+    )
+
+
+def _excel_error(shown: str) -> Bad:
+    return Bad(
+        "excel_error",
+        f"the cell shows the Excel error {shown}: fix the formula behind it, or clear the cell",
+    )
+
+
+def _column_converter(target: Target, config: Config) -> Callable[[Any], Any]:
+    if target.kind == "field":
+        spec = FIELDS_BY_NAME[target.name]
+        if config.values.get(target.name):
+            return lambda cell: convert_value(mapped_value(cell, spec.name, config), spec, config)
+        return lambda cell: convert_value(cell, spec, config)
+    if target.kind == "question":
+        table = config.values.get("questionnaire")
+        return lambda cell: _answer(mapped_value(cell, "questionnaire", config) if table else cell)
+    return _answer  # meta value: text
+
+
+def _answer(cell: Any) -> Any:
+    text = cell_text(cell)
+    return text if text else BLANK
+
+
+def _place(row: MappedRow, target: Target, value: Any, column: int) -> None:
+    payload = row.payload
+    if target.kind == "field":
+        if target.name == "questionnaire" and "questionnaire" in payload:
+            if isinstance(value, list):
+                payload["questionnaire"] = value + payload["questionnaire"]
+            else:
+                payload["questionnaire"] = value  # wrong shape: the validator says so
+        elif target.name == "meta" and "meta" in payload and isinstance(value, dict):
+            payload["meta"] = {**value, **payload["meta"]}
+        else:
+            payload[target.name] = value
+        row.sources[target.name] = column
+    elif target.kind == "question":
+        existing = payload.setdefault("questionnaire", [])
+        if isinstance(existing, list):
+            existing.append([target.name, value])
+        row.sources.setdefault("questionnaire", column)
+    elif target.kind == "meta":
+        existing = payload.setdefault("meta", {})
+        if isinstance(existing, dict):
+            existing[target.name] = value
+        row.sources.setdefault("meta", column)
