@@ -31,6 +31,7 @@ def check_base_url(url: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (``[::1]`` with or without brackets)."""
     if host == "localhost":
         return True
     try:

@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     ROWS_FAILED = 1  # some rows invalid, rejected, failed or unknown
     USAGE = 2  # usage error or unreadable input
     ABORTED = 3  # run aborted: auth, circuit breaker, guard, lock held, signal
+    INTERNAL = 70  # EX_SOFTWARE: a bug in leadsync, not in the input
 
 
 class LeadsyncError(Exception):

@@ -19,7 +19,6 @@ or from the shell: ``leadsync sandbox --port 8808 --rate-limit 20``.
 from __future__ import annotations
 
 import copy
-import ipaddress
 import json
 import math
 import random
@@ -80,6 +79,36 @@ class SandboxConfig:
     # "stall_after" or None), before the seeded chances take over: exact scenarios
     script: tuple[str | None, ...] = ()
     lookup_503: tuple[str, ...] = ()  # emails or phones whose lead lookup answers 503
+    # a chance of a fault of any kind, split evenly between 503, 500 after applying and a
+    # dropped connection after applying (added to the specific chances)
+    fail_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Refuse settings that make no sense (ValueError, naming the option)."""
+        chances = {
+            "fail-rate": self.fail_rate,
+            "fail-503": self.fail_503,
+            "fail-500-after": self.fail_500_after,
+            "drop-after": self.drop_after,
+            "stall-after": self.stall_after,
+        }
+        for name, chance in chances.items():
+            if not 0 <= chance <= 1:
+                raise ValueError(f"--{name}: {chance} is not a chance between 0 and 1")
+        if sum(self.chances().values()) > 1:
+            raise ValueError("the fault chances add up to more than 1")
+        if self.window is not None and self.rate_limit is None:
+            raise ValueError("--window needs --rate-limit (requests per window)")
+
+    def chances(self) -> dict[str, float]:
+        """Each fault's chance per request, --fail-rate included."""
+        share = self.fail_rate / 3
+        return {
+            "503": self.fail_503 + share,
+            "500_after": self.fail_500_after + share,
+            "drop_after": self.drop_after + share,
+            "stall_after": self.stall_after,
+        }
 
 
 @dataclass
@@ -264,12 +293,7 @@ class Sandbox:
                 self.scripted += 1
                 return c.script[self.scripted - 1]
             x = self.random.random()
-        for name, p in (
-            ("503", c.fail_503),
-            ("500_after", c.fail_500_after),
-            ("drop_after", c.drop_after),
-            ("stall_after", c.stall_after),
-        ):
+        for name, p in c.chances().items():
             if x < p:
                 return name
             x -= p
@@ -334,15 +358,6 @@ def parse_offices(spec: str) -> tuple[tuple[int, str], ...]:
         oid, _, name = part.strip().partition(":")
         offices.append((int(oid), name.strip() or f"Office {oid}"))
     return tuple(offices)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Server(ThreadingHTTPServer):

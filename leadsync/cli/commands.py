@@ -1,0 +1,437 @@
+"""The commands that read a file or the journal and talk to the API: validate, sync,
+plan, runs, offices. Each parses its options, calls the library, prints, and returns the
+exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from leadsync import defaults
+from leadsync.cli.common import (
+    base_url_option,
+    ca_bundle_option,
+    journal_option,
+    journal_path,
+    json_option,
+    key_file_option,
+    log,
+    mapping_option,
+    match_by_option,
+    print_result,
+    progress_reporter,
+    read_key,
+    report_dir_option,
+    sheet_option,
+    signals_stop,
+)
+from leadsync.errors import ExitCode, LeadsyncError
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@mapping_option
+@sheet_option
+@report_dir_option
+@match_by_option
+@click.option(
+    "--check-offices",
+    is_flag=True,
+    help="Also check office_id against the account's offices (one GET /offices; needs the key).",
+)
+@key_file_option
+@base_url_option
+@json_option
+@click.pass_context
+def validate(
+    ctx: click.Context,
+    file: Path,
+    mapping: Path | None,
+    sheet: str | None,
+    report_dir: Path | None,
+    match_by: str | None,
+    check_offices: bool,
+    api_key_file: Path | None,
+    base_url: str | None,
+    as_json: bool,
+) -> int:
+    """Check every row of FILE against the Lead API's rules; send nothing.
+
+    Writes failures.csv, successes.csv, summary.json and report.xlsx (your own
+    rows with the bad cells in red and a comment on each). With --match-by, rows
+    without an id need an email (or phone); the leads are looked up only by sync.
+
+    \b
+    Example:
+      leadsync validate sample_data/leads.xlsx --report-dir checked/
+    """
+    from leadsync.api import validate as run_validate
+    from leadsync.config import build_config
+
+    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url, match_by=match_by)
+    office_ids = None
+    if check_offices:
+        office_ids = {o for o, _ in _offices(ctx, config, api_key_file) if isinstance(o, int)}
+    result = run_validate(file, config, report_dir, office_ids=office_ids)
+    print_result(result, as_json)
+    return int(result.exit_code)
+
+
+def _offices(ctx: click.Context, config: Any, api_key_file: Path | None) -> Any:
+    from leadsync.api import list_offices
+
+    return list_offices(config, read_key(ctx, api_key_file))
+
+
+@click.command()
+@key_file_option
+@base_url_option
+@json_option
+@click.pass_context
+def offices(
+    ctx: click.Context, api_key_file: Path | None, base_url: str | None, as_json: bool
+) -> int:
+    """List the account's offices (the ids office_id may take).
+
+    \b
+    Example:
+      leadsync offices
+      leadsync offices --json > offices.json
+    """
+    from leadsync.config import build_config
+
+    config = build_config(None, os.environ, base_url=base_url)
+    found = _offices(ctx, config, api_key_file)
+    if as_json:
+        click.echo(
+            json.dumps([{"id": o, "name": n} for o, n in found], indent=2, ensure_ascii=False)
+        )
+        return 0
+    width = max((len(str(o)) for o, _ in found), default=2)
+    click.echo(f"{'id':>{width}}  name")
+    for oid, name in found:
+        click.echo(f"{oid!s:>{width}}  {name}")
+    return 0
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate and report only; send nothing.")
+@click.option("--rate", type=float, help="Pin the request rate (requests/s) instead of adapting.")
+@click.option(
+    "--max-rate",
+    type=float,
+    help=f"Upper bound for the adaptive rate (default {defaults.MAX_RATE:g}/s).",
+)
+@click.option(
+    "--concurrency", type=int, help=f"Requests in flight at once (default {defaults.CONCURRENCY})."
+)
+@click.option(
+    "--timeout",
+    "read_timeout",
+    type=float,
+    help=f"Seconds to wait for each answer (default {defaults.READ_TIMEOUT:g}).",
+)
+@click.option(
+    "--resend-ambiguous",
+    is_flag=True,
+    default=None,
+    help="Re-send questionnaire rows whose outcome is unknown (may append twice).",
+)
+@key_file_option
+@base_url_option
+@ca_bundle_option
+@click.option(
+    "--no-check-offices",
+    "check_offices",
+    flag_value=False,
+    default=None,
+    help="Do not fetch the office list first (office_id is then checked by the server only).",
+)
+@match_by_option
+@click.option(
+    "--max-changes",
+    type=int,
+    help="Refuse to run (exit 3, nothing sent) if the file would change more leads than this.",
+)
+@click.option(
+    "--max-failure-rate",
+    type=float,
+    help="Stop (exit 3) once more than this share of the rows sent fail, e.g. 0.05.",
+)
+@journal_option
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Send every field of every row, not only what changed since the last confirmed "
+    "run (questionnaire answers already sent are appended again).",
+)
+@click.option(
+    "--retry-failed",
+    "retry_failed",
+    metavar="RUN",
+    help="Send only the rows that failed or ended unknown in run RUN (an id from "
+    "`leadsync runs`, a prefix of one, or 'last').",
+)
+@mapping_option
+@sheet_option
+@report_dir_option
+@json_option
+@click.pass_context
+def sync(
+    ctx: click.Context,
+    file: Path,
+    dry_run: bool,
+    rate: float | None,
+    max_rate: float | None,
+    concurrency: int | None,
+    read_timeout: float | None,
+    resend_ambiguous: bool | None,
+    api_key_file: Path | None,
+    base_url: str | None,
+    ca_bundle: str | None,
+    check_offices: bool | None,
+    match_by: str | None,
+    max_changes: int | None,
+    max_failure_rate: float | None,
+    journal: Path | None,
+    full: bool,
+    retry_failed: str | None,
+    mapping: Path | None,
+    sheet: str | None,
+    report_dir: Path | None,
+    as_json: bool,
+) -> int:
+    """Send every valid row of FILE to the Lead API as a PATCH; report every row.
+
+    Throttled (adaptive by default, or --rate), retried when safe, stopped at once
+    by a refused key. Ctrl-C or SIGTERM stops taking new rows, finishes the ones in
+    flight, writes the reports and exits 3.
+
+    \b
+    Example:
+      export LEADSYNC_API_KEY=...          # or --api-key-file ~/.leadsync-key
+      leadsync sync leads.xlsx --dry-run   # check first
+      leadsync sync leads.xlsx
+    """
+    from leadsync.api import sync as run_sync
+    from leadsync.api import validate as run_validate
+    from leadsync.config import build_config
+
+    if rate is not None and max_rate is not None:
+        raise click.UsageError("--rate pins the rate; --max-rate bounds the adaptive rate: use one")
+    config = build_config(
+        mapping,
+        os.environ,
+        sheet=sheet,
+        rate=rate,
+        max_rate=max_rate,
+        concurrency=concurrency,
+        read_timeout=read_timeout,
+        base_url=base_url,
+        resend_ambiguous=resend_ambiguous,
+        check_offices=check_offices,
+        ca_bundle=ca_bundle,
+        match_by=match_by,
+        max_changes=max_changes,
+        max_failure_rate=max_failure_rate,
+    )
+    if dry_run:
+        result = run_validate(file, config, report_dir, command="sync --dry-run")
+        print_result(result, as_json)
+        return int(result.exit_code)
+    key = read_key(ctx, api_key_file)
+    if full:
+        log(
+            "warning",
+            "--full sends every field again; questionnaire answers already confirmed will "
+            "be appended to the leads a second time",
+        )
+    with signals_stop() as stop, progress_reporter() as progress:
+        result = run_sync(
+            file,
+            config,
+            report_dir,
+            api_key=key,
+            journal=journal_path(journal),
+            full=full,
+            retry_failed=retry_failed,
+            stop=stop,
+            progress=progress,
+        )
+    print_result(result, as_json)
+    return int(result.exit_code)
+
+
+@click.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Compare with the leads as they are now (GET /leads/<id>, throttled) instead of "
+    "the journal's last confirmed values.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@journal_option
+@key_file_option
+@base_url_option
+@mapping_option
+@sheet_option
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    file: Path,
+    live: bool,
+    fmt: str,
+    journal: Path | None,
+    api_key_file: Path | None,
+    base_url: str | None,
+    mapping: Path | None,
+    sheet: str | None,
+) -> int:
+    """Show, per lead, the fields a sync of FILE would change: old -> new. Sends nothing.
+
+    Old values are the journal's last confirmed ones ("(not known)" for a lead never
+    synced), or the live lead with --live. Invalid rows are left out, as a sync would
+    leave them: a note counts them (exit 1), and validate says why.
+
+    \b
+    Example:
+      leadsync plan leads.xlsx
+      leadsync plan leads.xlsx --live --format csv > changes.csv
+    """
+    import csv as csv_module
+
+    from leadsync.api import plan as run_plan
+    from leadsync.config import build_config
+
+    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url)
+    key = None
+    if live:
+        key = read_key(ctx, api_key_file)
+    invalid: list[int] = []
+    changes = run_plan(
+        file, config, journal=journal_path(journal), api_key=key, live=live, left_out=invalid
+    )
+    if fmt == "json":
+        items = [c.__dict__ for c in changes]
+        click.echo(json.dumps(items, indent=2, ensure_ascii=False, default=str))
+    elif fmt == "csv":
+        writer = csv_module.writer(sys.stdout)
+        writer.writerow(["row", "lead_id", "field", "old", "new"])
+        for c in changes:
+            writer.writerow([c.row, c.lead_id, c.field, _show(c.old), _show(c.new)])
+    else:
+        count = leads = 0
+        last = None
+        for c in changes:
+            if c.lead_id != last:
+                click.echo(f"row {c.row}  lead {c.lead_id}")
+                last = c.lead_id
+                leads += 1
+            click.echo(f"    {c.field}: {_show(c.old)} -> {_show(c.new)}")
+            count += 1
+        click.echo(f"{count} change(s) to {leads} lead(s)" if count else "nothing would change")
+    if invalid:  # on stderr: csv and json output stay machine-readable
+        rows = ", ".join(map(str, invalid[:10])) + (" ..." if len(invalid) > 10 else "")
+        log(
+            "note",
+            f"{len(invalid)} invalid row(s) left out, as a sync would leave them (row"
+            f"{'s' if len(invalid) > 1 else ''} {rows}): `leadsync validate {file}` says why",
+        )
+        return int(ExitCode.ROWS_FAILED)
+    return 0
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@click.command()
+@journal_option
+@click.option(
+    "--show", "show", metavar="RUN", help="List the rows of run RUN that did not succeed."
+)
+@click.option("--limit", type=int, default=20, show_default=True, help="How many runs to list.")
+@json_option
+def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> int:
+    """List past sync runs from the journal, newest first, with their counts.
+
+    \b
+    Example:
+      leadsync runs
+      leadsync runs --show last              # what went wrong in the last run
+      leadsync sync leads.xlsx --retry-failed last
+    """
+    from leadsync.journal import Journal
+
+    path = journal_path(journal)
+    if not path.exists():
+        raise LeadsyncError(f"no journal at {path} yet: it is created by the first sync")
+    with Journal(path) as book:
+        if show:
+            found = book.find_run(show)
+            problems = book.run_problems(found["run_id"])
+            lookups = book.failed_lookups(found["run_id"])
+            if as_json:
+                shown = {"run": found, "rows": problems, "lookups_failed": lookups}
+                click.echo(json.dumps(shown, indent=2))
+                return 0
+            click.echo(
+                f"run {found['run_id']} ({found['status']}, exit {found['exit_code']}): "
+                f"{found['file']}"
+            )
+            if found.get("aborted"):
+                click.echo(f"aborted: {found['aborted']}")
+            for p in problems:
+                status = f" HTTP {p['http_status']}" if p["http_status"] else ""
+                click.echo(
+                    f"  row {p['row']:>6}  lead {p['lead_id']:<12} {p['state']:<13}"
+                    f"{status} {p['message'] or ''}"
+                )
+            if lookups:
+                click.echo(
+                    f"  {lookups} --match-by value(s) could not be looked up: their rows are "
+                    "in failures.csv (lookup_failed)"
+                )
+            if not problems:
+                click.echo("  every row sent in this run was confirmed")
+            click.echo(f"reports: {found['report_dir']}")
+            return 0
+        listed = book.runs(limit)
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return 0
+    if not listed:
+        click.echo(f"no runs yet in {path}")
+        return 0
+    for r in listed:
+        took = _duration(r["started_at"], r["finished_at"])
+        counts = ", ".join(f"{k} {v}" for k, v in r["counts"].items() if v)
+        code = "-" if r["exit_code"] is None else r["exit_code"]
+        click.echo(
+            f"{r['run_id']}  {r['started_at'][:19]}  {took:>8}  {r['status']:<8} "
+            f"exit {code}  {Path(r['file'] or '').name}  {counts}"
+        )
+    return 0
+
+
+def _duration(start: str | None, end: str | None) -> str:
+    import datetime as dt
+
+    if not start or not end:
+        return "-"
+    seconds = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
