@@ -22,6 +22,12 @@ A mapping file (TOML) describes how a particular export maps onto the API::
     [rules]
     require_names = true
     statuses = ["New", "Contacted", "Valued"]   # optional allow-list
+
+    [sending]                     # what a flag can set, and timeouts, retries, backoff
+    max_rate = 20
+    read_timeout = 30
+    max_attempts = 6
+    backoff_initial = 0.5         # seconds, doubled per retry, with jitter
 """
 
 from __future__ import annotations
@@ -47,9 +53,27 @@ from leadsync.fields import (
 
 IGNORE = "ignore"
 DATE_ORDERS = ("DMY", "MDY", "YMD")
-_SECTIONS = {"columns", "values", "defaults", "dates", "rules"}
+_SECTIONS = {"columns", "values", "defaults", "dates", "rules", "sending"}
 _DATE_KEYS = {"order", "timezone"}
 _RULE_KEYS = {"require_names", "statuses"}
+# [sending]: the settings a flag can also give, and those only a file gives (timeouts,
+# retries, backoff: a slow API's operator, and the tests, shorten or lengthen them)
+_SENDING_KEYS: dict[str, type | tuple[type, ...]] = {
+    "rate": (int, float),
+    "max_rate": (int, float),
+    "start_rate": (int, float),
+    "concurrency": int,
+    "connect_timeout": (int, float),
+    "read_timeout": (int, float),
+    "max_attempts": int,
+    "backoff_initial": (int, float),
+    "backoff_max": (int, float),
+    "breaker_threshold": int,
+    "max_changes": int,
+    "max_failure_rate": (int, float),
+    "check_offices": bool,
+    "resend_ambiguous": bool,
+}
 
 
 def _empty() -> Mapping[str, Any]:
@@ -167,6 +191,19 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
     require = rules.get("require_names", D.REQUIRE_NAMES)
     if not isinstance(require, bool):
         raise MappingError("[rules] require_names must be true or false")
+    sending = dict(_table(data, "sending"))
+    _no_unknown(sending, set(_SENDING_KEYS), "sending")
+    for key, value in sending.items():
+        wanted = _SENDING_KEYS[key]
+        if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):
+            kind = (
+                "true or false"
+                if wanted is bool
+                else "a whole number"
+                if wanted is int
+                else "a number"
+            )
+            raise MappingError(f"[sending] {key} must be {kind}, not {value!r}")
     config = Config(
         columns=MappingProxyType(columns),
         values=MappingProxyType(values),
@@ -176,6 +213,7 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
         require_names=require,
         statuses=tuple(statuses) if statuses is not None else None,
         mapping_path=source,
+        **sending,
     )
     return _checked(config)
 
@@ -201,6 +239,10 @@ def _checked(config: Config) -> Config:
         raise MappingError("--concurrency must be at least 1")
     if config.max_attempts < 1:
         raise MappingError("attempts must be at least 1")
+    if min(config.backoff_initial, config.backoff_max) < 0:
+        raise MappingError("backoff seconds must be 0 or more")
+    if min(config.connect_timeout, config.read_timeout) <= 0:
+        raise MappingError("timeouts must be more than 0 seconds")
     if config.ca_bundle is not None and not Path(config.ca_bundle).is_file():
         raise MappingError(f"CA bundle {config.ca_bundle} is not a file")
     if config.max_changes is not None and config.max_changes < 0:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from leadsync.errors import AbortError, InputError
+from leadsync.model import Outcome
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -88,8 +89,11 @@ CREATE TABLE IF NOT EXISTS matches (
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
-PENDING = ("sending", "unknown")  # may or may not have been applied
-_RETRY = "('failed', 'unknown', 'sending', 'not_attempted')"  # --retry-failed takes these
+SENDING = "sending"  # an attempt's state from before its request until its answer
+PENDING = (SENDING, Outcome.UNKNOWN.value)  # may or may not have been applied
+# --retry-failed takes these: the retryable outcomes, and attempts a crash left in flight
+_PENDING_SQL = "(" + ", ".join(f"'{s}'" for s in PENDING) + ")"
+_RETRY = "(" + ", ".join(f"'{s}'" for s in (SENDING, *(o for o in Outcome if o.retryable))) + ")"
 
 
 def default_path() -> Path:
@@ -359,12 +363,12 @@ class Journal:
                 "finished_at = ? WHERE id = ?",
                 (outcome, http_status, code, message, _now(), attempt_id),
             )
-            if outcome == "updated":
+            if outcome == Outcome.UPDATED:
                 self._confirm(db, lead_id, run_id, payload)
                 # an earlier in-flight attempt of this lead is settled by this one
                 db.execute(
                     "UPDATE attempts SET state = 'resolved', finished_at = ? "
-                    "WHERE lead_id = ? AND id <> ? AND state IN ('sending', 'unknown')",
+                    f"WHERE lead_id = ? AND id <> ? AND state IN {_PENDING_SQL}",
                     (_now(), lead_id, attempt_id),
                 )
 
@@ -428,7 +432,7 @@ class Journal:
         with self.mutex:
             rows = self.db.execute(
                 "SELECT id, run_id, payload FROM attempts WHERE lead_id = ? AND run_id <> ? "
-                "AND state IN ('sending', 'unknown') ORDER BY id",
+                f"AND state IN {_PENDING_SQL} ORDER BY id",
                 (lead_id, run_id),
             ).fetchall()
         return [Pending(i, r, json.loads(p)) for i, r, p in rows]

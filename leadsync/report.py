@@ -46,6 +46,8 @@ from leadsync.reader import Table, display_text
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# what the fast path gives a row it cleared: 0 valid, 1 skipped_blank (2: see slow rows)
+_FAST_OUTCOMES = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value)
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -186,13 +188,16 @@ class ReportWriter:
             mask[replaced] = True
             fields = pc.replace_with_mask(fields, pa.array(mask), pa.array(texts, pa.string()))
         keep = outcome != 2
-        self.counts["valid"] += int((outcome == 0).sum())
-        self.counts["skipped_blank"] += int((outcome == 1).sum())
+        self.counts[Outcome.VALID] += int((outcome == 0).sum())
+        self.counts[Outcome.SKIPPED_BLANK] += int((outcome == 1).sum())
         if keep.any():
             columns = [
                 _numbers_text(chunk.row_numbers),
                 Cells(checked.lead_ids).csv_field(),
-                pc.take(pa.array(["valid", "skipped_blank", ""]), pa.array(outcome)),
+                pc.take(
+                    pa.array([Outcome.VALID.value, Outcome.SKIPPED_BLANK.value, ""]),
+                    pa.array(outcome),
+                ),
                 "",
                 fields,
                 *(chunk.display_cells(j).csv_field() for j in range(len(self.headers))),
@@ -207,15 +212,15 @@ class ReportWriter:
             lines = pc.binary_join_element_wise(*cells_csv, ",").to_pylist()
             for i, original in zip(order, lines, strict=True):
                 bad = failing[i]
-                self.counts["invalid"] += 1
-                self._failure(bad, "invalid", (), bad.problems, None, encoded=original)
+                self.counts[Outcome.INVALID] += 1
+                self._failure(bad, Outcome.INVALID, (), bad.problems, None, encoded=original)
         if self._xlsx is not None and (failing or every):
             positions = range(n) if every else order
             if every:
                 part = chunk.take(list(positions))
             for i, cells in zip(positions, part.rows(), strict=True):
                 found = failing.get(i)
-                name = ("valid", "skipped_blank", "invalid")[outcome[i]]
+                name = (Outcome.VALID, Outcome.SKIPPED_BLANK, Outcome.INVALID)[outcome[i]]
                 problems = found.problems if found is not None else ()
                 self._xlsx.write(chunk.row_numbers[i], cells, name, problems)
 

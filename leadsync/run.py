@@ -262,7 +262,7 @@ def validate(
                 writer.write(row, Outcome.VALID, cells, payload=row.payload)
             if progress is not None and done % 1000 == 0:
                 progress(done, run.scan.rows, writer.counts)
-    exit_code = ExitCode.ROWS_FAILED if writer.counts["invalid"] else ExitCode.OK
+    exit_code = ExitCode.ROWS_FAILED if writer.counts[Outcome.INVALID] else ExitCode.OK
     return run.finish(command, exit_code)
 
 

@@ -18,7 +18,7 @@ from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
 from leadsync.mapper import ColumnarRows, lead_id_text, lead_id_texts
-from leadsync.model import ColumnPlan, MappedRow, Problem
+from leadsync.model import Code, ColumnPlan, MappedRow, Problem
 from leadsync.reader import Table, excel_error
 from leadsync.threads import prefetch
 
@@ -40,16 +40,16 @@ FieldProblems = dict[str, list[tuple[str, str]]]  # field -> [(code, message)]
 def check_lead_id(lead_id: str | None) -> tuple[str, str] | None:
     """``(code, message)`` if ``lead_id`` cannot be used in ``/leads/<id>``."""
     if not lead_id:
-        return "id_missing", "the lead id is blank: every row needs the id of the lead to update"
+        return Code.ID_MISSING, "the lead id is blank: every row needs the id of the lead to update"
     shown = excel_error(lead_id)
     if shown is not None:
-        return "excel_error", (
+        return Code.EXCEL_ERROR, (
             f"the lead id cell shows the Excel error {shown}: fix the formula behind it"
         )
     if lead_id.casefold() == EXAMPLE_ID.casefold():
-        return "id_example", "this is the template's example row: delete it"
+        return Code.ID_EXAMPLE, "this is the template's example row: delete it"
     if not _LEAD_ID_RE.fullmatch(lead_id) or ".." in lead_id:
-        return "id_invalid", (
+        return Code.ID_INVALID, (
             f"lead id {lead_id!r} is not a plain id (letters, digits, '-', '_', '.' only)"
         )
     return None
@@ -65,61 +65,61 @@ def check_payload(
     """Check a JSON payload against the API's rules; return the problems per field."""
     problems: FieldProblems = {}
 
-    def add(fname: str, code: str, message: str) -> None:
+    def add(fname: str, code: Code, message: str) -> None:
         problems.setdefault(fname, []).append((code, message))
 
     for fname, value in payload.items():
         spec = FIELDS_BY_NAME.get(fname)
         if spec is None:
-            add(fname, "unknown_field", f"{fname} is not a field of the Lead API")
+            add(fname, Code.UNKNOWN_FIELD, f"{fname} is not a field of the Lead API")
             continue
         if value is None:
-            add(fname, "null", f"{fname} must not be null: leave the cell blank instead")
+            add(fname, Code.NULL, f"{fname} must not be null: leave the cell blank instead")
             continue
         kind = spec.kind
         if kind is Kind.STRING:
             if not isinstance(value, str):
-                add(fname, "wrong_type", f"{fname} must be text")
+                add(fname, Code.WRONG_TYPE, f"{fname} must be text")
                 continue
             n = len(value)
             if not value.strip():
                 # a blank means "leave unchanged": it is left out, never sent as ""
-                add(fname, "blank", f"{fname} must not be empty or only spaces")
+                add(fname, Code.BLANK, f"{fname} must not be empty or only spaces")
             elif spec.min_chars is not None and n < spec.min_chars:
-                add(fname, "too_short", f"{fname} needs at least {spec.min_chars} characters")
+                add(fname, Code.TOO_SHORT, f"{fname} needs at least {spec.min_chars} characters")
             bad = _CONTROL.search(value)
             if bad:
                 add(
                     fname,
-                    "control_character",
+                    Code.CONTROL_CHARACTER,
                     f"{fname} contains an invisible control character (U+{ord(bad.group()):04X}): "
                     "retype the cell",
                 )
             if spec.max_chars is not None and n > spec.max_chars:
                 add(
                     fname,
-                    "too_long",
+                    Code.TOO_LONG,
                     f"{fname} has {n} characters; at most {spec.max_chars} allowed",
                 )
             if fname == "status" and statuses is not None and value not in statuses:
                 add(
                     fname,
-                    "status_not_allowed",
+                    Code.STATUS_NOT_ALLOWED,
                     f"status {value!r} is not one of: {', '.join(statuses)}",
                 )
         elif kind is Kind.INTEGER:
             if isinstance(value, bool) or not isinstance(value, int):
-                add(fname, "wrong_type", f"{fname} must be a whole number")
+                add(fname, Code.WRONG_TYPE, f"{fname} must be a whole number")
             elif value < 1:
-                add(fname, "invalid_office_id", f"{fname} {value} is not an office id")
+                add(fname, Code.INVALID_OFFICE_ID, f"{fname} {value} is not an office id")
             elif office_ids is not None and value not in office_ids:
-                add(fname, "unknown_office", f"office {value} is not an office of this account")
+                add(fname, Code.UNKNOWN_OFFICE, f"office {value} is not an office of this account")
         elif kind is Kind.BOOLEAN:
             if not isinstance(value, bool):
-                add(fname, "wrong_type", f"{fname} must be true or false")
+                add(fname, Code.WRONG_TYPE, f"{fname} must be true or false")
         elif kind is Kind.DATE:
             if not isinstance(value, str) or not _is_iso(value):
-                add(fname, "invalid_date", f"{fname} must be an ISO 8601 date string")
+                add(fname, Code.INVALID_DATE, f"{fname} must be an ISO 8601 date string")
         elif kind is Kind.QUESTIONNAIRE:
             _check_questionnaire(value, add)
         elif kind is Kind.META:
@@ -127,7 +127,7 @@ def check_payload(
     if require_names:
         for fname in REQUIRED_NAMES:
             if fname not in payload:
-                add(fname, "required", f"{fname} is required: fill it in on every row")
+                add(fname, Code.REQUIRED, f"{fname} is required: fill it in on every row")
     return problems
 
 
@@ -135,7 +135,7 @@ def _check_questionnaire(value: Any, add: Any) -> None:
     if not isinstance(value, list) or not value:
         add(
             "questionnaire",
-            "wrong_type",
+            Code.WRONG_TYPE,
             "questionnaire must be a non-empty list of [question, answer] pairs",
         )
         return
@@ -145,14 +145,14 @@ def _check_questionnaire(value: Any, add: Any) -> None:
         ):
             add(
                 "questionnaire",
-                "questionnaire_item",
+                Code.QUESTIONNAIRE_ITEM,
                 f"questionnaire item {i} must be exactly two strings: [question, answer]",
             )
             break
         if not item[0].strip() or not item[1].strip():
             add(
                 "questionnaire",
-                "questionnaire_item",
+                Code.QUESTIONNAIRE_ITEM,
                 f"questionnaire item {i} has an empty question or answer",
             )
             break
@@ -161,11 +161,11 @@ def _check_questionnaire(value: Any, add: Any) -> None:
 
 def _check_meta(value: Any, add: Any) -> None:
     if not isinstance(value, dict) or not value:
-        add("meta", "wrong_type", 'meta must be a non-empty object like {"key": "value"}')
+        add("meta", Code.WRONG_TYPE, 'meta must be a non-empty object like {"key": "value"}')
         return
     for key, item in value.items():
         if not isinstance(item, str):
-            add("meta", "meta_value", f"meta value of {key!r} must be text (put it in quotes)")
+            add("meta", Code.META_VALUE, f"meta value of {key!r} must be text (put it in quotes)")
             return
     _check_size("meta", value, add)
 
@@ -176,7 +176,7 @@ def _check_size(fname: str, value: Any, add: Any) -> None:
     if limit is not None and size > limit:
         add(
             fname,
-            "too_large",
+            Code.TOO_LARGE,
             f"{fname} is {size} bytes as JSON; at most {limit} allowed "
             "(accented letters and emoji count 6-12 bytes each)",
         )
@@ -210,12 +210,12 @@ def validate_rows(
         bad_id = check_lead_id(row.lead_id)
         if bad_id is not None and row.lead_id is None and config.match_by is not None:
             # no id: the lead is looked up by its email or phone when the row is sent
-            unreadable = any(p.code == "excel_error" and p.field is None for p in row.problems)
+            unreadable = any(p.code == Code.EXCEL_ERROR and p.field is None for p in row.problems)
             bad_id = (
                 None
                 if row.match or unreadable  # an Excel error in its match column: said already
                 else (
-                    "id_missing",
+                    Code.ID_MISSING,
                     f"the row has neither a lead id nor {_article(config.match_by)} "
                     f"{config.match_by} to find the lead by",
                 )
@@ -228,7 +228,7 @@ def validate_rows(
                     row,
                     plan,
                     "id",
-                    "id_duplicate",
+                    Code.ID_DUPLICATE,
                     f"lead {row.lead_id} appears on more than one row: merge them into one row",
                 )
             )
@@ -241,7 +241,7 @@ def validate_rows(
         said = {p.field for p in row.problems}
         for fname, items in found.items():
             for code, message in items:
-                if code == "required" and fname in said:
+                if code == Code.REQUIRED and fname in said:
                     continue  # its cell could not be read (an Excel error): said already
                 row.problems.append(_problem(row, plan, fname, code, message))
 

@@ -28,3 +28,27 @@ def test_demo_syncs_the_sample_through_faults_and_rerun_sends_nothing(tmp_path: 
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["outcomes"]["updated"] == 191 and summary["rows"] == 200
     assert summary["exit_code"] == 1  # the sample's deliberate mistakes
+
+
+def test_demo_with_a_report_dir_writes_nowhere_else(tmp_path: Path) -> None:
+    """Its reports, the re-run's reports and the journal all go into --report-dir: the
+    working folder and the temporary folder stay empty."""
+    import os
+
+    work, tmp, out = tmp_path / "work", tmp_path / "tmp", tmp_path / "out"
+    work.mkdir()
+    tmp.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "leadsync", "demo", "--report-dir", str(out)],
+        cwd=work,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+    assert (out / "re-run" / "summary.json").is_file() and (out / "journal.sqlite").is_file()
+    rerun = json.loads((out / "re-run" / "summary.json").read_text())
+    assert rerun["outcomes"]["unchanged"] == 191

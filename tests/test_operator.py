@@ -151,7 +151,11 @@ def test_plan_live_stops_on_a_refused_key_and_says_when_it_cannot_connect(
     with socket.socket() as probe:  # a free port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}/api/v103"
-    gone = cli("plan", src, "--live", "--base-url", closed, env=env)
+    # the usual six attempts, with the backoff shortened through the mapping file (the
+    # real client, the real refused connections; only the waits between them shrink)
+    quick = tmp_path / "quick.toml"
+    quick.write_text("[sending]\nbackoff_initial = 0.01\nbackoff_max = 0.05\n")
+    gone = cli("plan", src, "--live", "--base-url", closed, "--mapping", quick, env=env)
     assert gone.exit_code == 2
     assert gone.stderr == (
         "leadsync: error: --live: reading lead 1000 failed (ConnectionError): check the base "

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from leadsync import defaults
+from leadsync.model import Outcome
 
 
 def traceback_if_debug(ctx: click.Context) -> None:
@@ -179,6 +180,10 @@ def signals_stop() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+# what the progress bar counts as 'not' updated (not_attempted shows in the summary)
+_NOT_UPDATED = (Outcome.INVALID, Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN)
+
+
 @contextlib.contextmanager
 def progress_reporter() -> Iterator[Any]:
     """A rich progress bar on a terminal; a log line every few seconds otherwise (cron)."""
@@ -196,12 +201,12 @@ def progress_reporter() -> Iterator[Any]:
             task = bar.add_task("rows", total=None)
 
             def update(done: int, total: int, counts: Any) -> None:
-                failed = sum(counts[o] for o in ("invalid", "rejected", "failed", "unknown"))
+                failed = sum(n for o, n in counts.items() if o in _NOT_UPDATED)
                 bar.update(
                     task,
                     completed=done,
                     total=total,
-                    description=f"rows ({counts['updated']} updated, {failed} not)",
+                    description=f"rows ({counts[Outcome.UPDATED]} updated, {failed} not)",
                 )
 
             yield update

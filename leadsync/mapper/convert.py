@@ -14,6 +14,7 @@ from leadsync.fields import (
     Field,
     Kind,
 )
+from leadsync.model import Code
 from leadsync.reader import cell_text
 
 
@@ -22,7 +23,7 @@ class Bad:
 
     __slots__ = ("code", "message")
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: Code, message: str) -> None:
         self.code, self.message = code, message
 
 
@@ -121,19 +122,19 @@ def convert_value(value: Any, spec: Field, config: Config) -> Any:
 def to_integer(value: Any) -> Any:
     """``375``, ``375.0`` and ``"375"`` → 375; ``375.5`` and ``"abc"`` → :class:`Bad`."""
     if isinstance(value, bool):
-        return Bad("not_a_number", f"expected a whole number, got {cell_text(value)}")
+        return Bad(Code.NOT_A_NUMBER, f"expected a whole number, got {cell_text(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
-        return Bad("not_whole_number", f"{format(value, '.15g')} is not a whole number")
+        return Bad(Code.NOT_WHOLE_NUMBER, f"{format(value, '.15g')} is not a whole number")
     text = cell_text(value)
     if _INT_RE.fullmatch(text):
         return int(text.split(".")[0])
     if _DECIMAL_RE.fullmatch(text):
-        return Bad("not_whole_number", f"{text} is not a whole number")
-    return Bad("not_a_number", f"expected a whole number, got {text!r}")
+        return Bad(Code.NOT_WHOLE_NUMBER, f"{text} is not a whole number")
+    return Bad(Code.NOT_A_NUMBER, f"expected a whole number, got {text!r}")
 
 
 def to_boolean(value: Any) -> Any:
@@ -147,7 +148,9 @@ def to_boolean(value: Any) -> Any:
         return True
     if text in FALSE_WORDS:
         return False
-    return Bad("invalid_boolean", f"expected yes/no, true/false or 1/0, got {cell_text(value)!r}")
+    return Bad(
+        Code.INVALID_BOOLEAN, f"expected yes/no, true/false or 1/0, got {cell_text(value)!r}"
+    )
 
 
 def to_iso_date(value: Any, config: Config) -> Any:
@@ -161,7 +164,7 @@ def to_iso_date(value: Any, config: Config) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     if not isinstance(value, str):
-        return Bad("invalid_date", f"expected a date, got {cell_text(value)!r}")
+        return Bad(Code.INVALID_DATE, f"expected a date, got {cell_text(value)!r}")
     text = " ".join(value.split())
     try:
         if _ISO_DATE_RE.fullmatch(text):
@@ -177,9 +180,9 @@ def to_iso_date(value: Any, config: Config) -> Any:
         if m:
             return _named_date(m, config)
     except ValueError:
-        return Bad("invalid_date", f"{text!r} is not a real date")
+        return Bad(Code.INVALID_DATE, f"{text!r} is not a real date")
     return Bad(
-        "invalid_date",
+        Code.INVALID_DATE,
         f"{text!r} is not a date: use 2025-07-12, 12/07/2025 or 2025-07-12 14:30",
     )
 
@@ -238,7 +241,7 @@ def _json_cell(text: str, spec: Field) -> Any:
         shape = (
             "[[question, answer], ...]" if spec.kind is Kind.QUESTIONNAIRE else '{"key": "value"}'
         )
-        return Bad("invalid_json", f"{spec.name} is not valid JSON ({why}); expected {shape}")
+        return Bad(Code.INVALID_JSON, f"{spec.name} is not valid JSON ({why}); expected {shape}")
 
 
 def _no_constant(name: str) -> Any:

@@ -18,7 +18,7 @@ from leadsync.mapper.convert import (
     lead_id_text,
     mapped_value,
 )
-from leadsync.model import ColumnPlan, MappedRow, Problem, Target
+from leadsync.model import Code, ColumnPlan, MappedRow, Problem, Target
 from leadsync.reader import Chunk, cell_text, excel_error
 
 
@@ -75,7 +75,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             row.problems.append(
                 Problem(
                     row=row.row,
-                    code="extra_cells",
+                    code=Code.EXTRA_CELLS,
                     stage="read",
                     message=f"{spill} cell(s) beyond the last header column: add a header "
                     "or remove them",
@@ -99,7 +99,7 @@ def _cell_problem(row: MappedRow, bad: Bad, plan: ColumnPlan, j: int) -> Problem
 
 def _excel_error(shown: str) -> Bad:
     return Bad(
-        "excel_error",
+        Code.EXCEL_ERROR,
         f"the cell shows the Excel error {shown}: fix the formula behind it, or clear the cell",
     )
 
