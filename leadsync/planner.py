@@ -17,12 +17,9 @@ from leadsync.client import LeadClient, check_base_url, refused_key
 from leadsync.config import Config
 from leadsync.errors import AbortError, LeadsyncError
 from leadsync.journal import Journal, diff_payload
-from leadsync.mapper import plan_table
-from leadsync.reader import open_table
-from leadsync.run import validated_rows
+from leadsync.run import open_rows, validated_rows
 from leadsync.sender import RowSender
 from leadsync.throttle import Throttle
-from leadsync.validator import scan_ids
 
 
 @dataclass(frozen=True)
@@ -55,9 +52,7 @@ def plan(
     not send them): their row numbers are appended to ``left_out`` as they are met.
     """
     config = config or Config()
-    table = open_table(path, config.sheet)
-    col_plan = plan_table(table, config)
-    scan = scan_ids(table, col_plan, config.chunk_rows)
+    table, col_plan, scan = open_rows(path, config)
     book = Journal(journal) if journal is not None and Path(journal).exists() else None
     client = reader = None
     if live:

@@ -206,11 +206,16 @@ def mapped_rows(
     against (same rows, same payloads, same problems).
     """
     config = config or Config()
-    table = open_table(path, config.sheet)
-    plan = plan_table(table, config)
-    scan = scan_ids(table, plan, config.chunk_rows)
+    table, plan, scan = open_rows(path, config)
     for row, _ in validated_rows(table, plan, config, scan, fast=fast):
         yield row
+
+
+def open_rows(path: str | Path, config: Config) -> tuple[Table, ColumnPlan, IdScan]:
+    """Open ``path``, plan its columns and scan its ids: what reading its rows needs."""
+    table = open_table(path, config.sheet)
+    plan = plan_table(table, config)
+    return table, plan, scan_ids(table, plan, config.chunk_rows)
 
 
 def validate(

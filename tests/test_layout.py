@@ -135,3 +135,29 @@ def test_no_module_a_newcomer_must_read_whole() -> None:
         if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650
     }
     assert long == {}
+
+
+def test_every_problem_code_has_a_stage_and_a_meaning_and_is_in_the_readme() -> None:
+    from leadsync.model import CODE_INFO, Code
+
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    assert set(CODE_INFO) == set(Code)
+    missing = [c.value for c in Code if f"| `{c.value}` | {c.stage} | {c.meaning} |" not in readme]
+    assert missing == []
+
+
+def test_no_stage_spells_a_problem_code_as_a_bare_string() -> None:
+    """Codes come from the catalogue: ``code="gave_up"`` or ``Bad("invalid_date", ...)``
+    would slip past mypy's check that codes are Code members."""
+    import re
+
+    from leadsync.model import Code
+
+    values = "|".join(c.value for c in Code)
+    pattern = re.compile(rf"""(code=|Bad\(|add\([\w"]+, )["']({values})["']""")
+    found = [
+        f"{p.relative_to(PACKAGE)}: {m.group(0)}"
+        for p in PACKAGE.rglob("*.py")
+        for m in pattern.finditer(p.read_text(encoding="utf-8"))
+    ]
+    assert found == []
