@@ -10,24 +10,76 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from leadsync import __version__
 from leadsync.config import Config
+from leadsync.defaults import MAX_RESPONSE_BYTES
 from leadsync.errors import LeadsyncError
 
 
 def check_base_url(url: str) -> str:
-    """The base URL without a trailing slash; HTTPS required except on loopback."""
+    """The base URL without a trailing slash, or a one-line error.
+
+    HTTPS is required except on loopback. The URL is read by the parser that sends
+    (urllib3's, as requests uses) as well as by the standard one, and refused when the two
+    could disagree about the host: a backslash, userinfo (``user:password@``), spaces or
+    control characters; a query string or fragment would end up inside every request's
+    path. No message quotes a password.
+    """
+    shown = _shown_url(url)
+    if "\\" in url or any(ord(ch) <= 32 or ord(ch) == 127 for ch in url):
+        raise LeadsyncError(
+            f"base URL {shown!r} has a backslash, a space or a control character: "
+            "write it as https://host/api/v103"
+        )
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host:
-        raise LeadsyncError(f"base URL {url!r} is not an http(s) URL")
+        raise LeadsyncError(f"base URL {shown!r} is not an http(s) URL")
+    if "@" in parts.netloc:
+        raise LeadsyncError(
+            f"base URL {shown!r} carries a user name or password: leave it out (the API "
+            "key is the only credential)"
+        )
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise LeadsyncError(
+            f"base URL {shown!r} has a query string or fragment, which would end up inside "
+            "every request's path: give the API's address only, e.g. https://host/api/v103"
+        )
+    from urllib3.util import parse_url
+
+    try:
+        sent = parse_url(url)
+    except ValueError as exc:  # urllib3's LocationParseError
+        raise LeadsyncError(f"base URL {shown!r} cannot be parsed ({exc})") from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise LeadsyncError(f"base URL {shown!r} has an invalid port") from None
+    if (sent.scheme, (sent.host or "").strip("[]").lower(), sent.port) != (
+        parts.scheme,
+        host.lower(),
+        port,
+    ):
+        raise LeadsyncError(f"base URL {shown!r} can be read as two different hosts: refused")
     if parts.scheme == "http" and not is_loopback(host):
         raise LeadsyncError(f"refusing to send the API key over plain http to {host}: use https://")
     return url.rstrip("/")
+
+
+def _shown_url(url: str, limit: int = 200) -> str:
+    """``url`` fit to quote in a message: any userinfo (a password) cut out, and short."""
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        authority, slash, path = rest.partition("/")
+        if "@" in authority:
+            authority = "***@" + authority.rsplit("@", 1)[1]
+        url = f"{scheme}://{authority}{slash}{path}"
+    return url if len(url) <= limit else url[:limit] + "..."
 
 
 def is_loopback(host: str) -> bool:
@@ -67,6 +119,7 @@ class LeadClient:
 
         self.base_url = check_base_url(base_url)
         self.timeout = (config.connect_timeout, config.read_timeout)
+        self.deadline = config.request_deadline
         self.session = requests.Session()
         # proxies (HTTPS_PROXY, NO_PROXY) and REQUESTS_CA_BUNDLE from the environment are
         # honoured, as operators behind a corporate proxy expect; TLS is always verified
@@ -93,7 +146,8 @@ class LeadClient:
         # no charset parameter: RFC 8259 defines none for JSON, and a strict server may
         # compare the media type exactly
         headers = {"Content-Type": "application/json"} if body is not None else None
-        return self.session.request(
+        started = time.monotonic()
+        response: Any = self.session.request(
             method,
             self.base_url + path,
             data=body,
@@ -101,7 +155,11 @@ class LeadClient:
             headers=headers,
             timeout=self.timeout,
             allow_redirects=False,
+            stream=True,  # the body is read below, within a size and a time limit
         )
+        response._content = _bounded_body(response, started + self.deadline)
+        response._content_consumed = True
+        return response
 
     def patch_lead(self, lead_id: str, payload: Mapping[str, Any]) -> Any:
         return self.request(
@@ -110,6 +168,30 @@ class LeadClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _bounded_body(response: Any, deadline: float) -> bytes:
+    """The response body, read (and decompressed) in blocks: at most
+    :data:`~leadsync.defaults.MAX_RESPONSE_BYTES`, and only until ``deadline``. A body cut
+    short by either, or broken off, is dropped (``b""``: unreadable, so the status alone
+    decides); the connection is then closed rather than reused."""
+    import requests
+
+    parts: list[bytes] = []
+    size = 0
+    try:
+        # read1: whatever has arrived, so a trickling server meets the deadline (a plain
+        # read waits for a whole block); 16 KB compressed is at most ~16 MB unpacked
+        while block := response.raw.read1(16 * 1024, decode_content=True):
+            size += len(block)
+            if size > MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+                response.close()
+                return b""
+            parts.append(block)
+    except (requests.RequestException, OSError):
+        response.close()
+        return b""
+    return b"".join(parts)
 
 
 def response_json(response: Any) -> Any:

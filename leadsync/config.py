@@ -65,6 +65,7 @@ _SENDING_KEYS: dict[str, type | tuple[type, ...]] = {
     "concurrency": int,
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
+    "request_deadline": (int, float),
     "max_attempts": int,
     "backoff_initial": (int, float),
     "backoff_max": (int, float),
@@ -105,6 +106,7 @@ class Config:
     concurrency: int = D.CONCURRENCY
     connect_timeout: float = D.CONNECT_TIMEOUT
     read_timeout: float = D.READ_TIMEOUT
+    request_deadline: float = D.REQUEST_DEADLINE  # a whole request, however it trickles
     max_attempts: int = D.MAX_ATTEMPTS
     backoff_initial: float = D.BACKOFF_INITIAL
     backoff_max: float = D.BACKOFF_MAX
@@ -241,7 +243,7 @@ def _checked(config: Config) -> Config:
         raise MappingError("attempts must be at least 1")
     if min(config.backoff_initial, config.backoff_max) < 0:
         raise MappingError("backoff seconds must be 0 or more")
-    if min(config.connect_timeout, config.read_timeout) <= 0:
+    if min(config.connect_timeout, config.read_timeout, config.request_deadline) <= 0:
         raise MappingError("timeouts must be more than 0 seconds")
     if config.ca_bundle is not None and not Path(config.ca_bundle).is_file():
         raise MappingError(f"CA bundle {config.ca_bundle} is not a file")
@@ -312,16 +314,43 @@ def read_api_key(
     if key_file is not None:
         p = Path(key_file)
         try:
-            key = p.read_text(encoding="utf-8-sig").strip()
+            with p.open("rb") as fh:
+                data = fh.read(_KEY_FILE_MAX + 1)  # /dev/zero must not fill the memory
             mode = p.stat().st_mode
         except OSError as exc:
             raise MappingError(f"cannot read the API key file {p}: {exc.strerror or exc}") from None
+        if len(data) > _KEY_FILE_MAX:
+            raise MappingError(
+                f"the API key file {p} is over {_KEY_FILE_MAX // 1024} KB: it should hold "
+                "the key alone"
+            )
+        try:
+            key = data.decode("utf-8-sig").strip()
+        except UnicodeDecodeError:
+            raise MappingError(f"the API key file {p} is not UTF-8 text") from None
         if mode & 0o077:
             warnings.append(f"the API key file {p} can be read by other users: chmod 600 {p}")
         if not key:
             raise MappingError(f"the API key file {p} is empty")
-        return key, warnings
+        return _checked_key(key, f"the API key in {p}"), warnings
     key = env.get(D.ENV_API_KEY, "").strip()
     if not key:
         raise MappingError(f"no API key: set {D.ENV_API_KEY} or pass --api-key-file PATH")
-    return key, warnings
+    return _checked_key(key, f"${D.ENV_API_KEY}"), warnings
+
+
+_KEY_FILE_MAX = 4096  # bytes: far more than any API key
+
+
+def _checked_key(key: str, where: str) -> str:
+    """Refuse a key that cannot be an HTTP header value: it would be quoted back in error
+    messages (and so in reports), or fail deep in the HTTP library. The message never
+    quotes the key."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise MappingError(
+            f"{where} has a line break or another control character inside it: "
+            "it must be the key alone, on one line"
+        )
+    if not key.isascii():
+        raise MappingError(f"{where} has non-ASCII characters: an API key is plain ASCII")
+    return key

@@ -37,6 +37,16 @@ READ_TIMEOUT = 60.0  # seconds
 MAX_ATTEMPTS = 6  # per row, first try included
 BACKOFF_INITIAL = 0.5  # seconds, doubled per retry, with jitter
 BACKOFF_MAX = 60.0
+# The longest wait a server may ask for (Retry-After, X-RateLimit-Reset): past it the
+# request goes out anyway (a 429 again counts as a retry), so a hostile or broken answer
+# cannot stall a run until someone kills it.
+MAX_WAIT = 300.0  # seconds
+# Every request must be over within this, however slowly the server trickles its answer
+# (the read timeout is per read, not per request).
+REQUEST_DEADLINE = 120.0  # seconds
+# What leadsync reads of any response body: a lead, a list of offices or an error is a
+# few KB; a server that sends gigabytes is cut off, and the answer counts as unreadable.
+MAX_RESPONSE_BYTES = 4 << 20
 BREAKER_THRESHOLD = 25  # consecutive rows that failed outright abort the run
 PROGRESS_EVERY = 10.0  # seconds between log lines when not on a terminal
 

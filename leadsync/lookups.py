@@ -84,7 +84,13 @@ def look_up(
         sender = new_sender()
         try:
             while (value := todo.get()) is not None:
-                lookups.by_value[value] = sender.find_lead(by, value)  # dict writes are atomic
+                try:
+                    found = sender.find_lead(by, value)
+                except AbortError:
+                    raise
+                except Exception as exc:  # a bug or a strange answer must not stop the run
+                    found = Lookup(None, f"looking the lead up failed: {type(exc).__name__}", True)
+                lookups.by_value[value] = found  # dict writes are atomic
         except AbortError as exc:  # a refused key: nothing is sent
             lookups.abort = lookups.abort or str(exc)
             stop.set()

@@ -9,6 +9,7 @@ lead, a lookup, the offices) goes through the one retried :meth:`RowSender.get`.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -43,6 +44,7 @@ def _backoff(config: Config) -> Any:
     )
 
 
+_WHOLE_ID = re.compile(r"([0-9]{1,18})(?:\.0*)?", re.ASCII)
 _AMBIGUOUS_STATUS = frozenset({500, 502, 504})
 _SAFE_STATUS = frozenset({429, 503})
 
@@ -285,12 +287,9 @@ class RowSender:
         for item in items:
             if not isinstance(item, dict) or "id" not in item:
                 continue
-            raw = str(item["id"]).strip()
-            oid: int | str = (
-                int(float(raw))
-                if raw.replace(".", "", 1).isdigit() and float(raw).is_integer()
-                else raw
-            )
+            raw = str(item["id"]).strip()[:64]
+            whole = _WHOLE_ID.fullmatch(raw)  # ASCII digits: "²".isdigit() is True
+            oid: int | str = int(whole.group(1)) if whole else raw
             out.append((oid, str(item.get("name") or "")))
         return out
 
@@ -315,7 +314,9 @@ class RowSender:
             return Lookup(None, why.rstrip(), False)
         body = response_json(response)
         items = body.get("data", body) if isinstance(body, dict) else body
-        ids = [str(i["id"]) for i in items or [] if isinstance(i, dict) and "id" in i]
+        if not isinstance(items, list):  # a malformed answer: the API could not be asked
+            return Lookup(None, "looking the lead up failed: the answer was not a list", True)
+        ids = [str(i["id"])[:64] for i in items if isinstance(i, dict) and "id" in i]
         if len(ids) == 1:
             return Lookup(ids[0], "", False)
         if not ids:
@@ -342,13 +343,21 @@ class RowSender:
     def check_applied(self, lead_id: str, payload: Mapping[str, Any]) -> bool | None:
         """Read the lead back: True applied, False not applied, None cannot tell."""
         lead = self.read_lead(lead_id).lead
-        return payload_applied(lead, payload) if lead is not None else None
+        if lead is None:
+            return None
+        try:
+            return payload_applied(lead, payload)
+        except (TypeError, ValueError, AttributeError):  # a lead of an undocumented shape
+            return None
 
 
 def payload_applied(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool | None:
     """Does ``lead`` show ``payload`` applied? None when it cannot tell."""
     pairs = [tuple(p) for p in payload.get("questionnaire", [])]
-    have = [_pair(item) for item in lead.get("questionnaire") or []]
+    answers = lead.get("questionnaire") or []
+    if not isinstance(answers, list):
+        return None  # not the shape the API documents: cannot tell
+    have = [_pair(item) for item in answers]
     if pairs and not any(p in have for p in pairs):
         return False  # none of the answers is there: safe to send again
     for key, value in payload.items():

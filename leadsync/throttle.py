@@ -7,39 +7,51 @@ honour ``Retry-After``, creep up while all is well, never above ``--max-rate``.
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from leadsync.config import Config
+from leadsync.defaults import MAX_WAIT
 
 Clock = Callable[[], float]
 
 
+def capped_wait(seconds: float) -> float:
+    """A wait a server asked for, within 0 and :data:`~leadsync.defaults.MAX_WAIT`: a
+    ``Retry-After: 999999`` must not stall a run until someone kills it."""
+    return min(max(0.0, seconds), MAX_WAIT) if math.isfinite(seconds) else MAX_WAIT
+
+
 def retry_after_seconds(value: str | None, now_epoch: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    """``Retry-After`` as seconds (a number, or an HTTP date), capped by :func:`capped_wait`;
+    None when absent or unreadable (``nan``, garbage)."""
     if not value:
         return None
-    value = value.strip()
+    value = value.strip()[:100]
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now_epoch = time.time() if now_epoch is None else now_epoch
-    return max(0.0, when.timestamp() - now_epoch)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            now_epoch = time.time() if now_epoch is None else now_epoch
+            seconds = when.timestamp() - now_epoch
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+    return None if math.isnan(seconds) else capped_wait(seconds)
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     raw = headers.get(name)
     try:
-        return int(float(raw)) if raw is not None else None
+        value = float(raw[:100]) if raw is not None else None
     except ValueError:
         return None
+    if value is None or not math.isfinite(value) or abs(value) > 1e15:
+        return None  # inf, nan or absurd: as if the header were not there
+    return int(value)
 
 
 @dataclass
@@ -160,7 +172,7 @@ class Throttle:
                 self.stats.rate_limited += 1
                 wait = retry_after
                 if wait is None and reset_epoch is not None:
-                    wait = max(0.0, reset_epoch - time.time())
+                    wait = capped_wait(reset_epoch - time.time())
                 if wait is not None:
                     self.stats.waits_for_retry_after += 1
                     self.pause_until = max(self.pause_until, now + wait)
@@ -240,7 +252,7 @@ class Throttle:
             if self.unchanged > self.peak_in_flight + 1:
                 self.refilling = True
         if reset_epoch is not None:
-            self.reset_at = now + max(0.0, reset_epoch - time.time())
+            self.reset_at = now + capped_wait(reset_epoch - time.time())
 
     def _grow(self) -> None:
         r = self.rate

@@ -1,0 +1,325 @@
+"""Hostile settings and hostile servers (issue 21): each case reproduces a defect that
+leaked the key, lost a row, crashed or hung, against a real loopback server."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import leadsync
+from leadsync.config import Config
+from leadsync.throttle import MAX_WAIT, retry_after_seconds
+from tests.conftest import read_csv_report, write_csv
+
+Reply = Callable[[BaseHTTPRequestHandler], None]
+KEY = "hostile-test-key-123"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        server: Any = self.server
+        server.seen.append((self.command, self.path, self.headers.get("X-API-KEY")))
+        server.reply(self)
+
+    do_GET = do_PATCH = do_POST = _any
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, **headers: str) -> None:
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[..., Any]]:
+    """Start a loopback server whose every answer is ``reply(handler)``."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(reply: Reply, host: str = "127.0.0.1") -> Any:
+        server: Any = ThreadingHTTPServer((host, 0), _Handler)
+        server.daemon_threads = True
+        server.reply, server.seen = reply, []
+        server.base_url = f"http://{host}:{server.server_address[1]}/api/v103"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def export(tmp_path: Path, rows: int = 3, email: bool = False) -> Path:
+    header = ["id", "first_name", "last_name", "status"] + (["email"] if email else [])
+    body = [
+        ["" if email else str(1000 + i), f"F{i}", f"L{i}", "New"]
+        + ([f"p{i}@example.com"] if email else [])
+        for i in range(rows)
+    ]
+    return write_csv(tmp_path / "in.csv", [header, *body])
+
+
+def quick(base_url: str, **settings: Any) -> Config:
+    return Config(base_url=base_url, check_offices=False, backoff_initial=0.01, **settings)
+
+
+# -- the base URL and the key: nothing may carry the key elsewhere ------------------
+
+
+def test_d13_a_backslash_in_the_base_url_is_refused_and_the_other_host_gets_nothing(
+    hostile: Callable[..., Any], tmp_path: Path, cli: Any
+) -> None:
+    decoy = hostile(lambda h: send_json(h, 200, {}), host="127.0.0.2")
+    real = hostile(lambda h: send_json(h, 200, {}))
+    port = decoy.server_address[1]
+    url = f"http://127.0.0.2:{port}\\@127.0.0.1:{real.server_address[1]}/api/v103"
+    result = cli(
+        "sync", export(tmp_path), "--report-dir", tmp_path / "o",
+        env={"LEADSYNC_API_KEY": KEY, "LEADSYNC_BASE_URL": url},
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "has a backslash" in result.stderr and len(result.stderr.splitlines()) == 1
+    assert decoy.seen == [] and real.seen == []
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://user:s3cret-pw@127.0.0.1:9/api/v103", "carries a user name or password"),
+        ("http://127.0.0.1:9/api/v103?tenant=7", "has a query string or fragment"),
+        ("http://127.0.0.1:9/api/v103#x", "has a query string or fragment"),
+        ("http://127.0.0.1:9/api v103", "has a backslash, a space or a control character"),
+    ],
+)
+def test_d14_userinfo_and_query_strings_are_refused_without_quoting_a_password(
+    url: str, says: str, tmp_path: Path, cli: Any
+) -> None:
+    result = cli(
+        "sync", export(tmp_path), "--report-dir", tmp_path / "o", "--json",
+        env={"LEADSYNC_API_KEY": KEY, "LEADSYNC_BASE_URL": url},
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert says in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("abc\ndef-the-rest", "has a line break or another control character"),
+        ("abc\rdef-the-rest", "has a line break or another control character"),
+        ("kéy-with-accent", "has non-ASCII characters"),
+    ],
+)
+def test_d11_d12_a_key_that_cannot_be_a_header_is_refused_and_never_quoted(
+    key: str, says: str, tmp_path: Path, cli: Any, hostile: Callable[..., Any]
+) -> None:
+    server = hostile(lambda h: send_json(h, 200, {}))
+    key_file = tmp_path / "key"
+    key_file.write_text(key, encoding="utf-8")
+    key_file.chmod(0o600)
+    for how in (["--api-key-file", str(key_file)], []):
+        result = cli(
+            "sync", export(tmp_path), "--report-dir", tmp_path / "o", *how,
+            env={"LEADSYNC_API_KEY": key, "LEADSYNC_BASE_URL": server.base_url},
+        )  # fmt: skip
+        assert result.exit_code == 2, result.stderr
+        assert says in result.stderr and len(result.stderr.splitlines()) == 1
+        assert "def-the-rest" not in result.stderr and "kéy" not in result.stderr
+    assert server.seen == []
+
+
+def test_d12_a_key_file_that_is_huge_or_not_text_is_one_line(tmp_path: Path, cli: Any) -> None:
+    binary = tmp_path / "binary-key"
+    binary.write_bytes(b"\xff\xfe\x00key")
+    for path, says in (("/dev/zero", "is over 4 KB"), (str(binary), "is not UTF-8 text")):
+        started = time.monotonic()
+        result = cli(
+            "sync", export(tmp_path), "--api-key-file", path,
+            env={"LEADSYNC_BASE_URL": "http://127.0.0.1:9/api/v103"},
+        )  # fmt: skip
+        assert result.exit_code == 2 and says in result.stderr
+        assert time.monotonic() - started < 10
+
+
+# -- strange answers end as outcomes, never as crashes -------------------------------
+
+
+def test_d17_infinite_rate_limit_headers_do_not_turn_a_200_into_a_failure(
+    hostile: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = hostile(
+        lambda h: send_json(h, 200, {}, X_RateLimit_Limit="inf", X_RateLimit_Remaining="-inf")
+    )
+    result = leadsync.sync(export(tmp_path), quick(server.base_url), tmp_path / "o", api_key=KEY)
+    assert result.summary["outcomes"]["updated"] == 3 and result.exit_code == 0
+
+
+def test_d18_an_office_id_of_superscript_two_is_listed_not_a_crash(
+    hostile: Callable[..., Any], cli: Any
+) -> None:
+    server = hostile(lambda h: send_json(h, 200, {"data": [{"id": "²", "name": "X"}, {"id": 7}]}))
+    result = cli(
+        "offices", "--json", env={"LEADSYNC_API_KEY": KEY, "LEADSYNC_BASE_URL": server.base_url}
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == [{"id": "²", "name": "X"}, {"id": 7, "name": ""}]
+
+
+def test_d19_a_read_back_whose_questionnaire_is_not_a_list_ends_unknown(
+    hostile: Callable[..., Any], tmp_path: Path
+) -> None:
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        if h.command == "PATCH":
+            send_json(h, 500, {"message": "boom"})  # ambiguous: the lead is read back
+        else:
+            send_json(h, 200, {"data": {"id": "1000", "questionnaire": 5}})
+
+    server = hostile(reply)
+    src = write_csv(
+        tmp_path / "q.csv",
+        [["id", "first_name", "last_name", "questionnaire: Budget?"], ["1000", "A", "B", "£1"]],
+    )
+    result = leadsync.sync(src, quick(server.base_url), tmp_path / "o", api_key=KEY)
+    rows = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert [(r["outcome"], r["code"]) for r in rows] == [("unknown", "ambiguous")]
+    assert result.exit_code == 1
+
+
+def test_d20_a_lookup_answering_a_number_fails_that_row_and_the_run_goes_on(
+    hostile: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = hostile(lambda h: send_json(h, 200, {"data": 5}))
+    config = quick(server.base_url, match_by="email", max_attempts=1)
+    result = leadsync.sync(export(tmp_path, email=True), config, tmp_path / "o", api_key=KEY)
+    rows = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert {(r["outcome"], r["code"]) for r in rows} == {("failed", "lookup_failed")}
+    assert len(rows) == 3 and result.exit_code == 1
+
+
+# -- unbounded answers are bounded ---------------------------------------------------
+
+
+def _gzip_bomb(megabytes: int) -> bytes:
+    """``megabytes`` of zeros, gzipped a block at a time (~1 KB on the wire per MB)."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    block = bytes(1 << 20)
+    return b"".join([*(packer.compress(block) for _ in range(megabytes)), packer.flush()])
+
+
+def test_d15_huge_and_gzip_bomb_bodies_are_cut_off_and_the_200_stands(
+    hostile: Callable[..., Any], tmp_path: Path
+) -> None:
+    """A 1 GB gzip bomb and a 64 MB plain body: the sync (a real process, its own peak
+    memory measured by the kernel) stays under 300 MB and the 200s stand."""
+    import subprocess
+    import sys
+
+    bomb = _gzip_bomb(1024)
+
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if h.path.endswith("/leads/1000"):
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(bomb)))
+            h.end_headers()
+            h.wfile.write(bomb)
+        else:  # 64 MB of plain body
+            h.send_header("Content-Length", str(64 << 20))
+            h.end_headers()
+            block = b" " * (1 << 20)
+            try:
+                for _ in range(64):
+                    h.wfile.write(block)
+            except OSError:
+                pass  # the client hung up once it had read enough: that is the point
+
+    server = hostile(reply)
+    env = {**os.environ, "LEADSYNC_API_KEY": KEY, "LEADSYNC_BASE_URL": server.base_url}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leadsync", "sync", str(export(tmp_path)), "--no-check-offices",
+         "--report-dir", str(tmp_path / "o"), "--json"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    summary = json.loads(proc.stdout.read())
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert summary["outcomes"]["updated"] == 3
+    assert usage.ru_maxrss < 300 * 1024, f"peak {usage.ru_maxrss // 1024} MB"  # KB on Linux
+    assert time.monotonic() - started < 60
+
+
+def test_d16_a_trickling_body_ends_at_the_request_deadline(
+    hostile: Callable[..., Any], tmp_path: Path
+) -> None:
+    def reply(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", "100000")
+        h.end_headers()
+        try:
+            for _ in range(200):  # one byte every 0.1 s, for up to 20 s: bounded
+                h.wfile.write(b" ")
+                h.wfile.flush()
+                time.sleep(0.1)
+        except OSError:
+            pass
+
+    server = hostile(reply)
+    config = quick(server.base_url, read_timeout=5, request_deadline=1, concurrency=3)
+    started = time.monotonic()
+    result = leadsync.sync(export(tmp_path), config, tmp_path / "o", api_key=KEY)
+    assert result.summary["outcomes"]["updated"] == 3
+    assert time.monotonic() - started < 8  # per-read timeouts alone would take 20 s
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("999999", MAX_WAIT),
+        ("inf", MAX_WAIT),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_WAIT),
+        ("nan", None),
+        ("-5", 0.0),
+        ("2", 2.0),
+    ],
+)
+def test_d16_server_asked_waits_are_capped(value: str, seconds: float | None) -> None:
+    assert retry_after_seconds(value) == seconds
+
+
+def test_the_hostile_server_itself_answers(hostile: Callable[..., Any]) -> None:
+    """The fixture is real HTTP on loopback: a plain GET gets its JSON back."""
+    import requests
+
+    server = hostile(lambda h: send_json(h, 200, {"ok": True}))
+    assert requests.get(server.base_url + "/x", timeout=5).json() == {"ok": True}
+    assert os.environ.get("LEADSYNC_API_KEY") != KEY  # nothing leaked into the environment
