@@ -31,8 +31,10 @@ from typing import Any
 
 from leadsync.errors import AbortError, InputError
 from leadsync.model import Outcome
+from leadsync.private import ensure_private
 
 SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4C534E43  # "LSNC" in the SQLite header: this file is a leadsync journal
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -128,9 +130,12 @@ class Journal:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ensure_private(self.path)
             self.db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30
             )
+            self._refuse_foreign()
+            self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -145,10 +150,20 @@ class Journal:
             raise InputError(
                 f"cannot create the journal {self.path}: {exc.strerror or exc}"
             ) from None
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)  # it holds what was sent: personal data
         self.mutex = threading.Lock()
         self._lock: Any = None  # a filelock.FileLock while this process holds the journal
+
+    def _refuse_foreign(self) -> None:
+        """Another program's SQLite file is refused before anything is written to it."""
+        (app,) = self.db.execute("PRAGMA application_id").fetchone()
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        ours = app == APPLICATION_ID or (app == 0 and {"runs", "attempts"} <= tables)
+        if tables and not ours:
+            self.db.close()
+            raise InputError(
+                f"{self.path} is not a leadsync journal (another program's database): "
+                "choose another --journal; it was left untouched"
+            )
 
     def close(self) -> None:
         self.release()
@@ -183,7 +198,7 @@ class Journal:
         """
         from filelock import FileLock, Timeout
 
-        lock = FileLock(self.path.with_name(self.path.name + ".lock"), timeout=0)
+        lock = FileLock(self.path.with_name(self.path.name + ".lock"), timeout=0, mode=0o600)
         try:
             lock.acquire()
         except Timeout:

@@ -41,6 +41,7 @@ from leadsync.model import (
     Outcome,
     Problem,
 )
+from leadsync.private import open_private
 from leadsync.reader import Table, display_text
 
 if TYPE_CHECKING:
@@ -49,16 +50,6 @@ if TYPE_CHECKING:
 # what the fast path gives a row it cleared: 0 valid, 1 skipped_blank (2: see slow rows)
 _FAST_OUTCOMES = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value)
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def private_file(path: Path, mode: str = "w") -> IO[Any]:
-    """Open ``path`` for writing, created with mode 0600 (owner only)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(path, flags, 0o600)
-    os.chmod(path, 0o600)  # the file may have existed with wider permissions
-    if "b" in mode:
-        return os.fdopen(fd, mode)
-    return os.fdopen(fd, mode, encoding="utf-8", newline="")
 
 
 class ReportWriter:
@@ -89,8 +80,8 @@ class ReportWriter:
         }
         try:
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._failures_fh = private_file(self.paths["failures"])
-            self._successes_fh = private_file(self.paths["successes"])
+            self._failures_fh = open_private(self.paths["failures"])
+            self._successes_fh = open_private(self.paths["successes"])
         except OSError as exc:  # a --report-dir that cannot be: the user's to fix
             raise LeadsyncError(
                 f"cannot write the reports to {directory}: {exc.strerror or exc} "
@@ -156,7 +147,7 @@ class ReportWriter:
         items = problems or [Problem(row=row.row, code=outcome, message=outcome, stage="send")]
         for p in items:
             self.codes[p.code] += 1
-            fields = [str(row.row), lead, outcome, p.stage, p.field or "", p.code]
+            fields = [str(row.row), lead, outcome, p.stage, neutralise(p.field or ""), p.code]
             fields += [neutralise(p.message), status]
             if encoded is None:
                 self._failures.writerow([*fields, *original])
@@ -236,7 +227,7 @@ class ReportWriter:
         self._successes_fh.close()
         if self._xlsx is not None:
             self._xlsx.close(summary)
-        with private_file(self.paths["summary"]) as fh:
+        with open_private(self.paths["summary"]) as fh:
             json.dump(summary, fh, indent=2, ensure_ascii=False, default=str)
             fh.write("\n")
 
@@ -458,7 +449,7 @@ class _XlsxReport:
         self.path = path
         self.full = full
         self.width = len(table.headers)
-        self.fh = private_file(path, "wb")
+        self.fh = open_private(path, "wb")
         self.book = xlsxwriter.Workbook(
             self.fh,
             {
