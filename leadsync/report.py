@@ -49,6 +49,17 @@ if TYPE_CHECKING:
 
 # what the fast path gives a row it cleared: 0 valid, 1 skipped_blank (2: see slow rows)
 _FAST_OUTCOMES = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value)
+_SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
+
+
+def excel_sheet_name(name: str | None) -> str:
+    """``name`` as Excel allows a sheet to be called: none of ``[]:*?/`` nor a
+    backslash, no ``'`` at either end, at most 31 characters, not blank (a LibreOffice or
+    ODS sheet may be named what Excel refuses, and XlsxWriter raises on it)."""
+    cleaned = _SHEET_NAME_BAD.sub("_", name or "").strip().strip("'").strip()[:31].strip("'")
+    return cleaned or "Leads"
+
+
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -459,7 +470,7 @@ class _XlsxReport:
                 "strings_to_urls": False,
             },
         )
-        name = table.sheet or "Leads"
+        name = excel_sheet_name(table.sheet)
         self.sheet = self.book.add_worksheet(name)
         summary_name = "Summary" if name.casefold() != "summary" else "leadsync summary"
         self.summary_sheet = self.book.add_worksheet(summary_name)

@@ -413,3 +413,70 @@ def test_d21_a_servers_field_name_is_neutralised_in_failures_csv(
     leadsync.sync(export(tmp_path, rows=1), quick(server.base_url), tmp_path / "o", api_key=KEY)
     rows = read_csv_report(tmp_path / "o" / "failures.csv")
     assert [(r["outcome"], r["field"]) for r in rows] == [("rejected", "'=HYPERLINK(1)")]
+
+
+@pytest.mark.parametrize(
+    "name", ["Q1/2025:[x]", "'Leads'", "An export sheet named at length, 40 c"]
+)
+def test_d4_a_sheet_name_excel_refuses_does_not_crash_the_report(
+    tmp_path: Path, cli: Any, name: str
+) -> None:
+    """A workbook from a lax writer (its sheet renamed in workbook.xml): report.xlsx is
+    written under a name Excel accepts."""
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    from tests.conftest import write_xlsx
+
+    plain = write_xlsx(tmp_path / "plain.xlsx", [["id", "first_name", "last_name"], [1, "A", "B"]])
+    odd = tmp_path / "odd.xlsx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(odd, "w") as out:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "xl/workbook.xml":
+                escaped = name.replace("&", "&amp;").replace("'", "&apos;")
+                data = data.replace(b'name="Leads"', f'name="{escaped}"'.encode())
+            out.writestr(item, data)
+    result = cli("validate", odd, "--report-dir", tmp_path / "o")
+    assert result.exit_code == 0, result.stderr
+    sheets = load_workbook(tmp_path / "o" / "report.xlsx", read_only=True).sheetnames
+    assert len(sheets[0]) <= 31 and not set("[]:*?/\\") & set(sheets[0]) and sheets[1] == "Summary"
+
+
+def test_d2_a_zip_bomb_workbook_is_refused_before_it_is_unpacked(tmp_path: Path, cli: Any) -> None:
+    """A real workbook whose sheet XML is padded with 200 MB of spaces (~200 KB packed)."""
+    import zipfile
+
+    from tests.conftest import write_xlsx
+
+    plain = write_xlsx(tmp_path / "plain.xlsx", [["id", "first_name", "last_name"], [1, "A", "B"]])
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</worksheet>", b" " * (200 << 20) + b"</worksheet>")
+            out.writestr(item.filename, data)
+    assert bomb.stat().st_size < 2 << 20
+    started = time.monotonic()
+    result = cli("validate", bomb, "--report-dir", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "xl/worksheets/sheet1.xml unpacks" in result.stderr and "refused" in result.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_d3_an_error_cell_that_never_closes_is_scanned_in_linear_time() -> None:
+    import io
+
+    from leadsync.reader.sheetxml import SheetScan, _scan_part
+
+    def scan(megabytes: int) -> float:
+        xml = b'<sheetData><row r="2"><c r="A2" t="e"><v>' + b"x" * (megabytes << 20)
+        started = time.perf_counter()
+        assert _scan_part(io.BytesIO(xml), SheetScan(), True, block_size=1 << 20) == {}
+        return time.perf_counter() - started
+
+    small, large = scan(16), scan(64)
+    assert large < 5  # it was 3.3 s at 64 MB, 39.7 s at 256 MB (quadratic)
+    assert large < 8 * small + 0.5  # 4x the bytes: about 4x the time, not 16x

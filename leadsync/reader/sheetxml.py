@@ -25,6 +25,7 @@ _CELL_TAG = re.compile(rb"<(?:[\w.-]+:)?c\s")
 _CELL_END = re.compile(rb"</(?:[\w.-]+:)?c>")
 _CELL_REF = re.compile(rb"""\sr=["']([A-Z]{1,3})([0-9]{1,7})["']""")
 _CELL_VALUE = re.compile(rb"<(?:[\w.-]+:)?v>([^<]*)</(?:[\w.-]+:)?v>")
+_MAX_OPEN_CELL = 1 << 20  # bytes: far more than any real cell (32,767 characters at most)
 _CARRY = 1 << 12  # bytes carried between blocks: more than a formula's or a cell's tail
 
 
@@ -64,6 +65,10 @@ def _scan_part(
             # a match ending inside the carried-over bytes was counted already
             scan.uncached += sum(1 for m in _UNCACHED_FORMULA.finditer(data) if m.end() > kept)
         done = _find_errors(data, done, errors)
+        if len(data) - done > _MAX_OPEN_CELL:
+            # an error cell that never closes (a malformed or hostile file): stop carrying
+            # it, or every block would scan it again (quadratic)
+            done = len(data) - _CARRY
         cut = max(0, min(done, len(data) - _CARRY))
         data, done = data[cut:], done - cut
     return errors
