@@ -33,3 +33,14 @@ class AbortError(LeadsyncError):
     """The run had to stop before every row was attempted."""
 
     exit_code = ExitCode.ABORTED
+
+
+SHOWN_CHARS = 200  # how much of a user's value a message, a log line or the summary quotes
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` cut to ``limit`` characters for a message or the summary (a 300 MB header
+    must not be echoed whole), saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"

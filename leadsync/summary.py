@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from leadsync import __version__
 from leadsync.config import Config
-from leadsync.errors import ExitCode
+from leadsync.errors import ExitCode, shown
 from leadsync.model import OUTCOMES, ColumnPlan
 
 if TYPE_CHECKING:
@@ -69,8 +69,8 @@ def build_summary(
         "rows": rows,
         "outcomes": {o: counts.get(o, 0) for o in OUTCOMES},
         "problems_by_code": dict(codes.most_common()),
-        "unmapped_columns": list(plan.unmapped),
-        "notices": list(table.notices),
+        "unmapped_columns": [shown(h) for h in plan.unmapped],
+        "notices": [shown(n, 2000) for n in table.notices],
         "exit_code": int(exit_code),
         "reports": reports,
     }

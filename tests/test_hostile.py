@@ -480,3 +480,15 @@ def test_d3_an_error_cell_that_never_closes_is_scanned_in_linear_time() -> None:
     small, large = scan(16), scan(64)
     assert large < 5  # it was 3.3 s at 64 MB, 39.7 s at 256 MB (quadratic)
     assert large < 8 * small + 0.5  # 4x the bytes: about 4x the time, not 16x
+
+
+def test_d22_a_huge_header_is_not_echoed_whole(tmp_path: Path, cli: Any) -> None:
+    src = write_csv(
+        tmp_path / "wide.csv",
+        [["id", "first_name", "last_name", "x" * (1 << 20)], ["1", "A", "B", "y"]],
+    )
+    result = cli("validate", src, "--report-dir", tmp_path / "o")
+    assert result.exit_code == 0
+    assert len(result.stdout) < 4000
+    summary = (tmp_path / "o" / "summary.json").read_text(encoding="utf-8")
+    assert len(summary) < 8000 and "more characters" in summary

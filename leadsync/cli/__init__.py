@@ -17,7 +17,7 @@ import click
 from leadsync import __version__, defaults
 from leadsync.cli import commands, tools
 from leadsync.cli.common import log, redacted, traceback_if_debug
-from leadsync.errors import ExitCode, LeadsyncError
+from leadsync.errors import ExitCode, LeadsyncError, shown
 
 
 class _Boundary(click.Group):
@@ -26,7 +26,7 @@ class _Boundary(click.Group):
             code = super().invoke(ctx)
         except LeadsyncError as exc:
             traceback_if_debug(ctx)
-            log("error", redacted(ctx, str(exc)), exit_code=int(exc.exit_code))
+            log("error", redacted(ctx, shown(str(exc), 2000)), exit_code=int(exc.exit_code))
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from leadsync.config import IGNORE, Config
-from leadsync.errors import InputError, MappingError
+from leadsync.errors import InputError, MappingError, shown
 from leadsync.fields import (
     FIELD_KEYS,
     FIELDS_BY_NAME,
@@ -32,7 +32,8 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
             what = "the lead id" if t.kind == "id" else _target_text(t)
             first = seen[key]
             raise InputError(
-                f"columns {headers[first]!r} ({column_letter(first)}) and {headers[i]!r} "
+                f"columns {shown(headers[first])!r} ({column_letter(first)}) and "
+                f"{shown(headers[i])!r} "
                 f"({column_letter(i)}) both map to {what}: rename one, or map it to "
                 "'ignore' in the mapping file"
             )
