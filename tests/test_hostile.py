@@ -492,3 +492,24 @@ def test_d22_a_huge_header_is_not_echoed_whole(tmp_path: Path, cli: Any) -> None
     assert len(result.stdout) < 4000
     summary = (tmp_path / "o" / "summary.json").read_text(encoding="utf-8")
     assert len(summary) < 8000 and "more characters" in summary
+
+
+def test_d6_an_unclosed_quote_is_an_input_error_naming_its_line(tmp_path: Path, cli: Any) -> None:
+    src = tmp_path / "runaway.csv"
+    src.write_bytes(
+        b'id,first_name,last_name,notes\r\n1000,A,B,ok\r\n1001,C,D,"unclosed\r\n'
+        + b"".join(b"%d,E,F,x\r\n" % (1002 + i) for i in range(5))
+    )
+    result = cli("validate", src, "--report-dir", tmp_path / "o")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        'leadsync: error: runaway.csv: a quote (") opened on line 3 is never closed, so the '
+        "rest of the file would be read as one cell: close it, or remove it\n"
+    )
+
+
+def test_d6_a_bare_inch_mark_in_an_unquoted_cell_is_still_text(tmp_path: Path, cli: Any) -> None:
+    src = tmp_path / "tv.csv"
+    src.write_bytes(b'id,first_name,last_name,notes\r\n1000,A,B,12" TV\r\n1001,C,D,x\r\n')
+    result = cli("validate", src, "--report-dir", tmp_path / "o")
+    assert result.exit_code == 0 and "valid                 2" in result.stdout

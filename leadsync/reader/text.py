@@ -35,16 +35,23 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 def detect_encoding(path: Path) -> str:
     """UTF-16 or UTF-8 (with or without BOM) if the bytes say so, else cp1252."""
+    return _sniff_bytes(path)[0]
+
+
+def _sniff_bytes(path: Path) -> tuple[str, int | None]:
+    """The encoding (see :func:`detect_encoding`) and how many ``"`` bytes the file holds
+    (None for UTF-16), from one pass over its bytes."""
     with path.open("rb") as fh:
         head = fh.read(4)
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            return "utf-16"
+            return "utf-16", None
         fh.seek(0)
-        if not _valid_utf8(fh):
+        valid, quotes = _valid_utf8(fh)
+        if not valid:
             fh.seek(0)
             _refuse_mixed(fh, path)
-            return "cp1252"
-    return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
+            return "cp1252", quotes
+    return ("utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"), quotes
 
 
 def _refuse_mixed(fh: IO[bytes], path: Path) -> None:
@@ -92,14 +99,21 @@ def _lines_before(fh: IO[bytes], offset: int) -> int:
     return count
 
 
-def _valid_utf8(fh: IO[bytes]) -> bool:
+def _valid_utf8(fh: IO[bytes]) -> tuple[bool, int]:
     """Whether every byte of ``fh`` is UTF-8 (pyarrow checks 1 MB in ~0.3 ms, 3x faster
-    than decoding it: a 150 MB file is checked in 0.04 s)."""
+    than decoding it: a 150 MB file is checked in 0.04 s), and its count of ``"`` bytes
+    (numpy: twice as fast as bytes.count), read to the end either way."""
+    import numpy as np
     import pyarrow as pa
 
     offsets = memoryview(bytearray(8)).cast("i")  # one string: [0, its length]
     carry = b""
+    valid = True
+    quotes = 0
     while block := fh.read(1 << 20):
+        quotes += int(np.count_nonzero(np.frombuffer(block, np.uint8) == 0x22))
+        if not valid:
+            continue
         data = carry + block if carry else block
         cut = _complete(data)
         offsets[1] = cut
@@ -107,9 +121,10 @@ def _valid_utf8(fh: IO[bytes]) -> bool:
         try:
             text.validate(full=True)
         except pa.ArrowInvalid:
-            return False
+            valid = False
         carry = data[cut:]
-    return not carry  # a sequence cut short by the end of the file is not UTF-8
+    # a sequence cut short by the end of the file is not UTF-8
+    return valid and not carry, quotes
 
 
 def _complete(data: bytes) -> int:
@@ -300,8 +315,40 @@ def _spilled(columns: list[Any]) -> dict[int, int]:
     return {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
 
 
+def _refuse_unclosed_quote(source: _TextSource, quotes: int | None) -> None:
+    """Raise :class:`InputError` when a quote opened in the file is never closed: the
+    rest of the file would be read as one cell and its rows would vanish from every
+    report. Quotes come in pairs in a well-formed CSV (an escaped quote is doubled), so
+    an odd count says one is open (counted in the encoding pass, ~40 ms for 150 MB),
+    and only then is the file parsed again to find where."""
+    if quotes is None or quotes % 2 == 0:
+        return  # balanced (or UTF-16, where a quote is not one byte: left to the parser)
+    errors = "replace" if source.encoding == "cp1252" else "strict"
+    with source.path.open(encoding=source.encoding, errors=errors, newline="") as fh:
+        reader = csv.reader(fh, delimiter=source.delimiter)
+        start = last_start = 1
+        for _ in reader:
+            last_start, start = start, reader.line_num + 1
+    # a bare quote inside an unquoted cell (12" TV) is text, and makes the count odd
+    # too: the file is refused only if its last record really ends inside a quote
+    with source.path.open(encoding=source.encoding, errors=errors, newline="") as fh:
+        tail = itertools.islice(fh, last_start - 1, None)  # lines, streamed
+        try:
+            for _ in csv.reader(tail, delimiter=source.delimiter, strict=True):
+                pass
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                return
+        else:
+            return
+    raise InputError(
+        f'{source.path.name}: a quote (") opened on line {last_start} is never closed, so '
+        "the rest of the file would be read as one cell: close it, or remove it"
+    )
+
+
 def open_text(path: Path, suffix: str) -> Table:
-    encoding = detect_encoding(path)
+    encoding, quotes = _sniff_bytes(path)
     try:
         with path.open(encoding=encoding, errors="replace", newline="") as fh:
             sample = fh.read(_SNIFF_CHARS)
@@ -315,6 +362,7 @@ def open_text(path: Path, suffix: str) -> Table:
     if header is None or not any(h.strip() for h in header):
         raise InputError(f"{path.name} is empty: expected a header row, then one row per lead")
     source.width = len(header)
+    _refuse_unclosed_quote(source, quotes)
     table = Table(
         path=path,
         format="csv",
