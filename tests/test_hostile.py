@@ -513,3 +513,28 @@ def test_d6_a_bare_inch_mark_in_an_unquoted_cell_is_still_text(tmp_path: Path, c
     src.write_bytes(b'id,first_name,last_name,notes\r\n1000,A,B,12" TV\r\n1001,C,D,x\r\n')
     result = cli("validate", src, "--report-dir", tmp_path / "o")
     assert result.exit_code == 0 and "valid                 2" in result.stdout
+
+
+def test_d1_a_stray_cell_at_xfd1048576_is_refused_before_calamine_loads_it(
+    tmp_path: Path,
+) -> None:
+    """Run as a process: on the old code calamine aborted it (exit 134, no reports)."""
+    import subprocess
+    import sys
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["id", "first_name", "last_name"])
+    sheet.append([1, "A", "B"])
+    sheet["XFD1048576"] = "x"
+    book.save(tmp_path / "stray.xlsx")
+    proc = subprocess.run(
+        [sys.executable, "-m", "leadsync", "validate", str(tmp_path / "stray.xlsx"),
+         "--report-dir", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "spans 17,179,869,184 cells, over leadsync's limit" in proc.stderr

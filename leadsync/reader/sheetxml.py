@@ -148,3 +148,31 @@ def _saved_by_a_calculating_program(z: Any) -> bool:
     m = re.search(rb"<Application>([^<]*)</Application>", app)
     name = m.group(1).strip() if m else b""
     return name == b"Microsoft Excel" or name.startswith(b"LibreOffice")
+
+
+_DIMENSION = re.compile(
+    rb"""<(?:[\w.-]+:)?dimension\s+ref=["']([A-Z]{1,3})([0-9]{1,7})(?::([A-Z]{1,3})([0-9]{1,7}))?["']"""
+)
+
+
+def declared_cells(path: Path, sheet: str) -> int | None:
+    """How many cells ``sheet``'s ``<dimension>`` says it spans (rows x columns), from the
+    first 64 KB of its XML; None when the file, the sheet or the element is not there."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            part = _sheet_parts(z).get(sheet)
+            if part is None:
+                return None
+            with z.open(part) as fh:
+                head = fh.read(64 * 1024)
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return None
+    m = _DIMENSION.search(head)
+    if m is None:
+        return None
+    first_col, first_row = _column_index(m.group(1).decode()), int(m.group(2))
+    last_col = _column_index(m.group(3).decode()) if m.group(3) else first_col
+    last_row = int(m.group(4)) if m.group(4) else first_row
+    return (abs(last_row - first_row) + 1) * (abs(last_col - first_col) + 1)

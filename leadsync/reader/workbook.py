@@ -11,7 +11,7 @@ from typing import Any
 
 from leadsync.errors import InputError
 from leadsync.reader.cells import Chunk, header_names, header_text, present
-from leadsync.reader.sheetxml import scan_sheets
+from leadsync.reader.sheetxml import declared_cells, scan_sheets
 from leadsync.reader.table import Source, Table
 from leadsync.threads import in_thread
 
@@ -21,6 +21,7 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 MAX_UNPACKED_BYTES = 2 << 30
 MAX_RATIO = 250
 _RATIO_FROM = 64 << 20
+MAX_CELLS = 30_000_000  # rows x columns of one sheet: ~1 GB in calamine
 CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workbook
 
 
@@ -50,6 +51,19 @@ def check_unpacked_size(path: Path) -> None:
             )
 
 
+def _check_extent(path: Path, sheet: str) -> None:
+    """Refuse a sheet that says it spans more cells than :data:`MAX_CELLS` before calamine
+    loads it: calamine holds the whole rectangle in memory, and one stray cell at XFD1048576
+    makes it ask for 512 GB and abort the process."""
+    cells = declared_cells(path, sheet)
+    if cells is not None and cells > MAX_CELLS:
+        raise InputError(
+            f"sheet {sheet!r} of {path.name} spans {cells:,} cells, over leadsync's limit of "
+            f"{MAX_CELLS:,} for a workbook (a stray cell far down or right?): delete the "
+            "cells beyond your data, or save the sheet as CSV"
+        )
+
+
 def open_excel(path: Path, sheet: str | None) -> Table:
     import python_calamine as pc
 
@@ -60,6 +74,7 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     try:
         workbook = pc.CalamineWorkbook.from_path(str(path))
         name = _pick_sheet(workbook, sheet, path)
+        _check_extent(path, name)
         worksheet = workbook.get_sheet_by_name(name)
     except pc.PasswordError:
         raise InputError(
