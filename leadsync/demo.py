@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from leadsync.config import Config
+from leadsync.data import sample_path
 from leadsync.engine import sync
-from leadsync.errors import LeadsyncError
 from leadsync.run import Progress, RunResult
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
 
@@ -33,15 +33,8 @@ class DemoResult:
 
 
 def find_sample() -> Path:
-    """The bundled sample export."""
-    here = Path(__file__).resolve().parent
-    for candidate in (Path("sample_data/leads.xlsx"), here.parent / "sample_data" / "leads.xlsx"):
-        if candidate.exists():
-            return candidate
-    raise LeadsyncError(
-        "the sample export sample_data/leads.xlsx was not found: run the demo "
-        "from the leadsync source folder"
-    )
+    """The bundled sample export (shipped inside the package)."""
+    return sample_path()
 
 
 def run_demo(

@@ -1,9 +1,9 @@
 """Regenerate the sample export: ``python sample_data/generate.py``.
 
-Writes ``leads.csv`` and ``leads.xlsx`` with the same 200 rows (seeded, so the files are
-reproducible): a realistic CRM export from a British estate agency, with questionnaire
-and meta columns, a column leadsync does not know (``Notes``) and a few deliberate
-mistakes that ``leadsync validate`` must catch.
+Writes ``leads.csv`` and ``leads.xlsx`` (here and in ``leadsync/data/sample/``) with the
+same 200 rows (seeded, so the files are reproducible): a realistic CRM export from a
+British estate agency, with questionnaire and meta columns, a column leadsync does not
+know (``Notes``) and a few deliberate mistakes that ``leadsync validate`` must catch.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+PACKAGED = HERE.parent / "leadsync" / "data" / "sample"
 
 HEADERS = [
     "Lead ID",
@@ -185,6 +186,12 @@ def main() -> None:
         if isinstance(cell.value, dt.date):
             cell.number_format = "dd/mm/yyyy"
     book.save(HERE / "leads.xlsx")
+    # the copy that ships inside the package (leadsync demo works from any folder after
+    # a plain install); tests/test_packaging.py fails when the two drift apart
+    import shutil
+
+    for name in ("leads.csv", "leads.xlsx"):
+        shutil.copyfile(HERE / name, PACKAGED / name)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -159,7 +160,9 @@ def test_all_valid_exits_0(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_version_and_help(cli: Cli) -> None:
-    assert cli("--version").stdout == f"leadsync, version {__version__}\n"
+    shown = cli("--version").stdout.splitlines()
+    assert shown[0] == f"leadsync, version {__version__}"
+    assert shown[1].startswith("Python 3.") and "pyarrow " + version("pyarrow") in shown
     help_text = cli("--help").stdout
     for command in ("validate", "template"):
         assert command in help_text

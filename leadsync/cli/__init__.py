@@ -63,7 +63,15 @@ class _Boundary(click.Group):
 
 
 @click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "-V", "--version", prog_name="leadsync")
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=lambda ctx, _, value: _print_version(ctx) if value else None,
+    help="Show the version, with Python's and the key libraries' (for bug reports).",
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.option(
     "-q", "--quiet", is_flag=True, help="Only errors on stderr: no progress, notes or warnings."
@@ -94,6 +102,26 @@ def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool, log_format
     ctx.obj.update(debug=debug, quiet=quiet, verbose=verbose, log_format=log_format)
 
 
+def _print_version(ctx: click.Context) -> None:
+    """``leadsync --version``: read from the installed packages' metadata, so it imports
+    none of them (it stays as fast as --help)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    click.echo(f"leadsync, version {__version__}")
+    click.echo(f"Python {platform.python_version()} ({platform.system()} {platform.machine()})")
+    for name in _REPORTED:
+        try:
+            click.echo(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            click.echo(f"{name} (not installed)")
+    ctx.exit(0)
+
+
+_REPORTED = ("pandas", "pyarrow", "numpy", "python-calamine", "openpyxl", "xlsxwriter",
+             "requests", "urllib3", "tenacity", "click", "filelock")  # fmt: skip
+
+
 for _command in (
     commands.validate,
     commands.sync,
@@ -102,6 +130,7 @@ for _command in (
     commands.offices,
     tools.demo,
     tools.template,
+    tools.templates,
     tools.sandbox,
 ):
     main.add_command(_command)

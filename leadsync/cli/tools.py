@@ -114,6 +114,36 @@ def template(fmt: str | None, output: Path | None, force: bool) -> int:
 
 
 @click.command()
+@click.option("--list", "listing", is_flag=True, help="List the packaged templates (the default).")
+@click.option(
+    "--copy",
+    "target",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Copy them into this folder, to edit.",
+)
+@click.option("--force", is_flag=True, help="With --copy: overwrite files already there.")
+def templates(listing: bool, target: Path | None, force: bool) -> int:
+    """List the templates that ship with leadsync, or copy them to edit.
+
+    The blank input sheets (CSV, XLSX), a commented mapping file, and a crontab line and
+    systemd units for a nightly run.
+
+    \b
+    Example:
+      leadsync templates --copy ~/leadsync
+    """
+    from leadsync.data import copy_templates, packaged
+
+    if target is not None:
+        for path in copy_templates(target, force=force):
+            click.echo(f"wrote {path}")
+        return 0
+    for item in packaged("templates"):
+        click.echo(item.name)
+    return 0
+
+
+@click.command()
 @click.option(
     "--host",
     default="127.0.0.1",
