@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from leadsync.csvsafe import FORMULA_START
+from leadsync.csvsafe import FORMULA_RE, FORMULA_START
 
 if TYPE_CHECKING:
     import numpy as np
@@ -284,12 +284,19 @@ def json_escape(text: pa.Array) -> pa.Array:
 
 def csv_field(array: pa.Array, flags: np.ndarray, first: np.ndarray | None) -> pa.Array:
     """Encode cells as CSV fields exactly as ``csv.writer`` does (QUOTE_MINIMAL)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     out = array
     if first is not None:
         formula = (first & _FORMULA) != 0
+        # a space, a line break or a non-ASCII first byte may hide a formula (" =1",
+        # "\uff1d1"): only those cells are matched against the one rule
+        doubt = np.flatnonzero(((first & (_EDGE | _HIGH)) != 0) & ~formula)
+        if len(doubt):
+            hit = pc.match_substring_regex(array.take(pa.array(doubt)), FORMULA_RE)
+            formula[doubt[hit.to_numpy(zero_copy_only=False)]] = True
         if formula.any():
             out = pc.if_else(pa.array(formula), pc.binary_join_element_wise("'", out, ""), out)
     quote = (flags & _QUOTE) != 0

@@ -4,17 +4,28 @@ writers use :data:`FORMULA_START` for the same rule on whole columns."""
 
 from __future__ import annotations
 
-# a spreadsheet may run a cell that starts with one of these (OWASP's list)
+import re
+
+# a spreadsheet may run a cell that starts with one of these (OWASP's list) ...
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# ... or with = + - @ after spaces or line breaks, or in their full-width forms, which
+# spreadsheets also run: the one rule, as a pattern both Python and pyarrow (RE2) read
+FORMULA_RE = "^(?:[\t\r]|[ \n]*[=+\\-@\uff1d\uff0b\uff0d\uff20])"
+_FORMULA = re.compile(FORMULA_RE)
+
+
+def is_formula(text: str) -> bool:
+    """Whether a spreadsheet could run ``text`` as a formula."""
+    return _FORMULA.match(text) is not None
 
 
 def neutralise(text: str) -> str:
     """Stop a spreadsheet from running a cell as a formula (CSV injection)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    return "'" + text if is_formula(text) else text
 
 
 def unneutralise(text: str) -> str:
     """Undo :func:`neutralise` when a leadsync report is read back as input."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_START):
+    if text.startswith("'") and is_formula(text[1:]):
         return text[1:]
     return text

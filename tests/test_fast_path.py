@@ -69,6 +69,7 @@ TEXT = [
     "",
     "   ",
     "=cmd|' /C calc'!A0",
+    "\uff1dcmd",  # a full-width = (spreadsheets run it too)
     "+44 7700",
     "-1",
     "@risk",
@@ -91,6 +92,7 @@ ADDRESS += [
     "#blackfriday",
     "#Zoë",
 ]  # Excel errors, or not
+ADDRESS += ["  =HYPERLINK(1)", "\n@SUM(1)", " plain", "\uff0b1"]  # formulas behind spaces
 ADDRESS += ["1 Mill\x7fLn, Zoë Ct"]  # DEL with non-ASCII text inside ASCII ends: not plain
 STATUS = ["New", "Contacted", "contacted", "Lost", "", "Valuation booked"]
 OFFICE = [

@@ -538,3 +538,19 @@ def test_d1_a_stray_cell_at_xfd1048576_is_refused_before_calamine_loads_it(
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "spans 17,179,869,184 cells, over leadsync's limit" in proc.stderr
+
+
+def test_d21_formulas_behind_spaces_or_in_full_width_are_neutralised(
+    tmp_path: Path, cli: Any
+) -> None:
+    """In both reports, whichever path (columnar or row by row) wrote the row."""
+    cells = ["  =HYPERLINK(1)", "\n+1", "\uff1dSUM(1)", "\uff20x", " plain"]
+    rows = [["id", "first_name", "last_name", "Notes"]]
+    rows += [[str(1000 + i), "A", "B", c] for i, c in enumerate(cells)]
+    rows += [["", "A", "B", cells[0]]]  # no id: invalid, so in failures.csv
+    src = write_csv(tmp_path / "f.csv", rows)
+    assert cli("validate", src, "--report-dir", tmp_path / "o").exit_code == 1
+    ok = [r["Notes"] for r in read_csv_report(tmp_path / "o" / "successes.csv")]
+    assert ok == ["'" + c for c in cells[:4]] + [" plain"]
+    [bad] = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert bad["Notes"] == "'" + cells[0]
