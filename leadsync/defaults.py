@@ -14,6 +14,7 @@ REPORT_ROOT = "leadsync-reports"
 # 100k-row export would take longer than validating it).
 XLSX_FULL_ROWS = 25_000
 XLSX_MAX_ROWS = 1_048_575  # Excel's limit, less the header
+XLSX_MAX_COLUMNS = 16_384  # Excel's limit (XFD)
 # A large file's report.xlsx holds at most this many rows that need attention (the CSV
 # reports hold them all): ~7 us a cell, a million bad rows would take minutes to write
 # and make a workbook nobody opens; the first 100,000 show what went wrong.

@@ -26,6 +26,7 @@ from leadsync.defaults import (
     XLSX_ATTENTION_ROWS,
     XLSX_COMMENT_ROWS,
     XLSX_FULL_ROWS,
+    XLSX_MAX_COLUMNS,
     XLSX_MAX_ROWS,
 )
 from leadsync.errors import LeadsyncError
@@ -485,13 +486,19 @@ class _XlsxReport:
         self.gate = _Gate(full, table.attention_rows)
         self.commented = 0  # rows whose bad cells got a comment
         self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
-        header: list[Any] = [*table.headers, "leadsync outcome", "leadsync problems"]
         if full:
             self.first_column = table.first_column
             self.next_row = table.header_row - 1  # 0-based
         else:
             self.first_column = 0
             self.next_row = 0
+        # Excel holds 16,384 columns: the user's columns give way so that leadsync's own
+        # (outcome, problems) always fit; the Summary sheet says how many were left out
+        room = XLSX_MAX_COLUMNS - self.first_column - (0 if full else 1) - 2
+        self.width = min(self.width, max(0, room))
+        self.cut_columns = len(table.headers) - self.width
+        header: list[Any] = [*table.headers[: self.width], "leadsync outcome", "leadsync problems"]
+        if not full:
             header.insert(0, "row")
         self.sheet.freeze_panes(self.next_row + 1, 0)
         self._put(self.next_row, header, bold=True)
@@ -536,7 +543,7 @@ class _XlsxReport:
             return
         by_column: dict[int, list[str]] = {}
         for p in problems:
-            if p.column_index is not None:
+            if p.column_index is not None and p.column_index < self.width:
                 by_column.setdefault(p.column_index, []).append(p.message)
         offset = 0 if self.full else 1
         values: list[Any] = [] if self.full else [row_number]
@@ -580,6 +587,15 @@ class _XlsxReport:
                 (
                     "This file is large: the first sheet holds only the rows that need "
                     "attention; every row is in the CSV reports.",
+                ),
+            ]
+        if self.cut_columns:
+            lines += [
+                (),
+                (
+                    f"Excel holds {XLSX_MAX_COLUMNS:,} columns: the first sheet shows the "
+                    f"first {self.width:,} of this file's and leadsync's outcome and problems; "
+                    f"{self.cut_columns:,} more columns are in the CSV reports only.",
                 ),
             ]
         if self.uncommented:

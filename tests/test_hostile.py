@@ -554,3 +554,25 @@ def test_d21_formulas_behind_spaces_or_in_full_width_are_neutralised(
     assert ok == ["'" + c for c in cells[:4]] + [" plain"]
     [bad] = read_csv_report(tmp_path / "o" / "failures.csv")
     assert bad["Notes"] == "'" + cells[0]
+
+
+def test_d23_a_file_wider_than_excel_keeps_leadsyncs_own_columns(tmp_path: Path, cli: Any) -> None:
+    from openpyxl import load_workbook
+
+    extra = [f"c{i}" for i in range(20_000)]
+    src = write_csv(
+        tmp_path / "wide.csv",
+        [
+            ["id", "first_name", "last_name", *extra],
+            ["1", "A", "B", *extra],
+            ["", "C", "D", *extra],
+        ],
+    )
+    assert cli("validate", src, "--report-dir", tmp_path / "o").exit_code == 1
+    book = load_workbook(tmp_path / "o" / "report.xlsx", read_only=True)
+    header = next(book.worksheets[0].iter_rows(max_row=1, values_only=True))
+    assert len(header) == 16_384 and header[-2:] == ("leadsync outcome", "leadsync problems")
+    outcomes = [r[-2] for r in book.worksheets[0].iter_rows(min_row=2, values_only=True)]
+    assert outcomes == ["valid", "invalid"]
+    notes = [r[0] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]]
+    assert any("more columns are in the CSV reports only" in str(n) for n in notes)
