@@ -8,34 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import json
 import os
 import queue
-import re
 import tempfile
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from leadsync.csvsafe import neutralise
 from leadsync.defaults import (
     XLSX_ATTENTION_ROWS,
-    XLSX_COMMENT_ROWS,
     XLSX_FULL_ROWS,
-    XLSX_MAX_COLUMNS,
-    XLSX_MAX_ROWS,
 )
 from leadsync.errors import LeadsyncError
 from leadsync.model import (
-    AMBER,
     FAILURE_COLUMNS,
     FAILURE_OUTCOMES,
-    GREEN,
-    RED,
     SUCCESS_COLUMNS,
     CheckedChunk,
     MappedRow,
@@ -44,24 +35,13 @@ from leadsync.model import (
 )
 from leadsync.private import open_private
 from leadsync.reader import Table, display_text
+from leadsync.xlsx_report import Gate, SheetSpec, XlsxReport
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 # what the fast path gives a row it cleared: 0 valid, 1 skipped_blank (2: see slow rows)
 _FAST_OUTCOMES = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value)
-_SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
-
-
-def excel_sheet_name(name: str | None) -> str:
-    """``name`` as Excel allows a sheet to be called: none of ``[]:*?/`` nor a
-    backslash, no ``'`` at either end, at most 31 characters, not blank (a LibreOffice or
-    ODS sheet may be named what Excel refuses, and XlsxWriter raises on it)."""
-    cleaned = _SHEET_NAME_BAD.sub("_", name or "").strip().strip("'").strip()[:31].strip("'")
-    return cleaned or "Leads"
-
-
-_ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class ReportWriter:
@@ -105,17 +85,17 @@ class ReportWriter:
         self._failures.writerow([*FAILURE_COLUMNS, *map(neutralise, self.headers)])
         self._successes.writerow([*SUCCESS_COLUMNS, *map(neutralise, self.headers)])
         full = total_rows <= xlsx_full_rows
-        sheet = _SheetSpec(
+        sheet = SheetSpec(
             table.headers, table.sheet, table.first_column, table.header_row, xlsx_attention_rows
         )
         rows_expected = total_rows if full else total_rows // 100  # ~1% need attention
-        self._xlsx: _XlsxReport | _XlsxProcess | None = None
+        self._xlsx: XlsxReport | _XlsxProcess | None = None
         if xlsx and rows_expected >= _XLSX_PROCESS_ROWS:
             path = directory / "report.xlsx"
             self._xlsx = _XlsxProcess(path, sheet, full=full, process=xlsx_process)
             xlsx_process = None
         elif xlsx:
-            self._xlsx = _XlsxReport(directory / "report.xlsx", sheet, full=full)
+            self._xlsx = XlsxReport(directory / "report.xlsx", sheet, full=full)
         if xlsx_process is not None:  # started early, not needed after all
             _finish(xlsx_process)
         if self._xlsx is not None:
@@ -249,50 +229,17 @@ class ReportWriter:
 _XLSX_PROCESS_ROWS = 2_000
 
 
-@dataclass(frozen=True)
-class _SheetSpec:
-    """What report.xlsx needs to know of the input's sheet (picklable)."""
-
-    headers: tuple[str, ...]
-    sheet: str | None
-    first_column: int
-    header_row: int
-    attention_rows: int = XLSX_ATTENTION_ROWS  # a large file's report: at most this many
-
-
-@dataclass
-class _Gate:
-    """Which rows report.xlsx takes: every row of a small file; of a large one, the rows
-    that need attention, up to a limit (those past it only counted)."""
-
-    full: bool
-    limit: int
-    taken: int = 0
-    beyond: int = 0
-
-    def admits(self, outcome: str) -> bool:
-        if self.full:
-            return True
-        if outcome not in FAILURE_OUTCOMES:
-            return False
-        if self.taken >= self.limit:
-            self.beyond += 1
-            return False
-        self.taken += 1
-        return True
-
-
 class _XlsxProcess:
-    """An :class:`_XlsxReport` in a process of its own (``python -c``, so nothing of the
+    """An :class:`XlsxReport` in a process of its own (``python -c``, so nothing of the
     caller's main module runs again), fed pickled batches of rows through a pipe."""
 
     def __init__(
-        self, path: Path, sheet: _SheetSpec, *, full: bool, process: Any | None = None
+        self, path: Path, sheet: SheetSpec, *, full: bool, process: Any | None = None
     ) -> None:
         self.full = full
         self.path = path
         # the rows the process would drop or only count are not pickled at all
-        self.gate = _Gate(full, sheet.attention_rows)
+        self.gate = Gate(full, sheet.attention_rows)
         self.batch: list[tuple[Any, ...]] = []
         self.process = process or spawn_xlsx_worker()
         self._send((path, sheet, full))
@@ -378,7 +325,7 @@ def xlsx_worker() -> None:
         path, sheet, full = pickle.load(source)
     except EOFError:  # started early, then not needed (the report was small)
         return
-    report = _XlsxReport(path, sheet, full=full)
+    report = XlsxReport(path, sheet, full=full)
     while True:
         item = pickle.load(source)
         if isinstance(item, tuple):
@@ -444,208 +391,3 @@ class _Spool:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
-
-
-class _XlsxReport:
-    """The user's own rows, invalid cells red with a comment, an outcome column, a summary.
-
-    In full mode every row sits at the row number it has in the user's file. For a large
-    file (``full=False``) only rows that need attention are copied, each with a leading
-    ``row`` column that says where it came from. Written with XlsxWriter in constant-memory
-    mode (rows go to disk as they come; about 3x faster than openpyxl).
-    """
-
-    def __init__(self, path: Path, table: _SheetSpec, *, full: bool) -> None:
-        import xlsxwriter
-
-        self.path = path
-        self.full = full
-        self.width = len(table.headers)
-        self.fh = open_private(path, "wb")
-        self.book = xlsxwriter.Workbook(
-            self.fh,
-            {
-                "constant_memory": True,
-                "strings_to_numbers": False,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-            },
-        )
-        name = excel_sheet_name(table.sheet)
-        self.sheet = self.book.add_worksheet(name)
-        summary_name = "Summary" if name.casefold() != "summary" else "leadsync summary"
-        self.summary_sheet = self.book.add_worksheet(summary_name)
-        self.fills = {
-            c: self.book.add_format({"bg_color": f"#{c}", "pattern": 1})
-            for c in (RED, AMBER, GREEN)
-        }
-        self.bold = self.book.add_format({"bold": True})
-        self.date_format = self.book.add_format({"num_format": "yyyy-mm-dd"})
-        self.datetime_format = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-        self.omitted = 0
-        self.gate = _Gate(full, table.attention_rows)
-        self.commented = 0  # rows whose bad cells got a comment
-        self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
-        if full:
-            self.first_column = table.first_column
-            self.next_row = table.header_row - 1  # 0-based
-        else:
-            self.first_column = 0
-            self.next_row = 0
-        # Excel holds 16,384 columns: the user's columns give way so that leadsync's own
-        # (outcome, problems) always fit; the Summary sheet says how many were left out
-        room = XLSX_MAX_COLUMNS - self.first_column - (0 if full else 1) - 2
-        self.width = min(self.width, max(0, room))
-        self.cut_columns = len(table.headers) - self.width
-        header: list[Any] = [*table.headers[: self.width], "leadsync outcome", "leadsync problems"]
-        if not full:
-            header.insert(0, "row")
-        self.sheet.freeze_panes(self.next_row + 1, 0)
-        self._put(self.next_row, header, bold=True)
-        self.next_row += 1
-
-    def _put(
-        self,
-        row: int,
-        values: Sequence[Any],
-        *,
-        bold: bool = False,
-        fills: Mapping[int, str] | None = None,
-        comments: Mapping[int, str] | None = None,
-    ) -> None:
-        sheet = self.sheet
-        write_string = sheet.write_string
-        first = self.first_column
-        for j, value in enumerate(values):
-            col = first + j
-            fill = fills.get(j) if fills else None
-            style = self.bold if bold else (self.fills[fill] if fill else None)
-            if comments and j in comments:
-                sheet.write_comment(
-                    row,
-                    col,
-                    _ILLEGAL_XLSX.sub("", comments[j]),
-                    {"author": "leadsync", "x_scale": 2, "y_scale": 1.5},
-                )
-            if value.__class__ is str and value:  # most cells: text, straight through
-                write_string(row, col, value, style)
-            else:
-                _write_cell(self, row, col, value, style)
-
-    def write(
-        self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
-    ) -> None:
-        if not self.gate.admits(outcome):
-            return
-        index = row_number - 1 if self.full else self.next_row
-        if index > XLSX_MAX_ROWS or index < self.next_row:
-            self.omitted += 1
-            return
-        by_column: dict[int, list[str]] = {}
-        for p in problems:
-            if p.column_index is not None and p.column_index < self.width:
-                by_column.setdefault(p.column_index, []).append(p.message)
-        offset = 0 if self.full else 1
-        values: list[Any] = [] if self.full else [row_number]
-        values.extend(cells[j] if j < len(cells) else None for j in range(self.width))
-        values.append(outcome)
-        summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
-        values.append(summary or None)
-        fills = {j + offset: RED for j in by_column}
-        colour = Outcome(outcome).colour
-        if colour:
-            fills[offset + self.width] = colour
-        comments = {j + offset: "\n".join(m) for j, m in by_column.items()}
-        if comments and self.commented >= XLSX_COMMENT_ROWS:
-            comments = {}
-            self.uncommented += 1
-        elif comments:
-            self.commented += 1
-        self._put(index, values, fills=fills, comments=comments)
-        self.next_row = index + 1
-
-    def close(self, summary: Mapping[str, Any]) -> None:
-        lines: list[tuple[Any, ...]] = [("leadsync report",)]
-        for key in ("command", "run_id", "started_at", "finished_at", "rows"):
-            if key in summary:
-                lines.append((key, summary[key]))
-        file = summary.get("file", {})
-        for key in ("name", "sheet", "sha256"):
-            if file.get(key):
-                lines.append((f"file {key}", file[key]))
-        lines += [(), ("outcome", "rows")]
-        lines += [(o, n) for o, n in summary.get("outcomes", {}).items() if n]
-        codes = summary.get("problems_by_code", {})
-        if codes:
-            lines += [(), ("problem", "count"), *codes.items()]
-        unmapped = summary.get("unmapped_columns", [])
-        if unmapped:
-            lines += [(), ("columns not sent (unmapped)",), *((h,) for h in unmapped)]
-        if not self.full:
-            lines += [
-                (),
-                (
-                    "This file is large: the first sheet holds only the rows that need "
-                    "attention; every row is in the CSV reports.",
-                ),
-            ]
-        if self.cut_columns:
-            lines += [
-                (),
-                (
-                    f"Excel holds {XLSX_MAX_COLUMNS:,} columns: the first sheet shows the "
-                    f"first {self.width:,} of this file's and leadsync's outcome and problems; "
-                    f"{self.cut_columns:,} more columns are in the CSV reports only.",
-                ),
-            ]
-        if self.uncommented:
-            lines += [
-                (),
-                (
-                    f"Bad cells are red on every row; those of the first {XLSX_COMMENT_ROWS:,} "
-                    f"rows also have a comment ({self.uncommented:,} more rows: see their "
-                    "'leadsync problems' column).",
-                ),
-            ]
-        if self.gate.beyond:
-            lines += [
-                (),
-                (
-                    f"Only the first {self.gate.limit:,} rows that need attention are on "
-                    f"the first sheet; {self.gate.beyond:,} more are in failures.csv.",
-                ),
-            ]
-        if self.omitted:
-            lines += [
-                (),
-                (f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only",),
-            ]
-        headings = {0} | {i + 1 for i, line in enumerate(lines) if line == ()}
-        for i, line in enumerate(lines):
-            for j, value in enumerate(line):
-                style = self.bold if i in headings and value is not None else None
-                _write_cell(self, i, j, value, style, sheet=self.summary_sheet)
-        self.book.close()
-        self.fh.close()
-
-
-def _write_cell(
-    report: _XlsxReport, row: int, col: int, value: Any, style: Any, sheet: Any = None
-) -> None:
-    """One cell, typed as it was read (text stays text, even if it starts with '=')."""
-    sheet = sheet if sheet is not None else report.sheet
-    if value is None or (isinstance(value, str) and not value):
-        if style is not None:
-            sheet.write_blank(row, col, None, style)
-    elif isinstance(value, str):
-        sheet.write_string(row, col, value, style)  # control characters escaped by XlsxWriter
-    elif isinstance(value, bool):
-        sheet.write_boolean(row, col, value, style)
-    elif isinstance(value, (int, float)):
-        sheet.write_number(row, col, value, style)
-    elif isinstance(value, dt.datetime):
-        sheet.write_datetime(row, col, value.replace(tzinfo=None), style or report.datetime_format)
-    elif isinstance(value, dt.date):
-        sheet.write_datetime(row, col, value, style or report.date_format)
-    else:
-        sheet.write_string(row, col, str(value), style)

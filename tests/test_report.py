@@ -244,7 +244,8 @@ def test_a_report_xlsx_process_started_early_is_used_or_let_go(tmp_path: Path) -
 
 
 def test_a_report_xlsx_process_that_fails_says_why(tmp_path: Path) -> None:
-    from leadsync.report import _SheetSpec, _XlsxProcess
+    from leadsync.report import _XlsxProcess
+    from leadsync.xlsx_report import SheetSpec as _SheetSpec
 
     sheet = _SheetSpec(("id", "first_name"), None, 0, 1)
     writer = _XlsxProcess(tmp_path / "no-such-folder" / "report.xlsx", sheet, full=False)
@@ -279,7 +280,9 @@ def test_a_large_report_xlsx_stops_at_its_attention_limit_and_says_so(
     tmp_path: Path, where: str
 ) -> None:
     from leadsync.model import Problem
-    from leadsync.report import _SheetSpec, _XlsxProcess, _XlsxReport
+    from leadsync.report import _XlsxProcess
+    from leadsync.xlsx_report import SheetSpec as _SheetSpec
+    from leadsync.xlsx_report import XlsxReport as _XlsxReport
 
     sheet = _SheetSpec(("id", "first_name"), "Leads", 0, 1, attention_rows=3)
     path = tmp_path / "report.xlsx"
