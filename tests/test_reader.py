@@ -86,6 +86,17 @@ def test_utf8_then_cp1252_one_mb_later_is_refused_naming_the_line(tmp_path: Path
     assert str(caught.value).startswith(f"mixed.csv is UTF-8 text but line {lines} is not")
 
 
+def test_a_cp1252_byte_ending_the_first_block_is_cp1252_not_mixed(tmp_path: Path) -> None:
+    """0xEB (ë) as the last byte of a 1 MB block looks like the start of a UTF-8
+    character that the next block must finish: it does not, and the file is cp1252."""
+    head = b"id,first_name\r\n"
+    body = head + b"2," + b"a" * (MB - len(head) - 3) + "ë\r\n3,Brontë\r\n".encode("cp1252")
+    assert body[MB - 1] == 0xEB
+    path = tmp_path / "edge.csv"
+    path.write_bytes(body)
+    assert open_table(path).encoding == "cp1252"
+
+
 def test_a_utf8_character_cut_short_by_the_end_of_the_file_means_cp1252(tmp_path: Path) -> None:
     path = tmp_path / "cut.csv"
     path.write_bytes("id,first_name\r\n1,Zoë".encode()[:-1])
