@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from leadsync.csvsafe import FORMULA_RE, FORMULA_START
+from leadsync.csvsafe import FORMULA_RE, is_formula
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,7 +25,7 @@ _QUOTE = 2  # makes the csv module quote the field: , " CR LF
 _HIGH = 4  # part of a non-ASCII character
 _ESCAPE = 8  # JSON escapes it: " \ tab LF CR
 _EDGE = 16  # str.strip() would remove it at either end (ASCII whitespace and controls)
-_FORMULA = 32  # a spreadsheet may run a cell starting with it (see csvsafe.neutralise)
+_FORMULA = 32  # a one-character cell of it is a formula (csvsafe.FORMULA_RE)
 _DQUOTE = 64  # a double quote (doubled inside a quoted CSV field)
 
 # A spreadsheet may run a cell that starts with one of these as a formula (CSV injection)
@@ -59,7 +59,7 @@ def _table() -> np.ndarray:
             flag |= _ESCAPE
         if b <= 0x20 or b == 0x7F:
             flag |= _EDGE
-        if chr(b) in FORMULA_START:
+        if is_formula(chr(b)):  # the rule on a one-character cell: = + - @ tab CR
             flag |= _FORMULA
         if b == 0x22:
             flag |= _DQUOTE

@@ -1,15 +1,14 @@
 """CSV injection: a cell a spreadsheet would run as a formula is written with a leading
 ``'`` (:func:`neutralise`), and read back without it (:func:`unneutralise`). The columnar
-writers use :data:`FORMULA_START` for the same rule on whole columns."""
+writers read the same rule, :data:`FORMULA_RE`, on whole columns."""
 
 from __future__ import annotations
 
 import re
 
-# a spreadsheet may run a cell that starts with one of these (OWASP's list) ...
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-# ... or with = + - @ after spaces or line breaks, or in their full-width forms, which
-# spreadsheets also run: the one rule, as a pattern both Python and pyarrow (RE2) read
+# A spreadsheet may run a cell that starts with = + - @, a tab or a CR (OWASP's list), or
+# with = + - @ after spaces or line breaks, or in their full-width forms: the one rule,
+# as a pattern both Python and pyarrow (RE2) read
 FORMULA_RE = "^(?:[\t\r]|[ \n]*[=+\\-@\uff1d\uff0b\uff0d\uff20])"
 _FORMULA = re.compile(FORMULA_RE)
 
