@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 from leadsync import __version__
 from leadsync.config import Config
 from leadsync.defaults import MAX_RESPONSE_BYTES
-from leadsync.errors import LeadsyncError
+from leadsync.errors import LeadsyncError, shown
 
 
 def check_base_url(url: str) -> str:
@@ -71,15 +71,16 @@ def check_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _shown_url(url: str, limit: int = 200) -> str:
-    """``url`` fit to quote in a message: any userinfo (a password) cut out, and short."""
+def _shown_url(url: str) -> str:
+    """``url`` fit to quote in a message: any userinfo (a password) cut out, and cut
+    short like every user value (:func:`~leadsync.errors.shown`)."""
     scheme, sep, rest = url.partition("://")
     if sep:
         authority, slash, path = rest.partition("/")
         if "@" in authority:
             authority = "***@" + authority.rsplit("@", 1)[1]
         url = f"{scheme}://{authority}{slash}{path}"
-    return url if len(url) <= limit else url[:limit] + "..."
+    return shown(url)
 
 
 def is_loopback(host: str) -> bool:

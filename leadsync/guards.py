@@ -64,7 +64,7 @@ class FailureRate(Guard):
         self.sent = self.failures = 0
 
     def judge(self, result: SendResult) -> str | None:
-        if not Outcome(result.outcome).was_sent:
+        if not result.outcome.was_sent:
             return None
         self.sent += 1
         self.failures += result.outcome != Outcome.UPDATED

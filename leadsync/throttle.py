@@ -45,11 +45,13 @@ def retry_after_seconds(value: str | None, now_epoch: float | None = None) -> fl
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     raw = headers.get(name)
+    if raw is None:
+        return None
     try:
-        value = float(raw[:100]) if raw is not None else None
+        value = float(raw[:100])
     except ValueError:
         return None
-    if value is None or not math.isfinite(value) or abs(value) > 1e15:
+    if not math.isfinite(value) or abs(value) > 1e15:
         return None  # inf, nan or absurd: as if the header were not there
     return int(value)
 
