@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from leadsync.client import LeadClient, check_base_url
+from leadsync.client import LeadClient
 from leadsync.config import Config
 from leadsync.engine import sync
 from leadsync.planner import Change, plan
@@ -23,7 +23,7 @@ __all__ = ["Change", "RunResult", "list_offices", "mapped_rows", "plan", "sync",
 
 def list_offices(config: Config, api_key: str) -> list[tuple[int | str, str]]:
     """The account's offices as (id, name), through the same retried GET as a sync."""
-    client = LeadClient(check_base_url(config.base_url), api_key, config)
+    client = LeadClient(config.base_url, api_key, config)  # which checks the URL
     try:
         return RowSender(client, Throttle(config), config, threading.Event()).offices()
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from leadsync import defaults
-from leadsync.client import LeadClient, check_base_url, refused_key
+from leadsync.client import LeadClient, refused_key
 from leadsync.config import Config
 from leadsync.errors import AbortError, LeadsyncError
 from leadsync.journal import Journal, diff_payload
@@ -58,7 +58,7 @@ def plan(
     if live:
         if not api_key:
             raise LeadsyncError(f"--live needs the API key: set {defaults.ENV_API_KEY}")
-        client = LeadClient(check_base_url(config.base_url), api_key, config)
+        client = LeadClient(config.base_url, api_key, config)  # which checks the URL
         reader = RowSender(client, Throttle(config), config, threading.Event())
     try:
         for row, _ in validated_rows(table, col_plan, config, scan):
