@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import re
 import socket
@@ -36,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from leadsync.fields import API_VERSION_PATH
+from leadsync.sandbox_limits import HEADER_STYLES, Limiter, limit_headers
 from leadsync.validator import check_payload
 
 DEFAULT_KEY = "sandbox-key"
@@ -66,8 +66,11 @@ class SandboxConfig:
     rate_limit: float | None = None
     burst: int = 1
     window: float | None = None
-    rate_headers: bool = True  # X-RateLimit-Limit / -Remaining on every response
+    rate_headers: str = "x-ratelimit"  # a style of sandbox_limits.HEADER_STYLES
+    rate_headers_on: str = "all"  # "all" answers, or "429" only
     retry_after: bool = True  # Retry-After on 429
+    # the limit changes: (seconds after the first request, new limit), in order
+    rate_schedule: tuple[tuple[float, float], ...] = ()
     latency: float = 0.0  # seconds added to every API request
     fail_503: float = 0.0  # chance of 503 before applying
     fail_500_after: float = 0.0  # chance of 500 after applying
@@ -99,6 +102,10 @@ class SandboxConfig:
             raise ValueError("the fault chances add up to more than 1")
         if self.window is not None and self.rate_limit is None:
             raise ValueError("--window needs --rate-limit (requests per window)")
+        if self.rate_headers not in HEADER_STYLES:
+            raise ValueError(f"--rate-headers: use one of {', '.join(HEADER_STYLES)}")
+        if self.rate_headers_on not in ("all", "429"):
+            raise ValueError("--rate-headers-on: use all or 429")
 
     def chances(self) -> dict[str, float]:
         """Each fault's chance per request, --fail-rate included."""
@@ -118,40 +125,6 @@ class _Applied:
     pairs: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-class _Limiter:
-    """Token bucket or fixed window; thread-safe. Returns (allowed, remaining, retry_after)."""
-
-    def __init__(self, rate: float, burst: int, window: float | None) -> None:
-        self.rate, self.window = rate, window
-        self.capacity = float(max(1, burst)) if window is None else rate
-        self.tokens = self.capacity
-        self.started = time.monotonic()
-        self.hits = 0
-        self.lock = threading.Lock()
-
-    @property
-    def limit(self) -> int:
-        return int(self.capacity if self.window is not None else self.rate)
-
-    def take(self) -> tuple[bool, int, float]:
-        now = time.monotonic()
-        with self.lock:
-            if self.window is not None:
-                # Laravel's window opens with the first request, not when the server starts
-                if self.hits == 0 or now - self.started >= self.window:
-                    self.started, self.hits = now, 0
-                if self.hits < self.rate:
-                    self.hits += 1
-                    return True, int(self.rate - self.hits), 0.0
-                return False, 0, self.window - (now - self.started)
-            self.tokens = min(self.capacity, self.tokens + (now - self.started) * self.rate)
-            self.started = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return True, int(self.tokens), 0.0
-            return False, 0, (1 - self.tokens) / self.rate
-
-
 class Sandbox:
     """The simulator: a threaded HTTP server plus the in-memory leads it serves."""
 
@@ -160,7 +133,7 @@ class Sandbox:
         self.lock = threading.Lock()
         self.random = random.Random(self.config.seed)
         self.leads: dict[str, dict[str, Any]] = {}
-        self.limiter: _Limiter | None = None
+        self.limiter: Limiter | None = None
         self._reset_state()
         handler = type("Handler", (_Handler,), {"sandbox": self})
         self.server = _Server((self.config.host, self.config.port), handler)
@@ -229,7 +202,9 @@ class Sandbox:
                     **item,
                     "id": str(item["id"]),
                 }
-        self.limiter = _Limiter(c.rate_limit, c.burst, c.window) if c.rate_limit else None
+        self.limiter = (
+            Limiter(c.rate_limit, c.burst, c.window, c.rate_schedule) if c.rate_limit else None
+        )
         self.requests = 0
         self.by_status: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
@@ -477,14 +452,13 @@ class _Handler(BaseHTTPRequestHandler):
             return _Reply(403, {"message": "This API key has been revoked."})
         headers: dict[str, str] = {}
         if sb.limiter is not None:
-            allowed, remaining, wait = sb.limiter.take()
-            if c.rate_headers:
-                headers["X-RateLimit-Limit"] = str(sb.limiter.limit)
-                headers["X-RateLimit-Remaining"] = str(remaining)
-            if not allowed:
-                if c.retry_after:
-                    headers["Retry-After"] = str(max(1, math.ceil(wait)))
-                    headers["X-RateLimit-Reset"] = str(int(time.time() + wait))
+            verdict = sb.limiter.take()
+            if c.rate_headers_on == "all" or not verdict.allowed:
+                headers = limit_headers(
+                    verdict, c.rate_headers, c.window, c.retry_after, time.time()
+                )
+            if not verdict.allowed:
+                time.sleep(c.latency)  # a refusal travels as far as any answer
                 return _Reply(429, {"message": "Too Many Attempts."}, headers)
         if c.latency:
             time.sleep(c.latency)

@@ -20,7 +20,8 @@ from leadsync.client import LeadClient, refused_key, response_json, server_messa
 from leadsync.config import Config
 from leadsync.errors import AbortError, LeadsyncError
 from leadsync.model import Code, LeadRead, Lookup, Outcome, SendResult, http_code
-from leadsync.throttle import Throttle, retry_after_seconds
+from leadsync.quota import read_quota, retry_after_seconds
+from leadsync.throttle import Throttle
 
 
 class _Retry(Exception):
@@ -42,6 +43,31 @@ def _backoff(config: Config) -> Any:
     return wait_exponential_jitter(
         multiplier=config.backoff_initial, max=config.backoff_max, jitter=config.backoff_initial
     )
+
+
+def _waits(config: Config) -> Callable[[Any], float]:
+    """How long tenacity waits before a retry: the run's backoff, or what the server asked."""
+    backoff = _backoff(config)
+
+    def wait(state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        base = float(backoff(state))
+        if isinstance(exc, _Retry) and exc.wait is not None:
+            # never sooner than the server asked; after a 429 that is the whole wait (the
+            # throttle has slowed the run down already), after a 503 it comes on top
+            return exc.wait if exc.status == 429 else max(base, exc.wait)
+        return base
+
+    return wait
+
+
+def _server_wait(config: Config, response: Any) -> float | None:
+    """The wait a 429 or 503 asks for: ``Retry-After``, else (a 429) the limit's reset."""
+    wait = retry_after_seconds(response.headers.get("Retry-After"))
+    if wait is None and response.status_code == 429:
+        quota = read_quota(response.headers)
+        wait = quota.reset_in if quota is not None else None
+    return None if wait is None else min(wait, config.backoff_max * 5)
 
 
 _WHOLE_ID = re.compile(r"([0-9]{1,18})(?:\.0*)?", re.ASCII)
@@ -74,20 +100,11 @@ class RowSender:
         )
 
         appends = "questionnaire" in payload and not self.config.resend_ambiguous
-        backoff = _backoff(self.config)
-
-        def wait(state: Any) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            base = float(backoff(state))
-            if isinstance(exc, _Retry) and exc.wait is not None:
-                return max(base, exc.wait) if exc.status != 429 else 0.0  # 429: the throttle waits
-            return base
-
         attempts = 0
         try:
             for attempt in Retrying(
                 stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
-                wait=wait,
+                wait=_waits(self.config),
                 retry=retry_if_exception_type(_Retry),
                 reraise=True,
                 sleep=self.sleep,
@@ -116,8 +133,8 @@ class RowSender:
     ) -> None:
         import requests
 
-        sent_at = self.throttle.acquire(self.stop)
-        if sent_at is None:
+        ticket = self.throttle.acquire(self.stop)
+        if ticket is None:
             if number == 1:
                 raise _Done(
                     SendResult(
@@ -137,17 +154,17 @@ class RowSender:
         try:
             response = self.client.patch_lead(lead_id, payload)
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            self.throttle.release(sent_at, None)
+            self.throttle.release(ticket, None)
             raise _Retry(f"could not connect ({type(exc).__name__})", None) from None
         except requests.ConnectionError as exc:
-            self.throttle.release(sent_at, None)
+            self.throttle.release(ticket, None)
             if _before_sending(exc):
                 raise _Retry("could not connect", None) from None
             self._ambiguous(lead_id, payload, appends, "the connection broke after sending", None)
         except requests.Timeout:
-            self.throttle.release(sent_at, None)
+            self.throttle.release(ticket, None)
             self._ambiguous(lead_id, payload, appends, "no answer before the read timeout", None)
-        self.throttle.release(sent_at, response.status_code, response.headers)
+        self.throttle.release(ticket, response.status_code, response.headers)
         status = response.status_code
         if 200 <= status < 300:
             raise _Done(SendResult(Outcome.UPDATED, status))
@@ -162,10 +179,7 @@ class RowSender:
                 )
             )
         if status in _SAFE_STATUS:
-            wait = retry_after_seconds(response.headers.get("Retry-After"))
-            if wait is not None:
-                wait = min(wait, self.config.backoff_max * 5)
-            raise _Retry(f"HTTP {status}", status, wait)
+            raise _Retry(f"HTTP {status}", status, _server_wait(self.config, response))
         if status in _AMBIGUOUS_STATUS or status >= 500:
             self._ambiguous(lead_id, payload, appends, f"HTTP {status}", status)
         if 300 <= status < 400:
@@ -241,22 +255,24 @@ class RowSender:
 
         for attempt in Retrying(
             stop=stop_after_attempt(self.config.max_attempts) | stop_when_event_set(self.stop),
-            wait=_backoff(self.config),
+            wait=_waits(self.config),
             reraise=True,
             sleep=self.sleep,
         ):
             with attempt:
-                sent_at = self.throttle.acquire(self.stop)
-                if sent_at is None:
+                ticket = self.throttle.acquire(self.stop)
+                if ticket is None:
                     return None
                 try:
                     response = self.client.request("GET", path, params=params)
                 except requests.RequestException:
-                    self.throttle.release(sent_at, None)
+                    self.throttle.release(ticket, None)
                     raise
-                self.throttle.release(sent_at, response.status_code, response.headers)
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise _Retry(f"HTTP {response.status_code}", response.status_code)
+                self.throttle.release(ticket, response.status_code, response.headers)
+                status = response.status_code
+                if status == 429 or status >= 500:
+                    wait = _server_wait(self.config, response) if status in _SAFE_STATUS else None
+                    raise _Retry(f"HTTP {status}", status, wait)
         return response
 
     def offices(self) -> list[tuple[int | str, str]]:

@@ -1,135 +1,121 @@
 """The throttle: one request gate for the whole run, shared by every worker (spec §4).
 
-Pinned (``--rate``) or adaptive: start low, follow ``X-RateLimit-*``, halve on 429,
-honour ``Retry-After``, creep up while all is well, never above ``--max-rate``.
+:class:`Governor` makes every decision and is told the time at each call, so its state
+machine is tested with a simulated clock; :class:`Throttle` puts it behind a lock for the
+worker threads.
+
+Pinned (``--rate``) spaces requests exactly ``1/rate`` apart. Adaptive finds the limit
+of whatever server it meets (the Lead API does not document its own):
+
+- **Budget.** When successful answers carry a window's limit and remaining count
+  (Laravel's ``X-RateLimit-*``, GitHub's reset epoch, the IETF ``RateLimit`` fields),
+  never more requests go out than the window has left, and a spent window waits for its
+  reset instead of collecting 429s. A count that does not fall as requests are answered
+  is a token bucket refilling, and the budget is dropped.
+- **Rate.** Otherwise the rate is found by probing, time-based so that concurrency and
+  latency do not change it: slow start doubles it every second until the first 429;
+  a 429 sets the ceiling to the rate that request went out at (or the rate the server
+  was accepting, when that is lower) and drops to 95% of it; the rate climbs back to the
+  ceiling over a hold, then probes above it, faster the longer it finds room. The hold
+  is short after the ceiling moved and lengthens while the ceiling stays put, so a
+  steady server sees few 429s and a changed limit is found again within seconds.
+- **Retry-After.** A wait always applies to the request it answered (the sender waits
+  before retrying it). It stops every worker only when it is more than a second (a
+  window that is spent), when the budget says the window is spent, or when a request
+  sent after a 429 was answered meets another one within that wait: a fast bucket's
+  ``Retry-After: 1`` (rounded up, as servers send it) does not stall the run.
 """
 
 from __future__ import annotations
 
-import email.utils
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from leadsync.config import Config
-from leadsync.defaults import MAX_WAIT
+from leadsync.quota import Quota, capped_wait, read_quota, retry_after_seconds
 
 Clock = Callable[[], float]
 
-
-def capped_wait(seconds: float) -> float:
-    """A wait a server asked for, within 0 and :data:`~leadsync.defaults.MAX_WAIT`: a
-    ``Retry-After: 999999`` must not stall a run until someone kills it."""
-    return min(max(0.0, seconds), MAX_WAIT) if math.isfinite(seconds) else MAX_WAIT
-
-
-def retry_after_seconds(value: str | None, now_epoch: float | None = None) -> float | None:
-    """``Retry-After`` as seconds (a number, or an HTTP date), capped by :func:`capped_wait`;
-    None when absent or unreadable (``nan``, garbage)."""
-    if not value:
-        return None
-    value = value.strip()[:100]
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-            now_epoch = time.time() if now_epoch is None else now_epoch
-            seconds = when.timestamp() - now_epoch
-        except (TypeError, ValueError, OverflowError, IndexError):
-            return None
-    return None if math.isnan(seconds) else capped_wait(seconds)
-
-
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw[:100])
-    except ValueError:
-        return None
-    if not math.isfinite(value) or abs(value) > 1e15:
-        return None  # inf, nan or absurd: as if the header were not there
-    return int(value)
+BACKOFF = 0.95  # a 429 drops the rate to this share of the ceiling it found
+HOLD_MIN = 2.0  # seconds back up to the ceiling after it moved
+HOLD_MAX = 8.0  # ... and at most, while it stays put
+PROBE = 1.3  # growth per second above the ceiling
+SHORT_WAIT = 1.0  # a Retry-After up to this is a bucket's rounding, not a spent window
+REPEATS = 3  # 429s in a row, nothing between, on requests sent after one that said wait:
+# the key is spent (a window that sends no count), not a bucket running a little dry
+STABLE = 0.15  # a ceiling within this share of the last one has not moved
+STORM = 0.1  # more of the last answers than this refused: the limit fell
+EPISODE_MIN = 1.5  # seconds between two decreases to measure the server's rate between
+ROSE = 1.3  # the server let through this much more than the ceiling: the limit rose
 
 
 @dataclass
 class ThrottleStats:
     requests: int = 0
     rate_limited: int = 0
-    waits_for_retry_after: int = 0
+    waits_for_retry_after: int = 0  # 429s that said how long to wait
+    paused: int = 0  # of them, the ones that stopped every worker
     waited_s: float = 0.0
 
 
-class Throttle:
-    """One request gate for the whole run, shared by every worker.
+@dataclass(frozen=True)
+class Ticket:
+    """One request let through: when, at what rate, and whether it probes a spent budget."""
 
-    Pinned mode spaces requests exactly ``1/rate`` apart. Adaptive mode runs an AIMD
-    rate (slow start, halve on 429, fast recovery towards the rate that last hit a 429,
-    then a slow creep) and, when the server sends ``X-RateLimit-Limit``/``-Remaining``,
-    also keeps a budget: it never has more requests out than the window has left, and
-    once the window is spent it waits for the reset it learned from the first
-    ``Retry-After`` instead of probing again.
-    """
+    sent_at: float
+    rate: float
+    probe: bool = False
 
-    def __init__(self, config: Config, clock: Clock = time.monotonic) -> None:
-        self.clock = clock
+
+class Governor:
+    """Every decision of the throttle, with no clock or lock of its own."""
+
+    def __init__(self, config: Config, now: float = 0.0) -> None:
         self.pinned = config.rate is not None
         self.max_rate = config.rate if config.rate is not None else config.max_rate
         self.rate = (
             config.rate if config.rate is not None else min(config.start_rate, self.max_rate)
         )
         self.min_rate = min(0.2, self.rate)
-        self.cond = threading.Condition()
-        self.next_slot = 0.0
-        self.pause_until = 0.0
-        self.ceiling: float | None = None
-        self.last_decrease = -1.0
-        self.in_flight = 0
         self.stats = ThrottleStats()
-        # header budget (adaptive only)
+        self.next_slot = now
+        self.pause_until = now
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.probe_out = False
+        # the rate controller (adaptive)
+        self.ceiling: float | None = None
+        self.decreased_at = -math.inf
+        self.hold = HOLD_MIN
+        self.last_growth = now
+        self.gated = False  # a request waited for its slot since the rate last grew
+        self.answers: deque[bool] = deque(maxlen=40)  # the last answers: was it not a 429?
+        self.limited_at = -math.inf  # the last 429 that said how long to wait
+        self.limited_until = -math.inf
+        self.repeats = 0
+        self.ok = 0  # answers other than 429
+        self.paused_at = -math.inf
+        self.episode_at, self.episode_ok = -math.inf, 0  # the last decrease, and self.ok then
+        # the budget (adaptive, when successful answers carry a window's count)
         self.limit: int | None = None
         self.remaining: int | None = None
         self.reset_at: float | None = None
         self.window: float | None = None
         self.window_first_send: float | None = None
         self.new_window = False
-        self.refilling = False  # a token bucket: its budget refills continuously
-        self.unchanged = 0  # answers in a row that did not lower the remaining budget
-        self.most_remaining = 0  # the largest X-RateLimit-Remaining seen
-        self.peak_in_flight = 0
-        self.probe_out = False
+        self.refilling = False  # a token bucket: its count refills continuously
+        self.unchanged = 0  # answers in a row that did not lower the count
+        self.most_remaining = 0
 
-    # the gate ------------------------------------------------------------------
+    # the gate --------------------------------------------------------------------
 
-    def acquire(self, stop: threading.Event) -> float | None:
-        """Block until a request may go out; return its send time, or None if stopped."""
-        with self.cond:
-            while True:
-                if stop.is_set():
-                    return None
-                now = self.clock()
-                wait, probe = self._wait_needed(now)
-                if wait <= 0:
-                    interval = 1.0 / self.rate
-                    # small lateness does not accumulate into a slower rate; a long idle
-                    # gap does not turn into a burst
-                    self.next_slot = max(self.next_slot, now - 0.2 * interval) + interval
-                    self.in_flight += 1
-                    self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-                    self.probe_out = self.probe_out or probe
-                    self.stats.requests += 1
-                    if self.window_first_send is None:
-                        self.window_first_send = now
-                    return now
-                self.stats.waited_s += min(wait, 0.25)
-                self.cond.wait(min(wait, 0.25))
-
-    def _wait_needed(self, now: float) -> tuple[float, bool]:
-        """Seconds to wait before the next request, and whether it is a budget probe."""
+    def wait_needed(self, now: float) -> tuple[float, bool]:
+        """Seconds before the next request may go (0: now), and whether it is a probe of
+        a spent budget (one request to learn when the window resets)."""
         if now < self.pause_until:
             return self.pause_until - now, False
         probe = False
@@ -145,9 +131,25 @@ class Throttle:
             elif self.in_flight > 0 or self.probe_out:
                 return 0.05, False  # wait for an answer before deciding
             else:
-                probe = True  # one request to learn when the window resets
-        slot = self.next_slot
-        return (slot - now if slot > now else 0.0), probe
+                probe = True
+        if self.next_slot > now:
+            self.gated = True
+            return self.next_slot - now, False
+        return 0.0, probe
+
+    def send(self, now: float, probe: bool = False) -> Ticket:
+        """Let one request through now (after :meth:`wait_needed` said 0)."""
+        interval = 1.0 / self.rate
+        # small lateness does not accumulate into a slower rate; a long idle gap does not
+        # turn into a burst
+        self.next_slot = max(self.next_slot, now - 0.2 * interval) + interval
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        self.probe_out = self.probe_out or probe
+        self.stats.requests += 1
+        if self.window_first_send is None:
+            self.window_first_send = now
+        return Ticket(now, self.rate, probe)
 
     def _budget_spent(self) -> bool:
         if self.pinned or self.refilling or self.remaining is None:
@@ -156,69 +158,144 @@ class Throttle:
 
     # feedback --------------------------------------------------------------------
 
-    def release(
-        self, sent_at: float, status: int | None, headers: Mapping[str, str] | None = None
-    ) -> None:
-        """Report how a request went (``status`` None: no answer)."""
-        headers = headers or {}
-        with self.cond:
-            now = self.clock()
-            self.in_flight = max(0, self.in_flight - 1)
-            was_probe = self.probe_out
-            self.probe_out = False
-            retry_after = retry_after_seconds(headers.get("Retry-After"))
-            limit = _int_header(headers, "X-RateLimit-Limit")
-            remaining = _int_header(headers, "X-RateLimit-Remaining")
-            reset_epoch = _int_header(headers, "X-RateLimit-Reset")
-            if status == 429:
-                self.stats.rate_limited += 1
-                wait = retry_after
-                if wait is None and reset_epoch is not None:
-                    wait = capped_wait(reset_epoch - time.time())
-                if wait is not None:
-                    self.stats.waits_for_retry_after += 1
-                    self.pause_until = max(self.pause_until, now + wait)
-                    if not self.refilling:
-                        self.reset_at = now + wait
-                        if self.window_first_send is not None:
-                            # an upper bound: Retry-After is rounded up, the window
-                            # started no earlier than our first request in it
-                            self.window = max(
-                                self.window or 0.0, self.reset_at - self.window_first_send
-                            )
-                        self.remaining = 0
-                if not self.pinned and sent_at >= self.last_decrease:
-                    self.ceiling = self.rate
-                    self.rate = max(self.min_rate, self.rate / 2)
-                    self.last_decrease = now
-            elif status is not None:
-                if limit is not None and remaining is not None and not self.pinned:
-                    self._budget_from_headers(
-                        limit, remaining, reset_epoch, now, was_probe, sent_at
-                    )
-                # an empty budget on a refilling server: at its rate now, so hold it there
-                # (a bucket of one always shows 0: then the header says nothing)
-                at_limit = (
-                    self.refilling
-                    and remaining is not None
-                    and remaining <= 0
-                    and self.most_remaining > 0
-                )
-                if not self.pinned and not at_limit:
-                    self._grow()
-            self.cond.notify_all()
-
-    def _budget_from_headers(
+    def answered(
         self,
-        limit: int,
-        remaining: int,
-        reset_epoch: int | None,
         now: float,
-        was_probe: bool,
-        sent_at: float,
+        ticket: Ticket,
+        status: int | None,
+        headers: Mapping[str, str] | None = None,
+        now_epoch: float | None = None,
     ) -> None:
+        """Take in how a request went (``status`` None: no answer)."""
+        headers = headers or {}
+        now_epoch = time.time() if now_epoch is None else now_epoch
+        self.in_flight = max(0, self.in_flight - 1)
+        if ticket.probe:
+            self.probe_out = False
+        quota = read_quota(headers, now_epoch)
+        if status is not None:
+            self.answers.append(status != 429)
+            self.ok += status != 429
+            if status != 429:
+                self.repeats = 0  # the key is not spent: something got through
+        if status == 429:
+            self._limited(
+                now, ticket, quota, retry_after_seconds(headers.get("Retry-After"), now_epoch)
+            )
+            return
+        if status is None:
+            return
+        if self.pinned:
+            return
+        if quota is not None and quota.limit is not None and quota.remaining is not None:
+            self._budget_from(quota, now, ticket)
+        # an empty count on a refilling server: at its rate now, so hold it there (a
+        # bucket of one always shows 0: then the count says nothing)
+        at_limit = (
+            self.refilling
+            and quota is not None
+            and quota.remaining is not None
+            and quota.remaining <= 0
+            and self.most_remaining > 0
+        )
+        if not at_limit:
+            self._grow(now)
+
+    def _limited(
+        self, now: float, ticket: Ticket, quota: Quota | None, retry_after: float | None
+    ) -> None:
+        self.stats.rate_limited += 1
+        wait = retry_after
+        if wait is None and quota is not None and quota.reset_in is not None:
+            wait = quota.reset_in
+        budgeting = self.limit is not None and not self.refilling and not self.pinned
+        if wait is not None:
+            self.stats.waits_for_retry_after += 1
+            if ticket.sent_at >= self.limited_at and now < self.limited_until:
+                self.repeats += 1
+            else:
+                self.repeats = 0
+            if budgeting or wait > SHORT_WAIT or self.repeats >= REPEATS or ticket.probe:
+                self.stats.paused += 1
+                self.pause_until = max(self.pause_until, now + wait)
+                self.paused_at = now  # the bucket refills meanwhile: no count across it
+            if budgeting or ticket.probe:
+                self.reset_at = now + wait
+                if self.window_first_send is not None:
+                    # an upper bound: Retry-After is rounded up, and the window started
+                    # no earlier than our first request in it
+                    self.window = max(self.window or 0.0, self.reset_at - self.window_first_send)
+                self.remaining = 0
+            if now >= self.limited_until:
+                self.limited_at = now  # a new run of 429s: later sends are measured from it
+            self.limited_until = max(self.limited_until, now + wait)
+        if not self.pinned and not ticket.probe and ticket.sent_at >= self.decreased_at:
+            self._decrease(now, ticket)
+
+    def _decrease(self, now: float, ticket: Ticket) -> None:
+        found = self._server_rate(now, ticket.rate)
+        if self.ceiling is not None and abs(found - self.ceiling) <= STABLE * self.ceiling:
+            self.hold = min(HOLD_MAX, self.hold * 1.5)
+        else:
+            self.hold = HOLD_MIN
+        self.ceiling = found
+        self.rate = max(self.min_rate, BACKOFF * found)
+        self.decreased_at = now
+        self.last_growth = now
+        self.gated = False
+        self.episode_at, self.episode_ok = now, self.ok
+
+    def _server_rate(self, now: float, sent_rate: float) -> float:
+        """The rate the server allows us, as a 429 sent at ``sent_rate`` shows it."""
+        # Sending at r to a server that allows L < r, a share (r - L) / r is refused
+        refused = sum(1 for ok in self.answers if not ok) / len(self.answers)
+        storm = sent_rate * (1 - refused) if refused > STORM else None
+        span = now - self.episode_at
+        if self.ceiling is None:
+            found = storm or sent_rate  # the end of slow start
+        elif span < EPISODE_MIN or self.paused_at >= self.episode_at:
+            # another 429 just after one (the bucket had not refilled yet), or across a
+            # pause: no new measure, so the ceiling stands unless this is a storm
+            found = storm or min(sent_rate, self.ceiling)
+        else:
+            # A token bucket is empty at every first 429: between two of them it let
+            # through its rate times the time, less what overflowed while we sent below
+            # it, however big its burst (which lets the rate run past the limit for
+            # seconds before the first 429)
+            between = (self.ok - self.episode_ok) / span
+            if between > ROSE * self.ceiling:
+                # the limit rose: the count is only a floor (the bucket overflowed while
+                # we sent at the old limit), what this request went out at says more
+                found = max(between, storm or sent_rate)
+            elif between >= (1 - STABLE) * self.ceiling:
+                # the same limit: the ceiling stands (the count is a floor), up to what
+                # this request went out at
+                found = max(between, min(sent_rate, self.ceiling))
+            else:
+                found = between  # the limit fell
+        return min(sent_rate, max(found, sent_rate / 2))
+
+    def _grow(self, now: float) -> None:
+        dt = now - self.last_growth
+        self.last_growth = now
+        if not self.gated or dt <= 0:
+            return  # the rate did not hold anything back: it has not been tried
+        self.gated = False
+        if self.ceiling is None:
+            rate = self.rate * 2.0**dt  # slow start
+        else:
+            t = now - self.decreased_at
+            if t < self.hold:
+                rate = self.ceiling * (BACKOFF + (1 - BACKOFF) * t / self.hold)
+            else:
+                rate = max(self.rate, self.ceiling) * PROBE**dt
+        self.rate = max(self.min_rate, min(self.max_rate, rate))
+
+    def _budget_from(self, quota: Quota, now: float, ticket: Ticket) -> None:
+        assert quota.limit is not None and quota.remaining is not None
+        limit, remaining = quota.limit, quota.remaining
         if (
-            was_probe
+            ticket.probe
             and self.remaining is not None
             and self.remaining <= 0
             and self.reset_at is None
@@ -227,6 +304,8 @@ class Throttle:
             self.refilling = True
         self.limit = limit
         self.most_remaining = max(self.most_remaining, remaining)
+        if quota.window is not None:
+            self.window = quota.window
         if self.new_window and remaining < limit - 2 - self.peak_in_flight:
             # a window that has just turned over starts nearly full; this one did not:
             # the "window" was a token bucket's refill, so stop budgeting
@@ -237,10 +316,10 @@ class Throttle:
                 self.reset_at = now + self.window
             self.new_window = False
         elif remaining > self.remaining + self.in_flight + 1:
-            # the budget went up by more than answers arriving out of order explain: the
+            # the count went up by more than answers arriving out of order explain: the
             # server's window turned over, and it started no earlier than this request
             self.remaining = remaining
-            self.window_first_send = sent_at
+            self.window_first_send = ticket.sent_at
             if self.window is not None:
                 self.reset_at = now + self.window
         elif remaining < self.remaining:
@@ -253,17 +332,45 @@ class Throttle:
             self.unchanged += 1
             if self.unchanged > self.peak_in_flight + 1:
                 self.refilling = True
-        if reset_epoch is not None:
-            self.reset_at = now + capped_wait(reset_epoch - time.time())
+        if quota.reset_in is not None:
+            self.reset_at = now + capped_wait(quota.reset_in)
 
-    def _grow(self) -> None:
-        r = self.rate
-        if self.ceiling is None:
-            r += 1.0  # slow start: +1 per answer doubles the rate every second
-        elif r < 0.9 * self.ceiling:
-            r += max(0.5, 0.1 * self.ceiling / max(r, 1.0))  # fast recovery
-        else:
-            r += 0.02 * self.ceiling / max(r, 1.0)  # creep: +2% of the ceiling a second
-            if r > 1.25 * self.ceiling:
-                self.ceiling = r  # the server allows more than it did
-        self.rate = min(self.max_rate, r)
+
+class Throttle:
+    """The run's :class:`Governor` behind a lock, for the worker threads."""
+
+    def __init__(
+        self, config: Config, clock: Clock = time.monotonic, wall: Clock = time.time
+    ) -> None:
+        self.clock, self.wall = clock, wall
+        self.cond = threading.Condition()
+        self.governor = Governor(config, clock())
+
+    @property
+    def stats(self) -> ThrottleStats:
+        return self.governor.stats
+
+    @property
+    def rate(self) -> float:
+        return self.governor.rate
+
+    def acquire(self, stop: threading.Event) -> Ticket | None:
+        """Block until a request may go out; its ticket, or None if the run stopped."""
+        with self.cond:
+            while True:
+                if stop.is_set():
+                    return None
+                now = self.clock()
+                wait, probe = self.governor.wait_needed(now)
+                if wait <= 0:
+                    return self.governor.send(now, probe)
+                self.governor.stats.waited_s += min(wait, 0.25)
+                self.cond.wait(min(wait, 0.25))
+
+    def release(
+        self, ticket: Ticket, status: int | None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Report how a request went (``status`` None: no answer)."""
+        with self.cond:
+            self.governor.answered(self.clock(), ticket, status, headers, self.wall())
+            self.cond.notify_all()

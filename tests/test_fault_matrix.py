@@ -76,7 +76,7 @@ def run(sb: Sandbox, tmp_path: Path, **config: Any) -> tuple[leadsync.RunResult,
         ("429 storm", SandboxConfig(rate_limit=8, burst=1, seed=1), {"start_rate": 40}),
         (
             "429 storm without headers",
-            SandboxConfig(rate_limit=8, burst=1, rate_headers=False, retry_after=False, seed=1),
+            SandboxConfig(rate_limit=8, burst=1, rate_headers="none", retry_after=False, seed=1),
             {"start_rate": 40},
         ),
         ("503 burst", SandboxConfig(script=("503",) * 12, seed=2), {}),

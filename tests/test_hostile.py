@@ -16,7 +16,8 @@ import pytest
 
 import leadsync
 from leadsync.config import Config
-from leadsync.throttle import MAX_WAIT, retry_after_seconds
+from leadsync.defaults import MAX_WAIT
+from leadsync.quota import retry_after_seconds
 from tests.conftest import read_csv_report, write_csv
 
 Reply = Callable[[BaseHTTPRequestHandler], None]

@@ -188,7 +188,7 @@ def test_token_bucket_429_with_headers() -> None:
 
 
 def test_header_less_bucket() -> None:
-    sb = start(rate_limit=1, burst=1, rate_headers=False, retry_after=False)
+    sb = start(rate_limit=1, burst=1, rate_headers="none", retry_after=False)
     try:
         rs = [patch(sb, "1", NAMES) for _ in range(2)]
         assert [r.status_code for r in rs] == [200, 429]

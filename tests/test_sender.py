@@ -12,9 +12,9 @@ import leadsync
 from leadsync.client import check_base_url, payload_bytes, redact
 from leadsync.config import Config
 from leadsync.errors import LeadsyncError
+from leadsync.quota import retry_after_seconds
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
 from leadsync.sender import payload_applied
-from leadsync.throttle import retry_after_seconds
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from leadsync.cli.common import (
     signals_stop,
 )
 from leadsync.errors import LeadsyncError
+from leadsync.sandbox_limits import HEADER_STYLES, parse_schedule
 
 
 @click.command()
@@ -186,10 +187,29 @@ def templates(listing: bool, target: Path | None, force: bool) -> int:
     help="Fixed window in seconds (Laravel style): --rate-limit requests per window.",
 )
 @click.option(
-    "--rate-headers/--no-rate-headers",
-    default=True,
+    "--rate-headers",
+    type=click.Choice(HEADER_STYLES),
+    default="x-ratelimit",
     show_default=True,
-    help="Send X-RateLimit-Limit/-Remaining.",
+    help="How the rate limit is told: Laravel's X-RateLimit-*, with a reset as an epoch or "
+    "in seconds, the IETF drafts' RateLimit-* trio or structured RateLimit/RateLimit-Policy, "
+    "or not at all.",
+)
+@click.option(
+    "--no-rate-headers", "no_rate_headers", is_flag=True, help="The same as --rate-headers none."
+)
+@click.option(
+    "--rate-headers-on",
+    type=click.Choice(["all", "429"]),
+    default="all",
+    show_default=True,
+    help="Send the rate headers on every answer, or on 429s only.",
+)
+@click.option(
+    "--rate-schedule",
+    metavar="S:N,...",
+    help="Change the limit during the run: '30:5,60:20' is 5 from the 30th second after the "
+    "first request, 20 from the 60th.",
 )
 @click.option(
     "--retry-after/--no-retry-after",
@@ -233,7 +253,10 @@ def sandbox(
     rate_limit: float | None,
     burst: int,
     window: float | None,
-    rate_headers: bool,
+    rate_headers: str,
+    no_rate_headers: bool,
+    rate_headers_on: str,
+    rate_schedule: str | None,
     retry_after: bool,
     latency: float,
     fail_503: float,
@@ -275,7 +298,9 @@ def sandbox(
             rate_limit=rate_limit,
             burst=burst,
             window=window,
-            rate_headers=rate_headers,
+            rate_headers="none" if no_rate_headers else rate_headers,
+            rate_headers_on=rate_headers_on,
+            rate_schedule=parse_schedule(rate_schedule) if rate_schedule else (),
             retry_after=retry_after,
             latency=latency,
             fail_503=fail_503,
