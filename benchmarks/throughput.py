@@ -41,6 +41,7 @@ from typing import Any
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the journal part imports it
 KEY = "sandbox-key"
 LATENCY = 0.1
 
@@ -286,8 +287,9 @@ def scenario_shared(seconds: float, workdir: Path, burst: str) -> None:
             src = workdir / f"shared{i}.csv"
             write_leads(src, int(seconds * 20) + 50, start=(100000, 150000)[i])
             procs.append(start_leadsync(server, src))
-        for proc in procs:
-            outs.append(finish(proc, seconds))
+        deadline = time.monotonic() + seconds
+        for proc in procs:  # both stop at the same moment
+            outs.append(finish(proc, max(0.1, deadline - time.monotonic())))
         log = server.log()
     finally:
         server.stop()

@@ -351,6 +351,8 @@ class SyncEngine:
                 "retries": sum(s.retries for s in self.senders),
                 "rate_limited_429": stats.rate_limited,
                 "waited_for_retry_after": stats.waits_for_retry_after,
+                "paused_for_retry_after": stats.paused,
+                "server_limit": self.throttle.governor.findings(),
                 "duration_s": round(send_s, 3),
                 # over the sending alone: the checks and lookups before it had their own time
                 "achieved_rate": round(sent / send_s, 2) if send_s > 0 else None,

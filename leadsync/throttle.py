@@ -42,8 +42,9 @@ Clock = Callable[[], float]
 
 BACKOFF = 0.95  # a 429 drops the rate to this share of the ceiling it found
 HOLD_MIN = 2.0  # seconds back up to the ceiling after it moved
-HOLD_MAX = 8.0  # ... and at most, while it stays put
-PROBE = 1.3  # growth per second above the ceiling
+HOLD_MAX = 12.0  # ... and at most, while it stays put
+RAMP = 2.0  # seconds from BACKOFF * ceiling back up to the ceiling
+PROBE = 1.2  # growth per second above the ceiling
 SHORT_WAIT = 1.0  # a Retry-After up to this is a bucket's rounding, not a spent window
 REPEATS = 3  # 429s in a row, nothing between, on requests sent after one that said wait:
 # the key is spent (a window that sends no count), not a bucket running a little dry
@@ -156,6 +157,17 @@ class Governor:
             return False
         return self.remaining - self.in_flight <= 0
 
+    def findings(self) -> dict[str, object] | None:
+        """What the run learned of the server's limit, for the summary."""
+        if self.pinned:
+            return None
+        if self.limit is not None and not self.refilling:
+            window = round(self.window, 1) if self.window is not None else None
+            return {"kind": "window", "limit": self.limit, "window_s": window}
+        if self.ceiling is not None:
+            return {"kind": "rate", "requests_per_s": round(self.ceiling, 2)}
+        return None
+
     # feedback --------------------------------------------------------------------
 
     def answered(
@@ -256,23 +268,17 @@ class Governor:
         elif span < EPISODE_MIN or self.paused_at >= self.episode_at:
             # another 429 just after one (the bucket had not refilled yet), or across a
             # pause: no new measure, so the ceiling stands unless this is a storm
-            found = storm or min(sent_rate, self.ceiling)
+            found = storm or self.ceiling
         else:
             # A token bucket is empty at every first 429: between two of them it let
             # through its rate times the time, less what overflowed while we sent below
             # it, however big its burst (which lets the rate run past the limit for
             # seconds before the first 429)
             between = (self.ok - self.episode_ok) / span
-            if between > ROSE * self.ceiling:
-                # the limit rose: the count is only a floor (the bucket overflowed while
-                # we sent at the old limit), what this request went out at says more
-                found = max(between, storm or sent_rate)
-            elif between >= (1 - STABLE) * self.ceiling:
-                # the same limit: the ceiling stands (the count is a floor), up to what
-                # this request went out at
-                found = max(between, min(sent_rate, self.ceiling))
-            else:
-                found = between  # the limit fell
+            # unless the limit rose: then the count is only a floor (the bucket overflowed
+            # while we sent at the old limit), and what this request went out at says more
+            rose = between > ROSE * self.ceiling
+            found = max(between, storm or sent_rate) if rose else between
         return min(sent_rate, max(found, sent_rate / 2))
 
     def _grow(self, now: float) -> None:
@@ -286,7 +292,10 @@ class Governor:
         else:
             t = now - self.decreased_at
             if t < self.hold:
-                rate = self.ceiling * (BACKOFF + (1 - BACKOFF) * t / self.hold)
+                # back up to the ceiling quickly, then hold there: a slow climb below it
+                # would fill a big bucket's burst, which the next probe must then drain
+                # (overshooting the limit further the more it holds)
+                rate = self.ceiling * (BACKOFF + (1 - BACKOFF) * min(1.0, t / RAMP))
             else:
                 rate = max(self.rate, self.ceiling) * PROBE**dt
         self.rate = max(self.min_rate, min(self.max_rate, rate))
