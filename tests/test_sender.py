@@ -1,19 +1,14 @@
-"""Sender pieces: URL rules, Retry-After, read-back checks, and the throttle over the sandbox."""
+"""Sender pieces: URL rules, Retry-After, payload bytes and read-back checks."""
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import pytest
 
-import leadsync
 from leadsync.client import check_base_url, payload_bytes, redact
-from leadsync.config import Config
 from leadsync.errors import LeadsyncError
 from leadsync.quota import retry_after_seconds
-from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
 from leadsync.sender import payload_applied
 
 
@@ -100,36 +95,3 @@ def test_payload_applied_compares_like_the_server_returns_values() -> None:
     }
     assert payload_applied(lead, payload) is True
     assert payload_applied({**lead, "meta": {"a": "9"}}, payload) is None
-
-
-def _leads(path: Path, n: int) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "first_name", "last_name"])
-        for i in range(n):
-            w.writerow([1000 + i, "A", "B"])
-    return path
-
-
-def test_adaptive_throttle_learns_a_window_and_stops_probing(tmp_path: Path) -> None:
-    with Sandbox(SandboxConfig(rate_limit=15, window=1.0, latency=0.02)) as sb:
-        src = _leads(tmp_path / "in.csv", 60)
-        result = leadsync.sync(
-            src, Config(base_url=sb.base_url, start_rate=20), tmp_path / "o", api_key=DEFAULT_KEY
-        )
-        stats = sb.stats()
-    assert result.summary["outcomes"]["updated"] == 60
-    assert stats["rate_limited"] <= 1  # one 429 to learn the reset, then none
-
-
-def test_adaptive_throttle_does_not_starve_on_a_refilling_bucket(tmp_path: Path) -> None:
-    # a token bucket that also sends X-RateLimit-Remaining (0 or 1 most of the time):
-    # budgeting like a window would serialise the requests; leadsync must notice
-    with Sandbox(SandboxConfig(rate_limit=40, burst=2, latency=0.05)) as sb:
-        src = _leads(tmp_path / "in.csv", 80)
-        result = leadsync.sync(
-            src, Config(base_url=sb.base_url, start_rate=40), tmp_path / "o", api_key=DEFAULT_KEY
-        )
-        stats = sb.stats()
-    assert result.summary["outcomes"]["updated"] == 80
-    assert stats["max_concurrent"] >= 2
