@@ -66,6 +66,7 @@ _SENDING_KEYS: dict[str, type | tuple[type, ...]] = {
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
     "request_deadline": (int, float),
+    "stop_grace": (int, float),
     "max_attempts": int,
     "backoff_initial": (int, float),
     "backoff_max": (int, float),
@@ -107,6 +108,7 @@ class Config:
     connect_timeout: float = D.CONNECT_TIMEOUT
     read_timeout: float = D.READ_TIMEOUT
     request_deadline: float = D.REQUEST_DEADLINE  # a whole request, however it trickles
+    stop_grace: float = D.STOP_GRACE  # after a stop, how long rows in flight may take
     max_attempts: int = D.MAX_ATTEMPTS
     backoff_initial: float = D.BACKOFF_INITIAL
     backoff_max: float = D.BACKOFF_MAX
@@ -243,6 +245,8 @@ def _checked(config: Config) -> Config:
         raise MappingError("attempts must be at least 1")
     if min(config.backoff_initial, config.backoff_max) < 0:
         raise MappingError("backoff seconds must be 0 or more")
+    if not 0 <= config.stop_grace <= 3600:
+        raise MappingError("[sending] stop_grace must be between 0 and 3600 seconds")
     if min(config.connect_timeout, config.read_timeout, config.request_deadline) <= 0:
         raise MappingError("timeouts must be more than 0 seconds")
     if config.ca_bundle is not None and not Path(config.ca_bundle).is_file():

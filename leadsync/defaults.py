@@ -48,6 +48,11 @@ REQUEST_DEADLINE = 120.0  # seconds
 # What leadsync reads of any response body: a lead, a list of offices or an error is a
 # few KB; a server that sends gigabytes is cut off, and the answer counts as unreadable.
 MAX_RESPONSE_BYTES = 4 << 20
+# After Ctrl-C or SIGTERM, the requests in flight get this long to be answered; past it
+# their rows are reported unknown (the journal has them as sent and unanswered, so the
+# next run reads those leads back before sending again) and the run ends: cron and
+# systemd (TimeoutStopSec=90) kill a run that ignores them.
+STOP_GRACE = 10.0  # seconds
 BREAKER_THRESHOLD = 25  # consecutive rows that failed outright abort the run
 PROGRESS_EVERY = 10.0  # seconds between log lines when not on a terminal
 

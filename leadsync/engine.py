@@ -113,6 +113,9 @@ class SyncEngine:
         self.left_out = 0  # --retry-failed: rows not part of this run
         self.senders: list[RowSender] = []
         self._judging = threading.Lock()
+        self._settling = threading.Lock()
+        self._in_flight: dict[int, _Job] = {}  # rows a worker has taken and not reported
+        self._closed = False  # the stop grace ran out: workers still busy are not waited for
 
     # -- before sending -------------------------------------------------------------
 
@@ -200,13 +203,14 @@ class SyncEngine:
         requests_before = self.throttle.stats.requests  # not counted in the rate achieved
         started = time.perf_counter()
         out = _InOrder(self.run.writer, self.run.scan.rows, self.progress)
-        jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.config.concurrency * 2)
+        jobs: queue.Queue[_Job] = queue.Queue(maxsize=self.config.concurrency * 2)
+        fed = threading.Event()
         threads = [
-            threading.Thread(target=self._worker, args=(jobs, out), name=f"sender-{i}")
+            threading.Thread(target=self._worker, args=(jobs, fed, out), name=f"sender-{i}")
             for i in range(self.config.concurrency)
         ]
         for t in threads:
-            t.daemon = True
+            t.daemon = True  # one left in a request past the stop grace must not hold the exit
             t.start()
         seq = 0
         for row, cells in self.run.rows():
@@ -218,29 +222,85 @@ class SyncEngine:
             elif row.problems:
                 out.put(seq, row, Outcome.INVALID, cells, problems=row.problems)
             elif self.stop.is_set():
-                problem = Problem(row.row, Code.NOT_ATTEMPTED, not_sent(self.abort), stage="send")
-                out.put(seq, row, Outcome.NOT_ATTEMPTED, cells, problems=[problem])
+                self._settle(_Job(seq, row, cells), Result(Outcome.NOT_ATTEMPTED), out)
             else:
-                jobs.put(_Job(seq, row, cells))  # blocks while every worker is busy
+                self._hand_over(jobs, _Job(seq, row, cells), out)
             seq += 1
-        for _ in threads:
-            jobs.put(None)
-        for t in threads:
-            t.join()
+        fed.set()
+        self._join(threads, jobs, out)
         out.flush()
         send_s = time.perf_counter() - started
         return SyncOutcome(self._exit_code(), self._summary(send_s, requests_before))
 
-    def _worker(self, jobs: queue.Queue[_Job | None], out: _InOrder) -> None:
+    def _hand_over(self, jobs: queue.Queue[_Job], job: _Job, out: _InOrder) -> None:
+        """Queue a row for the workers (waiting while they are busy), unless the run
+        stops first: then it was never sent."""
+        while True:
+            try:
+                jobs.put(job, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    self._settle(job, Result(Outcome.NOT_ATTEMPTED), out)
+                    return
+
+    def _join(
+        self, threads: list[threading.Thread], jobs: queue.Queue[_Job], out: _InOrder
+    ) -> None:
+        """Wait for the workers; once the run is stopping, for ``stop_grace`` at most.
+        Rows still in a request then are ``unknown`` (the journal has them as sent and
+        unanswered, so the next run reads their leads back first); rows still queued
+        were never sent."""
+        until: float | None = None
+        while any(t.is_alive() for t in threads):
+            if self.stop.is_set() and until is None:
+                until = time.monotonic() + self.config.stop_grace
+            if until is not None and time.monotonic() >= until:
+                break
+            for t in threads:
+                t.join(timeout=0.05)
+        with self._settling:
+            self._closed = True  # a worker that answers later is not heard: its row is told
+            stranded = sorted(self._in_flight.items())
+            self._in_flight.clear()
+        grace = f"{self.config.stop_grace:g}"
+        for _, job in stranded:
+            message = (
+                f"the run stopped and this row's request had no answer within {grace} s: "
+                "it may have been applied; the next run reads the lead back before sending "
+                "it again"
+            )
+            result = Result(Outcome.UNKNOWN, code=Code.STOPPED_IN_FLIGHT, message=message)
+            self._settle(job, result, out, force=True)
+        while True:
+            try:
+                job = jobs.get_nowait()
+            except queue.Empty:
+                break
+            self._settle(job, Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED), out, force=True)
+
+    def _worker(self, jobs: queue.Queue[_Job], fed: threading.Event, out: _InOrder) -> None:
         sender = self.new_sender()
         try:
-            while (job := jobs.get()) is not None:
+            while True:
+                try:
+                    job = jobs.get(timeout=0.05)
+                except queue.Empty:
+                    if fed.is_set():
+                        return
+                    continue
+                with self._settling:
+                    if self._closed:
+                        return
+                    self._in_flight[job.seq] = job
                 if self.stop.is_set():
                     result = Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED)
                 else:
                     try:
                         result = self.send_row(job, sender)
                     except Exception as exc:  # a bug must not lose the row
+                        if self._closed:
+                            return  # the run ended without this worker (its row is told)
                         text = redact(f"{type(exc).__name__}: {exc}", self.api_key)
                         result = Result(Outcome.FAILED, code=Code.INTERNAL, message=text)
                     self._judge(result)
@@ -258,7 +318,13 @@ class SyncEngine:
                     self.abort = why
                     self.stop.set()
 
-    def _settle(self, job: _Job, result: Result, out: _InOrder) -> None:
+    def _settle(self, job: _Job, result: Result, out: _InOrder, force: bool = False) -> None:
+        """Report a row's outcome, once: after the stop grace only the engine reports
+        (``force``), a worker's late answer is dropped."""
+        with self._settling:
+            if self._closed and not force:
+                return
+            self._in_flight.pop(job.seq, None)
         if result.outcome == Outcome.NOT_ATTEMPTED:
             result.message = result.message or not_sent(self.abort)
         sent = job.sent or job.row.payload

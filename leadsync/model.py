@@ -119,6 +119,7 @@ class Code(StrEnum):
     AUTH = "auth"
     REDIRECT = "redirect"
     STOPPED = "stopped"
+    STOPPED_IN_FLIGHT = "stopped_in_flight"
     NOT_ATTEMPTED = "not_attempted"
     INTERNAL = "internal"
 
@@ -169,6 +170,11 @@ CODE_INFO: Mapping[Code, tuple[Stage, str]] = {
     Code.AUTH: ("send", "the API refused the key: the run stops"),
     Code.REDIRECT: ("send", "the API answered with a redirect: check the base URL"),
     Code.STOPPED: ("send", "the run stopped before or while the row was sent"),
+    Code.STOPPED_IN_FLIGHT: (
+        "send",
+        "the run stopped with this row's request unanswered after the grace period: it "
+        "may have been applied; the next run reads the lead back before sending again",
+    ),
     Code.NOT_ATTEMPTED: ("send", "the run stopped before this row"),
     Code.INTERNAL: ("send", "a bug in leadsync; the row is reported, not lost"),
 }

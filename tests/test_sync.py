@@ -413,3 +413,67 @@ def test_sigterm_finishes_in_flight_rows_and_reports_all(tmp_path: Path) -> None
     assert summary["outcomes"]["updated"] == stats["applied_requests"]
     assert summary["outcomes"]["not_attempted"] == 200 - stats["applied_requests"]
     assert sorted(outcomes(tmp_path / "out")) == list(range(2, 202))
+
+
+def test_sigterm_with_requests_stalled_ends_after_the_grace_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    # every PATCH is applied and then never answered (for 60 s): a stop must not wait for
+    # them; their rows end unknown, the next run reads those leads back and sends nothing
+    # twice
+    src = leads_file(tmp_path / "in.csv", 30)
+    mapping = tmp_path / "map.toml"
+    mapping.write_text("[sending]\nstop_grace = 0.5\n", encoding="utf-8")
+    with Sandbox(SandboxConfig(stall_after=1.0, stall_seconds=60)) as sb:
+        env = {
+            **os.environ,
+            "LEADSYNC_API_KEY": DEFAULT_KEY,
+            "LEADSYNC_BASE_URL": sb.base_url,
+            "LEADSYNC_JOURNAL": str(tmp_path / "journal.sqlite"),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "leadsync",
+            "sync",
+            str(src),
+            "--mapping",
+            str(mapping),
+            "--no-check-offices",
+        ]
+        proc = subprocess.Popen(
+            [*command, "--report-dir", str(tmp_path / "out"), "--concurrency", "4"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until_sandbox(sb, "applied_requests", 4, proc)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+        applied = sb.stats()["applied_requests"]
+        sb.config.stall_after = 0.0  # the server recovers
+        rerun = subprocess.run(
+            [*command, "--report-dir", str(tmp_path / "again")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        stats = sb.stats()
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err
+    assert stopped_in < 20  # the grace and the reports, not the 60 s stalls
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["outcomes"]["unknown"] == applied == 4  # the four in flight
+    assert summary["outcomes"]["not_attempted"] == 26
+    assert sorted(outcomes(tmp_path / "out")) == list(range(2, 32))  # each row once
+    failures = (tmp_path / "out" / "failures.csv").read_text(encoding="utf-8")
+    assert failures.count("stopped_in_flight") == 4
+    assert rerun.returncode == 0, rerun.stderr
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    # the four were read back, found applied, and not sent a second time
+    assert (again["outcomes"]["updated"], again["outcomes"]["unchanged"]) == (26, 4)
+    assert stats["applied_requests"] == 30
