@@ -167,8 +167,9 @@ def signals_stop() -> Iterator[threading.Event]:
             raise KeyboardInterrupt
         stop.set()
         click.echo(
-            f"leadsync: {signal.Signals(signum).name}: finishing the rows in flight, "
-            "then writing the reports (again to stop at once)",
+            f"leadsync: {signal.Signals(signum).name}: finishing the rows in flight (those "
+            "unanswered after [sending] stop_grace end unknown), then writing the reports "
+            "(again to stop at once)",
             err=True,
         )
 
