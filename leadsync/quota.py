@@ -180,3 +180,14 @@ def read_quota(headers: Mapping[str, str], now_epoch: float | None = None) -> Qu
             window,
         )
     return Quota(policy_limit, None, None, window) if policy_limit is not None else None
+
+
+def asked_wait(headers: Mapping[str, str], now_epoch: float | None = None) -> float | None:
+    """How long a 429 asks before its request is sent again: ``Retry-After``, else the
+    limit's reset (GitHub's ``X-RateLimit-Reset``, the IETF ``t=``); None when it does not
+    say."""
+    wait = retry_after_seconds(headers.get("Retry-After"), now_epoch)
+    if wait is None:
+        quota = read_quota(headers, now_epoch)
+        wait = quota.reset_in if quota is not None else None
+    return wait

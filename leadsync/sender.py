@@ -20,7 +20,7 @@ from leadsync.client import LeadClient, refused_key, response_json, server_messa
 from leadsync.config import Config
 from leadsync.errors import AbortError, LeadsyncError
 from leadsync.model import Code, LeadRead, Lookup, Outcome, SendResult, http_code
-from leadsync.quota import read_quota, retry_after_seconds
+from leadsync.quota import asked_wait, retry_after_seconds
 from leadsync.throttle import Throttle
 
 
@@ -63,10 +63,10 @@ def _waits(config: Config) -> Callable[[Any], float]:
 
 def _server_wait(config: Config, response: Any) -> float | None:
     """The wait a 429 or 503 asks for: ``Retry-After``, else (a 429) the limit's reset."""
-    wait = retry_after_seconds(response.headers.get("Retry-After"))
-    if wait is None and response.status_code == 429:
-        quota = read_quota(response.headers)
-        wait = quota.reset_in if quota is not None else None
+    if response.status_code == 429:
+        wait = asked_wait(response.headers)
+    else:
+        wait = retry_after_seconds(response.headers.get("Retry-After"))
     return None if wait is None else min(wait, config.backoff_max * 5)
 
 

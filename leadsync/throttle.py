@@ -13,17 +13,19 @@ of whatever server it meets (the Lead API does not document its own):
   reset instead of collecting 429s. A count that does not fall as requests are answered
   is a token bucket refilling, and the budget is dropped.
 - **Rate.** Otherwise the rate is found by probing, time-based so that concurrency and
-  latency do not change it: slow start doubles it every second until the first 429;
-  a 429 sets the ceiling to the rate that request went out at (or the rate the server
-  was accepting, when that is lower) and drops to 95% of it; the rate climbs back to the
-  ceiling over a hold, then probes above it, faster the longer it finds room. The hold
+  latency do not change it: slow start doubles it every second until the first 429; a
+  429 sets the ceiling to what the server let through since the last one (a token
+  bucket is empty at both, so that is its rate whatever its burst) or, in a storm of
+  429s, to the share of answers it accepted, and drops to 95% of it; the rate is back at
+  the ceiling within 2 s, holds there, then probes above it at +20% a second. The hold
   is short after the ceiling moved and lengthens while the ceiling stays put, so a
   steady server sees few 429s and a changed limit is found again within seconds.
 - **Retry-After.** A wait always applies to the request it answered (the sender waits
   before retrying it). It stops every worker only when it is more than a second (a
-  window that is spent), when the budget says the window is spent, or when a request
-  sent after a 429 was answered meets another one within that wait: a fast bucket's
-  ``Retry-After: 1`` (rounded up, as servers send it) does not stall the run.
+  window that is spent), when the budget says the window is spent, or when three
+  requests in a row sent after a 429 are refused with nothing let through between (a
+  window that sends no count): a fast bucket's ``Retry-After: 1`` (rounded up, as
+  servers send it) does not stall the run.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from leadsync.config import Config
-from leadsync.quota import Quota, capped_wait, read_quota, retry_after_seconds
+from leadsync.quota import Quota, asked_wait, capped_wait, read_quota
 
 Clock = Callable[[], float]
 
@@ -100,7 +102,7 @@ class Governor:
         self.repeats = 0
         self.ok = 0  # answers other than 429
         self.paused_at = -math.inf
-        self.episode_at, self.episode_ok = -math.inf, 0  # the last decrease, and self.ok then
+        self.decreased_ok = 0  # self.ok at the last decrease
         # the budget (adaptive, when successful answers carry a window's count)
         self.limit: int | None = None
         self.remaining: int | None = None
@@ -184,21 +186,17 @@ class Governor:
         self.in_flight = max(0, self.in_flight - 1)
         if ticket.probe:
             self.probe_out = False
-        quota = read_quota(headers, now_epoch)
-        if status is not None:
-            self.answers.append(status != 429)
-            self.ok += status != 429
-            if status != 429:
-                self.repeats = 0  # the key is not spent: something got through
-        if status == 429:
-            self._limited(
-                now, ticket, quota, retry_after_seconds(headers.get("Retry-After"), now_epoch)
-            )
-            return
         if status is None:
             return
+        self.answers.append(status != 429)
+        if status == 429:
+            self._limited(now, ticket, asked_wait(headers, now_epoch))
+            return
+        self.ok += 1
+        self.repeats = 0  # the key is not spent: something got through
         if self.pinned:
             return
+        quota = read_quota(headers, now_epoch)
         if quota is not None and quota.limit is not None and quota.remaining is not None:
             self._budget_from(quota, now, ticket)
         # an empty count on a refilling server: at its rate now, so hold it there (a
@@ -213,13 +211,8 @@ class Governor:
         if not at_limit:
             self._grow(now)
 
-    def _limited(
-        self, now: float, ticket: Ticket, quota: Quota | None, retry_after: float | None
-    ) -> None:
+    def _limited(self, now: float, ticket: Ticket, wait: float | None) -> None:
         self.stats.rate_limited += 1
-        wait = retry_after
-        if wait is None and quota is not None and quota.reset_in is not None:
-            wait = quota.reset_in
         budgeting = self.limit is not None and not self.refilling and not self.pinned
         if wait is not None:
             self.stats.waits_for_retry_after += 1
@@ -255,17 +248,17 @@ class Governor:
         self.decreased_at = now
         self.last_growth = now
         self.gated = False
-        self.episode_at, self.episode_ok = now, self.ok
+        self.decreased_ok = self.ok
 
     def _server_rate(self, now: float, sent_rate: float) -> float:
         """The rate the server allows us, as a 429 sent at ``sent_rate`` shows it."""
         # Sending at r to a server that allows L < r, a share (r - L) / r is refused
         refused = sum(1 for ok in self.answers if not ok) / len(self.answers)
         storm = sent_rate * (1 - refused) if refused > STORM else None
-        span = now - self.episode_at
+        span = now - self.decreased_at
         if self.ceiling is None:
             found = storm or sent_rate  # the end of slow start
-        elif span < EPISODE_MIN or self.paused_at >= self.episode_at:
+        elif span < EPISODE_MIN or self.paused_at >= self.decreased_at:
             # another 429 just after one (the bucket had not refilled yet), or across a
             # pause: no new measure, so the ceiling stands unless this is a storm
             found = storm or self.ceiling
@@ -274,7 +267,7 @@ class Governor:
             # through its rate times the time, less what overflowed while we sent below
             # it, however big its burst (which lets the rate run past the limit for
             # seconds before the first 429)
-            between = (self.ok - self.episode_ok) / span
+            between = (self.ok - self.decreased_ok) / span
             # unless the limit rose: then the count is only a floor (the bucket overflowed
             # while we sent at the old limit), and what this request went out at says more
             rose = between > ROSE * self.ceiling
@@ -358,10 +351,6 @@ class Throttle:
     @property
     def stats(self) -> ThrottleStats:
         return self.governor.stats
-
-    @property
-    def rate(self) -> float:
-        return self.governor.rate
 
     def acquire(self, stop: threading.Event) -> Ticket | None:
         """Block until a request may go out; its ticket, or None if the run stopped."""
