@@ -114,7 +114,8 @@ class SyncEngine:
         self.senders: list[RowSender] = []
         self._judging = threading.Lock()
         self._settling = threading.Lock()
-        self._in_flight: dict[int, _Job] = {}  # rows a worker has taken and not reported
+        self._pending: dict[int, _Job] = {}  # rows handed to the workers, not yet reported
+        self._started: set[int] = set()  # ... of them, those a worker has begun to send
         self._closed = False  # the stop grace ran out: workers still busy are not waited for
 
     # -- before sending -------------------------------------------------------------
@@ -227,7 +228,7 @@ class SyncEngine:
                 self._hand_over(jobs, _Job(seq, row, cells), out)
             seq += 1
         fed.set()
-        self._join(threads, jobs, out)
+        self._join(threads, out)
         out.flush()
         send_s = time.perf_counter() - started
         return SyncOutcome(self._exit_code(), self._summary(send_s, requests_before))
@@ -235,6 +236,8 @@ class SyncEngine:
     def _hand_over(self, jobs: queue.Queue[_Job], job: _Job, out: _InOrder) -> None:
         """Queue a row for the workers (waiting while they are busy), unless the run
         stops first: then it was never sent."""
+        with self._settling:
+            self._pending[job.seq] = job
         while True:
             try:
                 jobs.put(job, timeout=0.1)
@@ -244,13 +247,11 @@ class SyncEngine:
                     self._settle(job, Result(Outcome.NOT_ATTEMPTED), out)
                     return
 
-    def _join(
-        self, threads: list[threading.Thread], jobs: queue.Queue[_Job], out: _InOrder
-    ) -> None:
+    def _join(self, threads: list[threading.Thread], out: _InOrder) -> None:
         """Wait for the workers; once the run is stopping, for ``stop_grace`` at most.
         Rows still in a request then are ``unknown`` (the journal has them as sent and
-        unanswered, so the next run reads their leads back first); rows still queued
-        were never sent."""
+        unanswered, so the next run reads their leads back first); rows handed over and
+        not begun were never sent."""
         until: float | None = None
         while any(t.is_alive() for t in threads):
             if self.stop.is_set() and until is None:
@@ -261,23 +262,19 @@ class SyncEngine:
                 t.join(timeout=0.05)
         with self._settling:
             self._closed = True  # a worker that answers later is not heard: its row is told
-            stranded = sorted(self._in_flight.items())
-            self._in_flight.clear()
+            left, started = sorted(self._pending.items()), set(self._started)
         grace = f"{self.config.stop_grace:g}"
-        for _, job in stranded:
-            message = (
-                f"the run stopped and this row's request had no answer within {grace} s: "
-                "it may have been applied; the next run reads the lead back before sending "
-                "it again"
-            )
-            result = Result(Outcome.UNKNOWN, code=Code.STOPPED_IN_FLIGHT, message=message)
+        for seq, job in left:
+            if seq in started:
+                message = (
+                    f"the run stopped and this row's request had no answer within {grace} s: "
+                    "it may have been applied; the next run reads the lead back before "
+                    "sending it again"
+                )
+                result = Result(Outcome.UNKNOWN, code=Code.STOPPED_IN_FLIGHT, message=message)
+            else:  # still queued, or taken by a worker that saw the run end first
+                result = Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED)
             self._settle(job, result, out, force=True)
-        while True:
-            try:
-                job = jobs.get_nowait()
-            except queue.Empty:
-                break
-            self._settle(job, Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED), out, force=True)
 
     def _worker(self, jobs: queue.Queue[_Job], fed: threading.Event, out: _InOrder) -> None:
         sender = self.new_sender()
@@ -291,8 +288,8 @@ class SyncEngine:
                     continue
                 with self._settling:
                     if self._closed:
-                        return
-                    self._in_flight[job.seq] = job
+                        return  # the engine reports this row (never sent)
+                    self._started.add(job.seq)
                 if self.stop.is_set():
                     result = Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED)
                 else:
@@ -324,7 +321,8 @@ class SyncEngine:
         with self._settling:
             if self._closed and not force:
                 return
-            self._in_flight.pop(job.seq, None)
+            self._pending.pop(job.seq, None)
+            self._started.discard(job.seq)
         if result.outcome == Outcome.NOT_ATTEMPTED:
             result.message = result.message or not_sent(self.abort)
         sent = job.sent or job.row.payload
