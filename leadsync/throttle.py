@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from leadsync.config import Config
-from leadsync.quota import Quota, asked_wait, capped_wait, read_quota
+from leadsync.quota import Quota, asked_wait, read_quota
 
 Clock = Callable[[], float]
 
@@ -335,7 +335,7 @@ class Governor:
             if self.unchanged > self.peak_in_flight + 1:
                 self.refilling = True
         if quota.reset_in is not None:
-            self.reset_at = now + capped_wait(quota.reset_in)
+            self.reset_at = now + quota.reset_in  # read_quota capped it already
 
 
 class Throttle:
