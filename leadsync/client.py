@@ -118,10 +118,13 @@ class LeadClient:
     def __init__(self, base_url: str, api_key: str, config: Config) -> None:
         import requests
 
+        from leadsync import deadline
+
         self.base_url = check_base_url(base_url)
         self.timeout = (config.connect_timeout, config.read_timeout)
         self.deadline = config.request_deadline
         self.session = requests.Session()
+        deadline.mount(self.session)
         # proxies (HTTPS_PROXY, NO_PROXY) and REQUESTS_CA_BUNDLE from the environment are
         # honoured, as operators behind a corporate proxy expect; TLS is always verified
         if config.ca_bundle:
@@ -147,18 +150,27 @@ class LeadClient:
         # no charset parameter: RFC 8259 defines none for JSON, and a strict server may
         # compare the media type exactly
         headers = {"Content-Type": "application/json"} if body is not None else None
-        started = time.monotonic()
-        response: Any = self.session.request(
-            method,
-            self.base_url + path,
-            data=body,
-            params=params,
-            headers=headers,
-            timeout=self.timeout,
-            allow_redirects=False,
-            stream=True,  # the body is read below, within a size and a time limit
-        )
-        response._content = _bounded_body(response, started + self.deadline)
+        import requests
+
+        from leadsync.deadline import PastDeadline, watch
+
+        with watch(time.monotonic() + self.deadline) as slot:
+            try:
+                response: Any = self.session.request(
+                    method,
+                    self.base_url + path,
+                    data=body,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,  # the body is read below, within a size limit
+                )
+            except requests.RequestException:
+                if slot.broken:
+                    raise PastDeadline(self.deadline) from None
+                raise
+            response._content = _bounded_body(response)
         response._content_consumed = True
         return response
 
@@ -171,25 +183,25 @@ class LeadClient:
         self.session.close()
 
 
-def _bounded_body(response: Any, deadline: float) -> bytes:
+def _bounded_body(response: Any) -> bytes:
     """The response body, read (and decompressed) in blocks: at most
-    :data:`~leadsync.defaults.MAX_RESPONSE_BYTES`, and only until ``deadline``. A body cut
-    short by either, or broken off, is dropped (``b""``: unreadable, so the status alone
-    decides); the connection is then closed rather than reused."""
+    :data:`~leadsync.defaults.MAX_RESPONSE_BYTES`. A body cut short by the limit, or broken
+    off (by the server, or by the request's deadline), is dropped (``b""``: unreadable, so
+    the status alone decides); the connection is then closed rather than reused."""
     import requests
+    import urllib3
 
     parts: list[bytes] = []
     size = 0
     try:
-        # read1: whatever has arrived, so a trickling server meets the deadline (a plain
-        # read waits for a whole block); 16 KB compressed is at most ~16 MB unpacked
+        # 16 KB compressed is at most ~16 MB unpacked
         while block := response.raw.read1(16 * 1024, decode_content=True):
             size += len(block)
-            if size > MAX_RESPONSE_BYTES or time.monotonic() > deadline:
+            if size > MAX_RESPONSE_BYTES:
                 response.close()
                 return b""
             parts.append(block)
-    except (requests.RequestException, OSError):
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
         response.close()
         return b""
     return b"".join(parts)

@@ -133,6 +133,8 @@ class RowSender:
     ) -> None:
         import requests
 
+        from leadsync.deadline import PastDeadline
+
         ticket = self.throttle.acquire(self.stop)
         if ticket is None:
             if number == 1:
@@ -161,9 +163,12 @@ class RowSender:
             if _before_sending(exc):
                 raise _Retry("could not connect", None) from None
             self._ambiguous(lead_id, payload, appends, "the connection broke after sending", None)
-        except requests.Timeout:
+        except requests.Timeout as exc:
             self.throttle.release(ticket, None)
-            self._ambiguous(lead_id, payload, appends, "no answer before the read timeout", None)
+            message = (
+                str(exc) if isinstance(exc, PastDeadline) else "no answer before the read timeout"
+            )
+            self._ambiguous(lead_id, payload, appends, message, None)
         self.throttle.release(ticket, response.status_code, response.headers)
         status = response.status_code
         if 200 <= status < 300:

@@ -67,6 +67,37 @@ def write_csv(
     return path
 
 
+# Runs the CLI in a fresh process and prints its own high-water mark (VmHWM) as it exits:
+# ru_maxrss of the children would count the forked copy of the test process too.
+_MEASURED = (
+    "import atexit, sys\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('HWM', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(hwm)\n"
+    "from leadsync.cli import run\n"
+    "sys.argv = ['leadsync'] + sys.argv[1:]\n"
+    "run()\n"
+)
+
+
+def run_measured(
+    *args: Any, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[Any, int]:
+    """``leadsync ARGS`` as a real process: (the completed process, its peak RSS in MB).
+    The process must not die of a signal (calamine aborts on an allocation it cannot make)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *map(str, args)],
+        env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert proc.returncode >= 0 and "HWM " in proc.stderr, proc.stderr[-2000:]
+    return proc, int(proc.stderr.split("HWM ")[1].split()[0]) // 1024
+
+
 def wait_until_sandbox(sb: Any, key: str, at_least: int, proc: Any, timeout: float = 60) -> None:
     """Readiness check: poll the sandbox's stats until ``key`` reaches ``at_least`` while
     the client process ``proc`` is still running (never a blind sleep)."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leadsync.reader.extent import column_index
+
 
 @dataclass
 class SheetScan:
@@ -39,7 +41,7 @@ def scan_sheets(path: Path) -> SheetScan:
         with zipfile.ZipFile(path) as z:
             # Excel and LibreOffice store every formula's result
             formulas = not _saved_by_a_calculating_program(z)
-            scan.parts = _sheet_parts(z)
+            scan.parts = sheet_parts(z)
             for name in z.namelist():
                 if name.startswith("xl/worksheets/") and name.endswith(".xml"):
                     with z.open(name) as fh:
@@ -90,7 +92,7 @@ def _find_errors(data: bytes, start: int, errors: dict[int, list[tuple[int, str]
         if ref is not None and data[close - 1 : close] != b"/":
             value = _CELL_VALUE.search(data, close, end.start())
             text = value.group(1).decode("utf-8", "replace").strip() if value else ""
-            column = _column_index(ref.group(1).decode())
+            column = column_index(ref.group(1))
             errors.setdefault(int(ref.group(2)), []).append((column, text or "#N/A"))
         resume = max(resume, end.end())
     return resume
@@ -109,15 +111,7 @@ def _error_types(data: bytes, start: int) -> list[int]:
     return sorted(hits)
 
 
-def _column_index(letters: str) -> int:
-    """A -> 0, Z -> 25, AA -> 26."""
-    index = 0
-    for ch in letters:
-        index = index * 26 + ord(ch) - 64
-    return index - 1
-
-
-def _sheet_parts(z: Any) -> dict[str, str]:
+def sheet_parts(z: Any) -> dict[str, str]:
     """Sheet name -> the XML part that holds it, from the workbook and its relations."""
     import posixpath
     from xml.etree import ElementTree
@@ -148,31 +142,3 @@ def _saved_by_a_calculating_program(z: Any) -> bool:
     m = re.search(rb"<Application>([^<]*)</Application>", app)
     name = m.group(1).strip() if m else b""
     return name == b"Microsoft Excel" or name.startswith(b"LibreOffice")
-
-
-_DIMENSION = re.compile(
-    rb"""<(?:[\w.-]+:)?dimension\s+ref=["']([A-Z]{1,3})([0-9]{1,7})(?::([A-Z]{1,3})([0-9]{1,7}))?["']"""
-)
-
-
-def declared_cells(path: Path, sheet: str) -> int | None:
-    """How many cells ``sheet``'s ``<dimension>`` says it spans (rows x columns), from the
-    first 64 KB of its XML; None when the file, the sheet or the element is not there."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            part = _sheet_parts(z).get(sheet)
-            if part is None:
-                return None
-            with z.open(part) as fh:
-                head = fh.read(64 * 1024)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
-        return None
-    m = _DIMENSION.search(head)
-    if m is None:
-        return None
-    first_col, first_row = _column_index(m.group(1).decode()), int(m.group(2))
-    last_col = _column_index(m.group(3).decode()) if m.group(3) else first_col
-    last_row = int(m.group(4)) if m.group(4) else first_row
-    return (abs(last_row - first_row) + 1) * (abs(last_col - first_col) + 1)

@@ -11,7 +11,8 @@ from typing import Any
 
 from leadsync.errors import InputError
 from leadsync.reader.cells import Chunk, header_names, header_text, present
-from leadsync.reader.sheetxml import declared_cells, scan_sheets
+from leadsync.reader.extent import MAX_SHEET_BYTES, Extent, ods_extents, xlsx_extent
+from leadsync.reader.sheetxml import scan_sheets, sheet_parts
 from leadsync.reader.table import Source, Table
 from leadsync.threads import in_thread
 
@@ -21,7 +22,6 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 MAX_UNPACKED_BYTES = 2 << 30
 MAX_RATIO = 250
 _RATIO_FROM = 64 << 20
-MAX_CELLS = 30_000_000  # rows x columns of one sheet: ~1 GB in calamine
 CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workbook
 
 
@@ -51,30 +51,59 @@ def check_unpacked_size(path: Path) -> None:
             )
 
 
-def _check_extent(path: Path, sheet: str) -> None:
-    """Refuse a sheet that says it spans more cells than :data:`MAX_CELLS` before calamine
-    loads it: calamine holds the whole rectangle in memory, and one stray cell at XFD1048576
-    makes it ask for 512 GB and abort the process."""
-    cells = declared_cells(path, sheet)
-    if cells is not None and cells > MAX_CELLS:
+def _check_memory(path: Path, sheet: str | None) -> None:
+    """Refuse a workbook whose sheet would take more than :data:`MAX_SHEET_BYTES` in
+    calamine, before calamine loads it (it would abort the process: one stray cell at
+    XFD1048576 makes it ask for 512 GB). An ods is judged as a whole, before it is opened
+    (``sheet`` None): calamine loads every sheet of an ods on opening. An xlsx is judged
+    by the sheet to read, once it is picked."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            ods = "content.xml" in names and "xl/workbook.xml" not in names
+            if ods and sheet is None and (extents := ods_extents(z)):
+                name, largest = max(extents.items(), key=lambda kv: kv[1].bytes)
+                _refuse_past_limit(path, name, largest, sum(e.bytes for e in extents.values()))
+            part = sheet_parts(z).get(sheet) if sheet is not None and not ods else None
+            if part in names:
+                extent = xlsx_extent(z, str(part))
+                _refuse_past_limit(path, str(sheet), extent, extent.bytes)
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        pass  # not a zip (xls, xlsb) or broken: calamine says what is wrong
+
+
+def _refuse_past_limit(path: Path, sheet: str, extent: Extent, need: int) -> None:
+    if need <= MAX_SHEET_BYTES:
+        return
+    about = f"about {need / 2**30:,.1f} GB"
+    limit = f"leadsync's limit of {MAX_SHEET_BYTES / 2**30:.0f} GB for a sheet"
+    if extent.shared_text > extent.bytes // 2:
         raise InputError(
-            f"sheet {sheet!r} of {path.name} spans {cells:,} cells, over leadsync's limit of "
-            f"{MAX_CELLS:,} for a workbook (a stray cell far down or right?): delete the "
-            "cells beyond your data, or save the sheet as CSV"
+            f"sheet {sheet!r} of {path.name} repeats its shared text into so many cells that "
+            f"reading it would take {about} of memory, over {limit}: save the sheet as CSV"
         )
+    raise InputError(
+        f"sheet {sheet!r} of {path.name} spans {extent.rows:,} rows x {extent.columns:,} "
+        f"columns ({extent.cells:,} cells): reading it would take {about} of memory, over "
+        f"{limit} (a stray cell far down or right?): delete the cells beyond your data, or "
+        "save the sheet as CSV"
+    )
 
 
 def open_excel(path: Path, sheet: str | None) -> Table:
     import python_calamine as pc
 
     check_unpacked_size(path)
+    _check_memory(path, None)
     # the sheets are scanned for formulas without a result and for error cells while
     # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
     scanning = in_thread(scan_sheets, path, name="leadsync-sheet-scan")
     try:
         workbook = pc.CalamineWorkbook.from_path(str(path))
         name = _pick_sheet(workbook, sheet, path)
-        _check_extent(path, name)
+        _check_memory(path, name)
         worksheet = workbook.get_sheet_by_name(name)
     except pc.PasswordError:
         raise InputError(
