@@ -465,13 +465,35 @@ def test_d4_a_sheet_name_excel_refuses_does_not_crash_the_report(
 def test_d22_a_huge_header_is_not_echoed_whole(tmp_path: Path, cli: Any) -> None:
     src = write_csv(
         tmp_path / "wide.csv",
-        [["id", "first_name", "last_name", "x" * (1 << 20)], ["1", "A", "B", "y"]],
+        [["id", "first_name", "last_name", "x" * (900 << 10)], ["1", "A", "B", "y"]],
     )
     result = cli("validate", src, "--report-dir", tmp_path / "o")
     assert result.exit_code == 0
     assert len(result.stdout) < 4000
     summary = (tmp_path / "o" / "summary.json").read_text(encoding="utf-8")
     assert len(summary) < 8000 and "more characters" in summary
+
+
+def test_d22_a_header_line_past_the_limit_is_refused_before_it_is_parsed(
+    tmp_path: Path,
+) -> None:
+    """A 100 MB first line: it took 1.6 GB and 11 s to read, parse and report (300 MB:
+    5 GB). Refused from its first megabyte, in a process whose peak memory is measured."""
+    src = tmp_path / "huge-header.csv"
+    with src.open("wb") as fh:
+        fh.write(b"id,first_name,last_name,")
+        block = b"x" * (1 << 20)
+        for _ in range(100):
+            fh.write(block)
+        fh.write(b"\r\n1,A,B,y\r\n")
+    started = time.monotonic()
+    proc, peak = run_measured("validate", src, "--report-dir", tmp_path / "o")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        "leadsync: error: huge-header.csv: the first line (the header row) is longer than "
+        "1 MB, leadsync's limit for a header"
+    )
+    assert peak < 200 and time.monotonic() - started < 20
 
 
 def test_d6_an_unclosed_quote_is_an_input_error_naming_its_line(tmp_path: Path, cli: Any) -> None:

@@ -13,7 +13,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from leadsync.reader.extent import MAX_SHEET_BYTES, Extent, _scanned_ods, _scanned_xlsx
+from leadsync.reader.extent import (
+    MAX_SCANNED_PART,
+    MAX_SHEET_BYTES,
+    Extent,
+    _scanned_ods,
+    _scanned_xlsx,
+    xlsx_extent,
+)
 from tests.conftest import run_measured, write_xlsx
 
 HEADER = ["id", "first_name", "last_name"]
@@ -198,6 +205,22 @@ def test_the_cell_scan_follows_calamines_positions() -> None:
     )
     assert _scanned_ods(io.BytesIO(ods)) == {"A&B": Extent(rows=3, columns=5)}
     assert Extent(rows=8_000_000, columns=1).bytes <= MAX_SHEET_BYTES
+
+
+def test_a_large_sheet_without_a_dimension_is_not_scanned(tmp_path: Path) -> None:
+    """Past MAX_SCANNED_PART of XML the scan would cost as much as calamine's read: the
+    extent is unknown (None), and the sheet goes to calamine as it is."""
+    rows = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c><c r="B%d" t="inlineStr"><is><t>%s</t></is></c></row>'
+        % (i, i, i, i, b"x" * 40)
+        for i in range(1, 120_001)
+    )
+    path = tmp_path / "big.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("sheet.xml", b"<worksheet><sheetData>" + rows + b"</sheetData></worksheet>")
+    with zipfile.ZipFile(path) as z:
+        assert z.getinfo("sheet.xml").file_size > MAX_SCANNED_PART
+        assert xlsx_extent(z, "sheet.xml") is None
 
 
 def test_d2_a_zip_bomb_workbook_is_refused_before_it_is_unpacked(tmp_path: Path, cli: Any) -> None:

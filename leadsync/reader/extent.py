@@ -6,7 +6,8 @@ cell that uses it. It cannot be stopped once loading: an allocation it cannot ma
 the process. So the rectangle comes from the sheet itself first:
 
 - xlsx: its ``<dimension>``, or, where it has none (or names one cell, as some streaming
-  writers do), from every row and cell reference in one streaming pass;
+  writers do), from every row and cell reference in one streaming pass, for sheets of up
+  to :data:`MAX_SCANNED_PART` of XML;
 - ods: one streaming pass over ``content.xml``, with its repeated rows and cells
   (a 1 KB file can repeat a cell a billion times);
 - the shared strings' copies: a 10 KB string in 100,000 cells is 1 GB (from the counts
@@ -25,6 +26,11 @@ from typing import IO
 # validate`) and 1.26 GB (ods, calamine alone).
 CELL_BYTES = 128
 MAX_SHEET_BYTES = 1 << 30  # README "Limits": what one sheet may take in memory
+# A sheet without a usable <dimension> is measured from its cells up to this much XML
+# (~0.4 s); a larger one is not measured at all: scanning 100 MB of XML took as long as
+# calamine took to read it. (Such sheets come from programs, e.g. openpyxl's write-only
+# mode, that write no <dimension>; a stray far cell in them is not caught.)
+MAX_SCANNED_PART = 8 << 20
 _BLOCK = 1 << 22
 
 
@@ -46,16 +52,22 @@ class Extent:
         return self.cells * CELL_BYTES + self.shared_text
 
 
-def xlsx_extent(z: zipfile.ZipFile, part: str) -> Extent:
-    """The extent of the xlsx worksheet stored in ``part``."""
+def xlsx_extent(z: zipfile.ZipFile, part: str) -> Extent | None:
+    """The extent of the xlsx worksheet stored in ``part``; None when it is not known
+    (no usable ``<dimension>`` in a part too large to scan quickly)."""
     with z.open(part) as fh:
         head = fh.read(64 * 1024)
     declared = _declared(head)
     if declared is not None and declared.cells > 1 and declared.bytes <= MAX_SHEET_BYTES:
         extent = declared
-    else:  # none, one cell, or past the limit: what the cells themselves say
+    elif z.getinfo(part).file_size <= MAX_SCANNED_PART:
+        # none, one cell, or past the limit: what the cells themselves say
         with z.open(part) as fh:
             extent = _scanned_xlsx(fh)
+    elif declared is not None and declared.cells > 1:
+        extent = declared  # past the limit, and too large to prove it wrong
+    else:
+        return None
     budget = MAX_SHEET_BYTES - extent.cells * CELL_BYTES
     if budget < 0:
         return extent

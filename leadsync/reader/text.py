@@ -25,6 +25,9 @@ TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_CHARS = 64 * 1024
 ZIP_MAGIC = b"PK\x03\x04"
+# README "Limits": the header line. 20,000 columns of 50-character names is 1 MB; a
+# longer first line is not a header (a 300 MB one took 5 GB to read and report).
+MAX_HEADER_BYTES = 1 << 20
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -348,7 +351,19 @@ def _refuse_unclosed_quote(source: _TextSource, quotes: int | None) -> None:
     )
 
 
+def _refuse_huge_header(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(MAX_HEADER_BYTES + 1)
+    if len(head) > MAX_HEADER_BYTES and b"\n" not in head and b"\r" not in head:
+        raise InputError(
+            f"{path.name}: the first line (the header row) is longer than "
+            f"{MAX_HEADER_BYTES // 2**20} MB, leadsync's limit for a header: is this a CSV "
+            "export with one row per line?"
+        )
+
+
 def open_text(path: Path, suffix: str) -> Table:
+    _refuse_huge_header(path)
     encoding, quotes = _sniff_bytes(path)
     try:
         with path.open(encoding=encoding, errors="replace", newline="") as fh:

@@ -67,8 +67,8 @@ def _check_memory(path: Path, sheet: str | None) -> None:
                 name, largest = max(extents.items(), key=lambda kv: kv[1].bytes)
                 _refuse_past_limit(path, name, largest, sum(e.bytes for e in extents.values()))
             part = sheet_parts(z).get(sheet) if sheet is not None and not ods else None
-            if part in names:
-                extent = xlsx_extent(z, str(part))
+            extent = xlsx_extent(z, str(part)) if part in names else None
+            if extent is not None:
                 _refuse_past_limit(path, str(sheet), extent, extent.bytes)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError):
         pass  # not a zip (xls, xlsb) or broken: calamine says what is wrong
