@@ -22,6 +22,7 @@ A mapping file (TOML) describes how a particular export maps onto the API::
     [rules]
     require_names = true
     statuses = ["New", "Contacted", "Valued"]   # optional allow-list
+    optional_columns = ["Notes"]  # [columns] keys a file may lack (else: an error)
 
     [sending]                     # what a flag can set, and timeouts, retries, backoff
     max_rate = 20
@@ -47,6 +48,7 @@ from leadsync.fields import (
     FIELDS_BY_NAME,
     ID_ALIASES,
     ID_HEADER,
+    MATCH_ALIASES,
     Kind,
     normalise_header,
 )
@@ -55,7 +57,8 @@ IGNORE = "ignore"
 DATE_ORDERS = ("DMY", "MDY", "YMD")
 _SECTIONS = {"columns", "values", "defaults", "dates", "rules", "sending"}
 _DATE_KEYS = {"order", "timezone"}
-_RULE_KEYS = {"require_names", "statuses"}
+_RULE_KEYS = {"require_names", "statuses", "optional_columns"}
+MATCH_TARGETS = {alias: kind for kind, aliases in MATCH_ALIASES.items() for alias in aliases}
 # [sending]: the settings a flag can also give, and those only a file gives (timeouts,
 # retries, backoff: a slow API's operator, and the tests, shorten or lengthen them)
 _SENDING_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -87,6 +90,10 @@ class Config:
     """Everything a run needs to know besides the input file and the API key."""
 
     columns: Mapping[str, str] = field(default_factory=_empty)  # normalised header -> target
+    # normalised header -> the key as the mapping file writes it (for messages)
+    column_keys: Mapping[str, str] = field(default_factory=_empty)
+    # normalised headers of [columns] keys a file may lack ([rules] optional_columns)
+    optional_columns: frozenset[str] = frozenset()
     # field -> casefolded cell text -> value
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty)
     # field -> raw default (converted by the mapper)
@@ -169,9 +176,9 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
     unknown = set(data) - _SECTIONS
     if unknown:
         raise MappingError(f"unknown section(s) {_names(unknown)}; expected {_names(_SECTIONS)}")
-    columns = {
-        normalise_header(str(k)): _target(str(k), v) for k, v in _table(data, "columns").items()
-    }
+    written = _table(data, "columns")
+    columns = {normalise_header(str(k)): _target(str(k), v) for k, v in written.items()}
+    column_keys = {normalise_header(str(k)): str(k) for k in written}
     values: dict[str, Mapping[str, Any]] = {}
     for fname, table in _table(data, "values").items():
         _field_name(fname, "values")
@@ -192,6 +199,9 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
         isinstance(statuses, list) and all(isinstance(s, str) for s in statuses)
     ):
         raise MappingError("[rules] statuses must be a list of strings")
+    optional = rules.get("optional_columns", [])
+    if not (isinstance(optional, list) and all(isinstance(h, str) for h in optional)):
+        raise MappingError("[rules] optional_columns must be a list of column headers")
     require = rules.get("require_names", D.REQUIRE_NAMES)
     if not isinstance(require, bool):
         raise MappingError("[rules] require_names must be true or false")
@@ -210,6 +220,8 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
             raise MappingError(f"[sending] {key} must be {kind}, not {value!r}")
     config = Config(
         columns=MappingProxyType(columns),
+        column_keys=MappingProxyType(column_keys),
+        optional_columns=frozenset(normalise_header(h) for h in optional),
         values=MappingProxyType(values),
         defaults=MappingProxyType(defaults_),
         date_order=str(dates.get("order", D.DATE_ORDER)).upper(),
@@ -295,10 +307,13 @@ def _target(header: str, target: Any) -> str:
         return IGNORE
     if norm in ID_ALIASES:
         return ID_HEADER
+    if norm in MATCH_TARGETS:
+        return MATCH_TARGETS[norm]
     if norm not in FIELD_KEYS:
         raise MappingError(
             f"[columns] {header!r} maps to {t!r}, which is not an API field, 'id', "
-            "'questionnaire: <question>', 'meta: <key>' or 'ignore'"
+            "'email' or 'phone' (for --match-by), 'questionnaire: <question>', "
+            "'meta: <key>' or 'ignore'"
         )
     return FIELD_KEYS[norm]
 

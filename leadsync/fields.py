@@ -122,6 +122,13 @@ REQUIRED_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
 ID_ALIASES: frozenset[str] = frozenset({"id", "leadid"})
 ID_HEADER = "id"
 
+# Contact-detail headers --match-by looks leads up by (lookup keys, not update fields),
+# after header normalisation; a [columns] target may name them too.
+MATCH_ALIASES: dict[str, frozenset[str]] = {
+    "email": frozenset({"email", "emailaddress"}),
+    "phone": frozenset({"phone", "phonenumber", "mobile", "telephone"}),
+}
+
 API_VERSION_PATH = "/api/v103"
 
 

@@ -8,6 +8,7 @@ leaves its field out of the payload; a cell that cannot be converted becomes a
 shapes) are the validator's business.
 """
 
+from leadsync.fields import MATCH_ALIASES
 from leadsync.mapper.columns import (
     ColumnarRows,
     fast_path_applies,
@@ -25,7 +26,7 @@ from leadsync.mapper.convert import (
     to_integer,
     to_iso_date,
 )
-from leadsync.mapper.plan import MATCH_ALIASES, plan_columns, plan_table
+from leadsync.mapper.plan import plan_columns, plan_table
 from leadsync.mapper.rows import map_chunk
 
 __all__ = [

@@ -10,6 +10,7 @@ from leadsync.fields import (
     FIELDS_BY_NAME,
     ID_ALIASES,
     ID_HEADER,
+    MATCH_ALIASES,
     normalise_header,
 )
 from leadsync.mapper.convert import Bad, convert_value
@@ -38,6 +39,7 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
                 "'ignore' in the mapping file"
             )
         seen[key] = i
+    _check_mapping_keys(headers, targets, config)
     id_index = seen.get(("id", ID_HEADER))
     match_index = seen.get(("match", config.match_by or ""))
     if config.match_by is not None and match_index is None:
@@ -65,6 +67,38 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
         defaults,
         report_row_index=0 if prefix else None,
     )
+
+
+def _check_mapping_keys(
+    headers: tuple[str, ...], targets: list[Target | None], config: Config
+) -> None:
+    """A [columns] key that matches no header, or a [values] table for a field no column
+    maps to, is a typo until said otherwise: the column it meant would be silently
+    dropped. (A key mapped to 'ignore' may be missing: ignoring nothing is harmless.)"""
+    import difflib
+
+    present = {normalise_header(h): h for h in headers}
+    for norm, target in config.columns.items():
+        if norm in present or norm in config.optional_columns or target == IGNORE:
+            continue
+        key = config.column_keys.get(norm, norm)
+        close = difflib.get_close_matches(key, list(present.values()), n=1, cutoff=0.6)
+        hint = f"; did you mean {shown(close[0])!r}?" if close else ""
+        raise MappingError(
+            f"{_where(config)}[columns] {shown(key)!r} matches no column of the file{hint} "
+            "(list it in [rules] optional_columns if the file may lack it)"
+        )
+    mapped = {t.name for t in targets if t is not None and t.kind == "field"}
+    for fname in config.values:
+        if fname not in mapped:
+            raise MappingError(
+                f"{_where(config)}[values.{fname}] gives values for {fname}, but no column "
+                f"of the file maps to {fname}: map one in [columns], or remove the table"
+            )
+
+
+def _where(config: Config) -> str:
+    return f"mapping file {config.mapping_path}: " if config.mapping_path else ""
 
 
 def plan_table(table: Table, config: Config) -> ColumnPlan:
@@ -111,13 +145,6 @@ def _target_for(header: str, config: Config) -> Target | None:
     if config.match_by is not None and key in MATCH_ALIASES[config.match_by]:
         return Target("match", config.match_by)
     return None
-
-
-# contact-detail headers that --match-by looks leads up by (they are not update fields)
-MATCH_ALIASES = {
-    "email": frozenset({"email", "emailaddress"}),
-    "phone": frozenset({"phone", "phonenumber", "mobile", "telephone"}),
-}
 
 
 def _target_text(t: Target) -> str:
