@@ -22,9 +22,14 @@ from leadsync.model import Code, ColumnPlan, MappedRow, Problem
 from leadsync.reader import Table, excel_error
 from leadsync.threads import prefetch
 
-# A lead id goes into the URL path: plain ASCII tokens only, nothing that could walk
-# the path (`/`, `..`), start a query or fragment, or hide in whitespace.
-_LEAD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}")
+# A lead id goes into the URL path. The API's ids are numbers in every example (they come
+# from the create endpoint's answer); other accounts' may be tokens. So: 1-128 characters,
+# ASCII letters, digits and - _ . ~ : (what a path segment carries as it is), starting
+# with a letter or digit, without "..": nothing that could walk the path (`/`, `..`),
+# start a query or fragment, or hide in whitespace.
+LEAD_ID_RULE = "1-128 letters, digits and - _ . ~ :, starting with a letter or digit"
+_LEAD_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}"
+_LEAD_ID_RE = re.compile(_LEAD_ID_PATTERN)
 _ISO_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2}))?"
 )
@@ -49,9 +54,7 @@ def check_lead_id(lead_id: str | None) -> tuple[str, str] | None:
     if lead_id.casefold() == EXAMPLE_ID.casefold():
         return Code.ID_EXAMPLE, "this is the template's example row: delete it"
     if not _LEAD_ID_RE.fullmatch(lead_id) or ".." in lead_id:
-        return Code.ID_INVALID, (
-            f"lead id {lead_id!r} is not a plain id (letters, digits, '-', '_', '.' only)"
-        )
+        return Code.ID_INVALID, f"lead id {lead_id!r} is not a plain id ({LEAD_ID_RULE})"
     return None
 
 
@@ -206,6 +209,11 @@ def validate_rows(
     """Add the API's rule violations to each non-blank row's problems."""
     for row in rows:
         if row.blank:
+            # nothing to send; but a row that has an id, and a bad one, says so
+            bad_id = check_lead_id(row.lead_id) if row.lead_id else None
+            if bad_id is not None:
+                row.blank = False
+                row.problems.append(_problem(row, plan, "id", *bad_id))
             continue
         bad_id = check_lead_id(row.lead_id)
         if bad_id is not None and row.lead_id is None and config.match_by is not None:
@@ -331,7 +339,7 @@ def _scan_report_ids(table: Table, plan: ColumnPlan) -> IdScan:
 
 # -- the columnar fast path ---------------------------------------------------------
 
-_LEAD_ID_RE2 = r"^[A-Za-z0-9][A-Za-z0-9_.:~-]{0,127}$"
+_LEAD_ID_RE2 = f"^{_LEAD_ID_PATTERN}$"  # the same rule, for pyarrow
 
 
 def check_columns(

@@ -86,3 +86,27 @@ def test_match_by_columns_can_be_mapped_and_are_not_listed_as_unsent(
     assert result.exit_code == 0, result.stderr
     assert "Contact" not in result.stdout  # not among the columns not sent
     assert "'Stage'" in result.stdout  # which is
+
+
+def test_a_row_with_only_a_bad_id_is_invalid_on_both_paths(tmp_path: Path) -> None:
+    """It was skipped_blank, and its id went unreported. A row with a good id and
+    nothing else is still skipped_blank: there is nothing to send."""
+    import leadsync
+    from leadsync.validator import LEAD_ID_RULE
+
+    src = write_csv(
+        tmp_path / "in.csv",
+        [
+            ["id", "first_name", "last_name"],
+            ["1001", "Ann", "Lee"],
+            ["1002", "", ""],
+            ["bad id!", "", ""],
+            ["", "", ""],
+        ],
+    )
+    for fast in (True, False):
+        rows = {r.row: r for r in leadsync.mapped_rows(src, fast=fast)}
+        assert [rows[n].blank for n in (2, 3, 4, 5)] == [False, True, False, True], fast
+        [problem] = rows[4].problems
+        assert problem.code == "id_invalid"
+        assert problem.message == f"lead id 'bad id!' is not a plain id ({LEAD_ID_RULE})"

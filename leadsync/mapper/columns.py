@@ -111,6 +111,11 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
         else:  # a JSON questionnaire/meta column: row by row
             simple &= cells.blank
     simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
+    if ids is not None:
+        # a row with an id and nothing else: row by row, which checks the id
+        id_only = blank & ~ids.blank
+        simple &= ~id_only
+        blank &= ~id_only
     return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
 
 
