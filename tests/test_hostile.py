@@ -285,20 +285,31 @@ def test_d16_a_trickling_body_ends_at_the_request_deadline(
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", "100000")
         h.end_headers()
-        try:
-            for _ in range(200):  # one byte every 0.1 s, for up to 20 s: bounded
-                h.wfile.write(b" ")
-                h.wfile.flush()
-                time.sleep(0.1)
-        except OSError:
-            pass
+        _trickle(h, b" ", 200)  # one byte every 0.1 s, for up to 20 s: bounded
 
-    server = hostile(reply)
+    result, elapsed = _sync_with_deadline(hostile(reply), tmp_path)
+    assert result.summary["outcomes"]["updated"] == 3
+    assert elapsed < 8  # per-read timeouts alone would take 20 s
+
+
+def _trickle(h: BaseHTTPRequestHandler, data: bytes, times: int) -> bool:
+    """Send ``data`` ``times`` times, 0.1 s apart; False once the client hung up."""
+    try:
+        for _ in range(times):
+            h.wfile.write(data)
+            h.wfile.flush()
+            time.sleep(0.1)
+    except OSError:
+        return False
+    return True
+
+
+def _sync_with_deadline(server: Any, tmp_path: Path) -> tuple[Any, float]:
+    """Three rows against ``server``: 5 s read timeout, a 1 s deadline per request."""
     config = quick(server.base_url, read_timeout=5, request_deadline=1, concurrency=3)
     started = time.monotonic()
     result = leadsync.sync(export(tmp_path), config, tmp_path / "o", api_key=KEY)
-    assert result.summary["outcomes"]["updated"] == 3
-    assert time.monotonic() - started < 8  # per-read timeouts alone would take 20 s
+    return result, time.monotonic() - started
 
 
 def test_d16_headers_trickled_a_byte_at_a_time_end_at_the_request_deadline(
@@ -310,21 +321,10 @@ def test_d16_headers_trickled_a_byte_at_a_time_end_at_the_request_deadline(
     the end of the headers, and the rows came out "updated".)"""
 
     def reply(h: BaseHTTPRequestHandler) -> None:
-        try:
-            h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-            for _ in range(300):  # 30 s of header, a byte every 0.1 s
-                h.wfile.write(b"a")
-                h.wfile.flush()
-                time.sleep(0.1)
-            h.wfile.write(b"\r\nContent-Length: 2\r\n\r\n{}")
-        except OSError:
-            pass
+        if _trickle(h, b"HTTP/1.1 200 OK\r\nX-Slow: ", 1) and _trickle(h, b"a", 300):
+            _trickle(h, b"\r\nContent-Length: 2\r\n\r\n{}", 1)  # 30 s of header, then
 
-    server = hostile(reply)
-    config = quick(server.base_url, read_timeout=5, request_deadline=1, concurrency=3)
-    started = time.monotonic()
-    result = leadsync.sync(export(tmp_path), config, tmp_path / "o", api_key=KEY)
-    elapsed = time.monotonic() - started
+    result, elapsed = _sync_with_deadline(hostile(reply), tmp_path)
     assert result.summary["outcomes"]["failed"] == 3, result.summary["outcomes"]
     failures = read_csv_report(tmp_path / "o" / "failures.csv")
     assert [row["code"] for row in failures] == ["gave_up"] * 3

@@ -23,6 +23,14 @@ def _export(tmp_path: Path) -> Path:
     return write_csv(tmp_path / "in.csv", [HEADER, ROW])
 
 
+def _refused(tmp_path: Path, cli: Any, text: str) -> tuple[Path, str]:
+    """Validate the export with the mapping ``text``: it must exit 2; (mapping, stderr)."""
+    mapping = _mapping(tmp_path, text)
+    result = cli("validate", _export(tmp_path), "--mapping", mapping, "--report-dir", tmp_path)
+    assert result.exit_code == 2
+    return mapping, result.stderr
+
+
 BASE = '[columns]\n"Lead Ref" = "id"\n"Forename" = "first_name"\n"Surname" = "last_name"\n'
 
 
@@ -30,13 +38,12 @@ def test_a_misspelt_column_key_is_an_error_naming_the_closest_header(
     tmp_path: Path, cli: Any
 ) -> None:
     """Before, "Forname" matched nothing and first names were silently not sent."""
-    mapping = _mapping(
+    mapping, stderr = _refused(
         tmp_path,
+        cli,
         '[columns]\n"Lead Ref" = "id"\n"Forname" = "first_name"\n"Surname" = "last_name"\n',
     )
-    result = cli("validate", _export(tmp_path), "--mapping", mapping, "--report-dir", tmp_path)
-    assert result.exit_code == 2
-    assert result.stderr == (
+    assert stderr == (
         f"leadsync: error: mapping file {mapping}: [columns] 'Forname' matches no column of "
         "the file; did you mean 'Forename'? (list it in [rules] optional_columns if the "
         "file may lack it)\n"
@@ -58,10 +65,8 @@ def test_a_key_listed_as_optional_or_mapped_to_ignore_may_be_missing(
 
 
 def test_a_value_map_for_a_field_the_file_lacks_is_an_error(tmp_path: Path, cli: Any) -> None:
-    mapping = _mapping(tmp_path, BASE + "[values.office_id]\nbristol = 1213\n")
-    result = cli("validate", _export(tmp_path), "--mapping", mapping, "--report-dir", tmp_path)
-    assert result.exit_code == 2
-    assert result.stderr == (
+    mapping, stderr = _refused(tmp_path, cli, BASE + "[values.office_id]\nbristol = 1213\n")
+    assert stderr == (
         f"leadsync: error: mapping file {mapping}: [values.office_id] gives values for "
         "office_id, but no column of the file maps to office_id: map one in [columns], or "
         "remove the table\n"
