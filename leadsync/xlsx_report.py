@@ -32,6 +32,7 @@ def excel_sheet_name(name: str | None) -> str:
     return cleaned or "Leads"
 
 
+_MIN_WIDTH, _MAX_WIDTH, _PROBLEMS_WIDTH = 8, 40, 60  # report.xlsx columns, in characters
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -123,6 +124,15 @@ class XlsxReport:
         if not full:
             header.insert(0, "row")
         self.sheet.freeze_panes(self.next_row + 1, 0)
+        # widths from the headers (constant-memory mode sets them before the first row):
+        # "First Name" is not cut to "First Nam"; leadsync's problems column is wide
+        for j, text in enumerate(header):
+            width = min(max(len(str(text)) + 3, _MIN_WIDTH), _MAX_WIDTH)
+            if j == len(header) - 1:
+                width = _PROBLEMS_WIDTH
+            self.sheet.set_column(self.first_column + j, self.first_column + j, width)
+        self.header_index = self.next_row
+        self.header_width = len(header)
         self._put(self.next_row, header, bold=True)
         self.next_row += 1
 
@@ -242,6 +252,14 @@ class XlsxReport:
                 (),
                 (f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only",),
             ]
+        # a filter on every column of the header: the sheet works as a to-do list
+        last = max(self.next_row - 1, self.header_index)
+        self.sheet.autofilter(
+            self.header_index,
+            self.first_column,
+            last,
+            self.first_column + self.header_width - 1,
+        )
         headings = {0} | {i + 1 for i, line in enumerate(lines) if line == ()}
         for i, line in enumerate(lines):
             for j, value in enumerate(line):

@@ -83,6 +83,10 @@ def test_report_xlsx_marks_exactly_the_invalid_cells(tmp_path: Path) -> None:
     assert "lead id is blank" in marked[(5, "A")]
     outcomes = [ws.cell(row=r, column=7).value for r in range(2, 6)]
     assert outcomes == ["valid", "invalid", "skipped_blank", "invalid"]
+    # usable as a to-do list: a filter on the header, headers not cut, header frozen
+    assert ws.auto_filter.ref == "A1:H5" and ws.freeze_panes == "A2"
+    assert ws.column_dimensions["E"].width >= len("next_action_date")
+    assert ws.column_dimensions["H"].width >= 60  # leadsync problems
     # the user's own values come back typed, and text never turns into a formula
     assert ws["E2"].value == dt.datetime(2025, 7, 12)
     assert ws["F3"].value == '=HYPERLINK("x")' and ws["F3"].data_type == "s"
