@@ -88,16 +88,37 @@ def write_csv(path: Path, n: int) -> None:
         w.writerows(rows(n))
 
 
-def write_xlsx(path: Path, n: int) -> None:
+def write_xlsx(path: Path, n: int, formatted: bool = False) -> None:
+    """The rows as a workbook; ``formatted``: with number cells under number formats as
+    users have them: the budget a number shown "£"#,##0, the office id shown #,##0, the
+    date a date-time shown dd/mm/yyyy hh:mm (at midnight: calamine reads a plain date)."""
+    import datetime as dt
+
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
 
     book = Workbook(write_only=True)
     ws = book.create_sheet("Leads")
     ws.append(HEADERS)
+
+    def cell(value: object, fmt: str) -> object:
+        c = WriteOnlyCell(ws, value=value)
+        c.number_format = fmt
+        return c
+
+    budgets = {"£250k": 250_000, "£400k": 400_000}
     for r in rows(n):
-        r[0] = int(r[0])  # type: ignore[call-overload]
-        r[6] = int(r[6]) if r[6].isdigit() else r[6]  # type: ignore[call-overload]
-        ws.append(r)
+        out: list[object] = list(r)
+        out[0] = int(r[0])
+        out[6] = int(r[6]) if r[6].isdigit() else r[6]
+        if formatted:
+            if isinstance(out[6], int):
+                out[6] = cell(out[6], "#,##0")
+            if r[9] in budgets:
+                out[9] = cell(budgets[r[9]], '"£"#,##0')
+            if r[8] == "12/07/2025":
+                out[8] = cell(dt.datetime(2025, 7, 12), "dd/mm/yyyy hh:mm")
+        ws.append(out)
     book.save(path)
 
 

@@ -57,7 +57,9 @@ IGNORE = "ignore"
 DATE_ORDERS = ("DMY", "MDY", "YMD")
 _SECTIONS = {"columns", "values", "defaults", "dates", "rules", "sending"}
 _DATE_KEYS = {"order", "timezone"}
-_RULE_KEYS = {"require_names", "statuses", "optional_columns"}
+_RULE_KEYS = {"require_names", "statuses", "optional_columns", "name_order"}
+FULL_NAME = "full_name"  # a [columns] target: split into first_name and last_name
+NAME_ORDERS = ("first last", "last, first")
 MATCH_TARGETS = {alias: kind for kind, aliases in MATCH_ALIASES.items() for alias in aliases}
 # [sending]: the settings a flag can also give, and those only a file gives (timeouts,
 # retries, backoff: a slow API's operator, and the tests, shorten or lengthen them)
@@ -94,6 +96,7 @@ class Config:
     column_keys: Mapping[str, str] = field(default_factory=_empty)
     # normalised headers of [columns] keys a file may lack ([rules] optional_columns)
     optional_columns: frozenset[str] = frozenset()
+    name_order: str = NAME_ORDERS[0]  # how a full_name column's words split
     # field -> casefolded cell text -> value
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=_empty)
     # field -> raw default (converted by the mapper)
@@ -202,6 +205,11 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
     optional = rules.get("optional_columns", [])
     if not (isinstance(optional, list) and all(isinstance(h, str) for h in optional)):
         raise MappingError("[rules] optional_columns must be a list of column headers")
+    name_order = rules.get("name_order", NAME_ORDERS[0])
+    if name_order not in NAME_ORDERS:
+        raise MappingError(
+            f"[rules] name_order must be {' or '.join(map(repr, NAME_ORDERS))}, not {name_order!r}"
+        )
     require = rules.get("require_names", D.REQUIRE_NAMES)
     if not isinstance(require, bool):
         raise MappingError("[rules] require_names must be true or false")
@@ -222,6 +230,7 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
         columns=MappingProxyType(columns),
         column_keys=MappingProxyType(column_keys),
         optional_columns=frozenset(normalise_header(h) for h in optional),
+        name_order=name_order,
         values=MappingProxyType(values),
         defaults=MappingProxyType(defaults_),
         date_order=str(dates.get("order", D.DATE_ORDER)).upper(),
@@ -309,10 +318,12 @@ def _target(header: str, target: Any) -> str:
         return ID_HEADER
     if norm in MATCH_TARGETS:
         return MATCH_TARGETS[norm]
+    if norm == normalise_header(FULL_NAME):
+        return FULL_NAME
     if norm not in FIELD_KEYS:
         raise MappingError(
             f"[columns] {header!r} maps to {t!r}, which is not an API field, 'id', "
-            "'email' or 'phone' (for --match-by), 'questionnaire: <question>', "
+            "'full_name', 'email' or 'phone' (for --match-by), 'questionnaire: <question>', "
             "'meta: <key>' or 'ignore'"
         )
     return FIELD_KEYS[norm]

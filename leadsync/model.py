@@ -200,9 +200,10 @@ class Problem:
 
 @dataclass(frozen=True)
 class Target:
-    """What one column feeds: the id, a field, a question, a meta key, or nothing."""
+    """What one column feeds: the id, a field, a question, a meta key, a full name (split
+    into first_name and last_name), or nothing."""
 
-    kind: Literal["id", "field", "question", "meta", "ignore", "match"]
+    kind: Literal["id", "field", "question", "meta", "ignore", "match", "name"]
     name: str = ""
 
     @property

@@ -57,6 +57,7 @@ class ReportWriter:
         xlsx_full_rows: int = XLSX_FULL_ROWS,
         xlsx_attention_rows: int = XLSX_ATTENTION_ROWS,
         xlsx_process: Any | None = None,
+        id_column: int | None = None,
     ) -> None:
         """``xlsx_process``: a report.xlsx process started early (see
         :func:`spawn_xlsx_worker`), used if the report is large enough to need one."""
@@ -86,7 +87,12 @@ class ReportWriter:
         self._successes.writerow([*SUCCESS_COLUMNS, *map(neutralise, self.headers)])
         full = total_rows <= xlsx_full_rows
         sheet = SheetSpec(
-            table.headers, table.sheet, table.first_column, table.header_row, xlsx_attention_rows
+            table.headers,
+            table.sheet,
+            table.first_column,
+            table.header_row,
+            xlsx_attention_rows,
+            id_column,
         )
         rows_expected = total_rows if full else total_rows // 100  # ~1% need attention
         self._xlsx: XlsxReport | _XlsxProcess | None = None

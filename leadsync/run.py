@@ -103,6 +103,7 @@ class Run:
                 xlsx_full_rows=config.xlsx_full_rows,
                 xlsx_attention_rows=config.xlsx_attention_rows,
                 xlsx_process=early,
+                id_column=plan.id_index,
             )
         except BaseException:
             if early is not None:

@@ -20,6 +20,7 @@ from leadsync.defaults import (
 )
 from leadsync.model import AMBER, FAILURE_OUTCOMES, GREEN, RED, Outcome, Problem
 from leadsync.private import open_private
+from leadsync.reader.cells import display_text
 
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
 
@@ -32,7 +33,10 @@ def excel_sheet_name(name: str | None) -> str:
     return cleaned or "Leads"
 
 
-_MIN_WIDTH, _MAX_WIDTH, _PROBLEMS_WIDTH = 8, 40, 60  # report.xlsx columns, in characters
+# report.xlsx column widths, in characters: the longest text of the header and of the
+# first rows, within these bounds (the problems column may be wider)
+_MIN_WIDTH, _MAX_WIDTH, _PROBLEMS_WIDTH = 8, 40, 80
+_MEASURED_ROWS = 1_000
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
@@ -45,6 +49,7 @@ class SheetSpec:
     first_column: int
     header_row: int
     attention_rows: int = XLSX_ATTENTION_ROWS  # a large file's report: at most this many
+    id_column: int | None = None  # the lead id's column among the headers
 
 
 @dataclass
@@ -107,6 +112,7 @@ class XlsxReport:
         self.datetime_format = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
         self.omitted = 0
         self.gate = Gate(full, table.attention_rows)
+        self.measured = 0  # rows whose texts the column widths have seen
         self.commented = 0  # rows whose bad cells got a comment
         self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
         if full:
@@ -123,14 +129,14 @@ class XlsxReport:
         header: list[Any] = [*table.headers[: self.width], "leadsync outcome", "leadsync problems"]
         if not full:
             header.insert(0, "row")
-        self.sheet.freeze_panes(self.next_row + 1, 0)
-        # widths from the headers (constant-memory mode sets them before the first row):
-        # "First Name" is not cut to "First Nam"; leadsync's problems column is wide
-        for j, text in enumerate(header):
-            width = min(max(len(str(text)) + 3, _MIN_WIDTH), _MAX_WIDTH)
-            if j == len(header) - 1:
-                width = _PROBLEMS_WIDTH
-            self.sheet.set_column(self.first_column + j, self.first_column + j, width)
+        # the header row frozen, and the columns up to the lead id when it is near the left
+        offset = 0 if full else 1
+        frozen = 0
+        if table.id_column is not None and table.id_column + offset < 3:
+            frozen = self.first_column + offset + table.id_column + 1
+        self.sheet.freeze_panes(self.next_row + 1, frozen)
+        # widths: the longest of the header and the first rows' texts (set at close)
+        self.widths = [len(str(text)) for text in header]
         self.header_index = self.next_row
         self.header_width = len(header)
         self._put(self.next_row, header, bold=True)
@@ -195,6 +201,14 @@ class XlsxReport:
             self.commented += 1
         self._put(index, values, fills=fills, comments=comments)
         self.next_row = index + 1
+        if self.measured < _MEASURED_ROWS:
+            self.measured += 1
+            widths = self.widths
+            for j, value in enumerate(values):
+                if value is not None and j < len(widths):
+                    size = len(value) if value.__class__ is str else len(display_text(value))
+                    if size > widths[j]:
+                        widths[j] = size
 
     def close(self, summary: Mapping[str, Any]) -> None:
         lines: list[tuple[Any, ...]] = [("leadsync report",)]
@@ -252,6 +266,11 @@ class XlsxReport:
                 (),
                 (f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only",),
             ]
+        last_column = len(self.widths) - 1
+        for j, size in enumerate(self.widths):
+            cap = _PROBLEMS_WIDTH if j == last_column else _MAX_WIDTH
+            width = min(max(size + 2, _MIN_WIDTH), cap)
+            self.sheet.set_column(self.first_column + j, self.first_column + j, width)
         # a filter on every column of the header: the sheet works as a to-do list
         last = max(self.next_row - 1, self.header_index)
         self.sheet.autofilter(

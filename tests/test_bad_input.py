@@ -57,7 +57,8 @@ def test_duplicate_headers_that_map_to_one_field(cli: Cli, tmp_path: Path) -> No
     assert result.exit_code == 2
     assert result.stderr == (
         "leadsync: error: columns 'Status' (B) and 'status' (C) both map to "
-        "status: rename one, or map it to 'ignore' in the mapping file\n"
+        'status: rename one, or put "column C" = "ignore" under [columns] in a mapping '
+        "file\n"
     )
 
 

@@ -17,10 +17,10 @@ from leadsync.reader.extent import (
     MAX_SCANNED_PART,
     MAX_SHEET_BYTES,
     Extent,
-    _scanned_ods,
     _scanned_xlsx,
     xlsx_extent,
 )
+from leadsync.reader.odsxml import scan_ods
 from tests.conftest import run_measured, write_xlsx
 
 HEADER = ["id", "first_name", "last_name"]
@@ -203,7 +203,7 @@ def test_the_cell_scan_follows_calamines_positions() -> None:
         b'<table:table-cell office:value-type="float" office:value="1"/></table:table-row>'
         b"</table:table>"
     )
-    assert _scanned_ods(io.BytesIO(ods)) == {"A&B": Extent(rows=3, columns=5)}
+    assert scan_ods(io.BytesIO(ods)).extents == {"A&B": Extent(rows=3, columns=5)}
     assert Extent(rows=8_000_000, columns=1).bytes <= MAX_SHEET_BYTES
 
 

@@ -115,3 +115,141 @@ def test_a_row_with_only_a_bad_id_is_invalid_on_both_paths(tmp_path: Path) -> No
         [problem] = rows[4].problems
         assert problem.code == "id_invalid"
         assert problem.message == f"lead id 'bad id!' is not a plain id ({LEAD_ID_RULE})"
+
+
+def test_two_columns_with_one_header_are_told_apart_by_letter(tmp_path: Path, cli: Any) -> None:
+    """Mapping "Id" = "ignore" used to drop both: the letter names one of them, as the
+    error message says to."""
+    src = write_csv(
+        tmp_path / "in.csv",
+        [["Id", "first_name", "last_name", "Id"], ["1001", "Ann", "Lee", "CRM-7"]],
+    )
+    refused = cli("validate", src, "--report-dir", tmp_path / "o")
+    assert refused.exit_code == 2
+    assert 'put "column D" = "ignore" under [columns]' in refused.stderr
+    mapping = _mapping(tmp_path, '[columns]\n"column D" = "meta: crm_id"\n')
+    result = cli("validate", src, "--mapping", mapping, "--report-dir", tmp_path / "o2")
+    assert result.exit_code == 0, result.stderr
+    import leadsync
+    from leadsync.config import load_mapping
+
+    [row] = list(leadsync.mapped_rows(src, load_mapping(mapping)))
+    assert row.lead_id == "1001" and row.payload["meta"] == {"crm_id": "CRM-7"}
+
+
+def test_a_letter_key_beyond_the_last_column_matches_nothing(tmp_path: Path, cli: Any) -> None:
+    _, stderr = _refused(tmp_path, cli, BASE + '"column Z" = "ignore"\n"column Y" = "status"\n')
+    assert "[columns] 'column Y' matches no column of the file" in stderr
+
+
+def test_a_full_name_column_is_split_into_first_and_last_name(tmp_path: Path) -> None:
+    import leadsync
+    from leadsync.config import load_mapping
+
+    src = write_csv(
+        tmp_path / "zoho.csv",
+        [
+            ["Lead Id", "Lead Name", "Lead Status"],
+            ["1", "Ann Marie Lee", "New"],
+            ["2", "  Bo   Ray  ", "New"],
+            ["3", "Cher", "New"],
+            ["4", "", "New"],
+        ],
+    )
+    mapping = _mapping(
+        tmp_path,
+        '[columns]\n"Lead Id" = "id"\n"Lead Name" = "full_name"\n"Lead Status" = "status"\n',
+    )
+    for fast in (True, False):
+        rows = {r.row: r for r in leadsync.mapped_rows(src, load_mapping(mapping), fast=fast)}
+        assert rows[2].payload["first_name"] == "Ann Marie"
+        assert rows[2].payload["last_name"] == "Lee" and not rows[2].problems
+        assert (rows[3].payload["first_name"], rows[3].payload["last_name"]) == ("Bo", "Ray")
+        # one word: a first name only, and the last name the API requires is missing
+        assert rows[4].payload["first_name"] == "Cher" and "last_name" not in rows[4].payload
+        assert [p.field for p in rows[4].problems] == ["last_name"]
+        assert [p.field for p in rows[5].problems] == ["first_name", "last_name"]
+
+
+def test_a_full_name_written_last_comma_first(tmp_path: Path) -> None:
+    import leadsync
+    from leadsync.config import load_mapping
+
+    src = write_csv(
+        tmp_path / "in.csv",
+        [["id", "Name", "First Name"], ["1", "Lee, Ann", ""], ["2", "Ray, Bo", "Robert"]],
+    )
+    mapping = _mapping(
+        tmp_path, '[columns]\n"Name" = "full_name"\n[rules]\nname_order = "last, first"\n'
+    )
+    rows = {r.row: r for r in leadsync.mapped_rows(src, load_mapping(mapping))}
+    assert (rows[2].payload["first_name"], rows[2].payload["last_name"]) == ("Ann", "Lee")
+    # a first-name column of its own wins over the split
+    assert (rows[3].payload["first_name"], rows[3].payload["last_name"]) == ("Robert", "Ray")
+
+
+def _readme_mapping(tmp_path: Path, heading: str) -> Path:
+    """The TOML block that follows ``heading`` in the README, as a user would copy it."""
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split(heading, 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    return _mapping(tmp_path, block)
+
+
+def _readme_example(
+    tmp_path: Path, cli: Any, heading: str, rows: list[list[str]], match_by: str
+) -> Any:
+    """Validate ``rows`` with the README's mapping under ``heading``: the one row, mapped."""
+    import leadsync
+    from leadsync.config import load_mapping
+
+    src = write_csv(tmp_path / "export.csv", rows)
+    mapping = _readme_mapping(tmp_path, heading)
+    result = cli(
+        "validate", src, "--mapping", mapping, "--match-by", match_by, "--report-dir", tmp_path
+    )
+    assert result.exit_code == 0, result.stderr
+    [row] = list(leadsync.mapped_rows(src, load_mapping(mapping).with_flags(match_by=match_by)))
+    return row
+
+
+def test_the_readmes_linkedin_example_works_as_written(tmp_path: Path, cli: Any) -> None:
+    row = _readme_example(
+        tmp_path,
+        cli,
+        "**A LinkedIn lead-gen form export**",
+        [
+            ["Lead Id", "First Name", "Last Name", "Email Address", "Phone Number", "Company",
+             "Job Title", "Submitted At"],
+            ["urn:li:lead:77", "Ann", "Lee", "ann@example.com", "+44 7700 900123", "Acme",
+             "Director", "2025-07-12 10:00"],
+        ],
+        "email",
+    )  # fmt: skip
+    assert row.match == "ann@example.com" and row.lead_id is None
+    assert row.payload == {
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "meta": {"company": "Acme", "job_title": "Director"},
+    }
+
+
+def test_the_readmes_zoho_example_works_as_written(tmp_path: Path, cli: Any) -> None:
+    row = _readme_example(
+        tmp_path,
+        cli,
+        "**A Zoho CRM leads export**",
+        [
+            ["Lead Name", "Email", "Phone", "Lead Source", "Lead Status"],
+            ["Ann Marie Lee", "ann@example.com", "07700 900123", "Website", "Not Contacted"],
+        ],
+        "phone",
+    )
+    assert row.match == "07700 900123"
+    assert row.payload == {
+        "first_name": "Ann Marie",
+        "last_name": "Lee",
+        "status": "New",
+        "utm_source": "Website",
+    }

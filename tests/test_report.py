@@ -83,10 +83,15 @@ def test_report_xlsx_marks_exactly_the_invalid_cells(tmp_path: Path) -> None:
     assert "lead id is blank" in marked[(5, "A")]
     outcomes = [ws.cell(row=r, column=7).value for r in range(2, 6)]
     assert outcomes == ["valid", "invalid", "skipped_blank", "invalid"]
-    # usable as a to-do list: a filter on the header, headers not cut, header frozen
-    assert ws.auto_filter.ref == "A1:H5" and ws.freeze_panes == "A2"
-    assert ws.column_dimensions["E"].width >= len("next_action_date")
-    assert ws.column_dimensions["H"].width >= 60  # leadsync problems
+    # usable as a to-do list: a filter on the header, the header and the id frozen, the
+    # columns as wide as their texts (within 8-40 characters; the problems column 80)
+    assert ws.auto_filter.ref == "A1:H5" and ws.freeze_panes == "B2"
+    width = {c: ws.column_dimensions[c].width for c in "ABEGH"}
+    assert 8 <= width["A"] < 9  # "id", 1, 2: the least
+    assert 40 <= width["B"] < 41  # 51 characters of "B": the most
+    assert width["E"] >= len("next_action_date") + 2
+    assert width["G"] >= len("skipped_blank") + 2  # leadsync outcome
+    assert width["H"] > 40  # leadsync problems
     # the user's own values come back typed, and text never turns into a formula
     assert ws["E2"].value == dt.datetime(2025, 7, 12)
     assert ws["F3"].value == '=HYPERLINK("x")' and ws["F3"].data_type == "s"

@@ -71,13 +71,16 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
     by_field: dict[str, Any] = {}
     answers: list[tuple[str, Any]] = []
     meta: list[tuple[str, Any]] = []
-    ids = chunk.cells(plan.id_index) if plan.id_index is not None else None
+    ids = chunk.number_cells(plan.id_index) if plan.id_index is not None else None
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id", "match"):
             continue
         cells = chunk.cells(j)
         blank &= cells.blank
         simple &= ~_maybe_excel_error(cells)
+        if target.kind == "name":
+            simple &= cells.blank  # a full name is split row by row
+            continue
         name = target.field
         if config.values.get(name):
             simple &= cells.blank  # value maps: row by row

@@ -15,7 +15,7 @@ from leadsync.fields import (
     Kind,
 )
 from leadsync.model import Code
-from leadsync.reader import cell_text
+from leadsync.reader import Shown, cell_text
 
 
 class Bad:
@@ -79,7 +79,7 @@ FLOAT_ID_RE2 = r"^([0-9]+)\.0+$"  # the same, in RE2 syntax for pyarrow
 def lead_id_text(value: Any) -> str:
     """The lead id as text (``1001`` from a workbook, ``" 1001 "`` or ``1001.0`` from a
     CSV → ``1001``)."""
-    text = cell_text(value)
+    text = cell_text(value.value if value.__class__ is Shown else value)
     m = _FLOAT_ID_RE.fullmatch(text) if "." in text else None
     return m.group(1) if m else text
 
@@ -98,6 +98,8 @@ def lead_id_texts(cells: Any) -> Any:
 
 def convert_value(value: Any, spec: Field, config: Config) -> Any:
     """Convert one cell (or a mapped/default value) to the JSON value of ``spec``."""
+    if value.__class__ is Shown and spec.kind is not Kind.STRING:
+        value = value.value  # a formatted number: only text fields take what it shows
     if isinstance(value, str):
         value = value.strip()
         if not value:
@@ -119,8 +121,12 @@ def convert_value(value: Any, spec: Field, config: Config) -> Any:
     raise AssertionError(kind)  # pragma: no cover
 
 
+_GROUPED_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.0+)?")
+
+
 def to_integer(value: Any) -> Any:
-    """``375``, ``375.0`` and ``"375"`` → 375; ``375.5`` and ``"abc"`` → :class:`Bad`."""
+    """``375``, ``375.0``, ``"375"`` and ``"1,213"`` → the number; ``375.5`` and
+    ``"abc"`` → :class:`Bad`."""
     if isinstance(value, bool):
         return Bad(Code.NOT_A_NUMBER, f"expected a whole number, got {cell_text(value)}")
     if isinstance(value, int):
@@ -130,6 +136,8 @@ def to_integer(value: Any) -> Any:
             return int(value)
         return Bad(Code.NOT_WHOLE_NUMBER, f"{format(value, '.15g')} is not a whole number")
     text = cell_text(value)
+    if _GROUPED_RE.fullmatch(text):  # 1,213: a number cell formatted #,##0, saved as CSV
+        text = text.replace(",", "")
     if _INT_RE.fullmatch(text):
         return int(text.split(".")[0])
     if _DECIMAL_RE.fullmatch(text):

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from leadsync.config import IGNORE, Config
+from leadsync.config import FULL_NAME, IGNORE, Config
 from leadsync.errors import InputError, MappingError, shown
 from leadsync.fields import (
     FIELD_KEYS,
@@ -18,12 +18,15 @@ from leadsync.model import ColumnPlan, Target, report_prefix
 from leadsync.reader import Table, cell_text, column_letter
 
 
-def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
-    """Decide what every header maps to; raise :class:`InputError` for a file-level fault."""
+def plan_columns(headers: tuple[str, ...], config: Config, first_column: int = 0) -> ColumnPlan:
+    """Decide what every header maps to; raise :class:`InputError` for a file-level fault.
+    ``first_column``: where the sheet's first column stands (its letters are the ones a
+    mapping file's ``"column F"`` keys name)."""
     prefix = report_prefix(headers)
     targets: list[Target | None] = [Target("ignore")] * prefix
-    for header in headers[prefix:]:
-        targets.append(_target_for(header, config))
+    for i, header in enumerate(headers[prefix:], start=prefix):
+        by_letter = config.columns.get(letter_key(column_letter(first_column + i)))
+        targets.append(_target_for(header, config, by_letter))
     seen: dict[tuple[str, str], int] = {}
     for i, t in enumerate(targets):
         if t is None or t.kind == "ignore":
@@ -32,14 +35,14 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
         if key in seen:
             what = "the lead id" if t.kind == "id" else _target_text(t)
             first = seen[key]
+            letter = column_letter(first_column + i)
             raise InputError(
-                f"columns {shown(headers[first])!r} ({column_letter(first)}) and "
-                f"{shown(headers[i])!r} "
-                f"({column_letter(i)}) both map to {what}: rename one, or map it to "
-                "'ignore' in the mapping file"
+                f"columns {shown(headers[first])!r} ({column_letter(first_column + first)}) "
+                f"and {shown(headers[i])!r} ({letter}) both map to {what}: rename one, or "
+                f'put "column {letter}" = "ignore" under [columns] in a mapping file'
             )
         seen[key] = i
-    _check_mapping_keys(headers, targets, config)
+    _check_mapping_keys(headers, targets, config, first_column)
     id_index = seen.get(("id", ID_HEADER))
     match_index = seen.get(("match", config.match_by or ""))
     if config.match_by is not None and match_index is None:
@@ -69,8 +72,13 @@ def plan_columns(headers: tuple[str, ...], config: Config) -> ColumnPlan:
     )
 
 
+def letter_key(letter: str) -> str:
+    """The [columns] key that names a column by its letter: ``"column F"``."""
+    return normalise_header(f"column {letter}")
+
+
 def _check_mapping_keys(
-    headers: tuple[str, ...], targets: list[Target | None], config: Config
+    headers: tuple[str, ...], targets: list[Target | None], config: Config, first_column: int
 ) -> None:
     """A [columns] key that matches no header, or a [values] table for a field no column
     maps to, is a typo until said otherwise: the column it meant would be silently
@@ -78,6 +86,7 @@ def _check_mapping_keys(
     import difflib
 
     present = {normalise_header(h): h for h in headers}
+    present.update({letter_key(column_letter(first_column + i)): h for i, h in enumerate(headers)})
     for norm, target in config.columns.items():
         if norm in present or norm in config.optional_columns or target == IGNORE:
             continue
@@ -106,7 +115,7 @@ def plan_table(table: Table, config: Config) -> ColumnPlan:
     first rows would have been a header with one (a title above the real header), the
     error says which row."""
     try:
-        return plan_columns(table.headers, config)
+        return plan_columns(table.headers, config, table.first_column)
     except InputError as exc:
         if not str(exc).startswith("no lead id column"):
             raise
@@ -120,9 +129,9 @@ def plan_table(table: Table, config: Config) -> ColumnPlan:
         raise
 
 
-def _target_for(header: str, config: Config) -> Target | None:
+def _target_for(header: str, config: Config, by_letter: str | None = None) -> Target | None:
     norm = normalise_header(header)
-    mapped = config.columns.get(norm)
+    mapped = by_letter if by_letter is not None else config.columns.get(norm)
     text = mapped if mapped is not None else header.strip()
     prefix, sep, rest = text.partition(":")
     if not sep and "." in text and mapped is None:
@@ -138,6 +147,8 @@ def _target_for(header: str, config: Config) -> Target | None:
     key = normalise_header(text)
     if key == IGNORE and mapped is not None:
         return Target("ignore")
+    if mapped == FULL_NAME:
+        return Target("name", FULL_NAME)
     if key in ID_ALIASES:
         return Target("id", ID_HEADER)
     if key in FIELD_KEYS:

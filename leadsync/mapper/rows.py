@@ -38,8 +38,12 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
         for i, r in enumerate(chunk.row_numbers)
     ]
     has_data = [False] * n
+    names: list[tuple[int, list[Any]]] = []  # full-name columns, split once the rest is in
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id"):
+            continue
+        if target.kind == "name":
+            names.append((j, columns[j]))
             continue
         if target.kind == "match":
             for i, cell in enumerate(columns[j]):
@@ -62,6 +66,19 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                 row.problems.append(_cell_problem(row, value, plan, j))
                 continue
             _place(row, target, value, j)
+    for j, column in names:
+        for i, cell in enumerate(column):
+            shown = excel_error(cell)
+            if shown is not None:
+                rows[i].problems.append(_cell_problem(rows[i], _excel_error(shown), plan, j))
+                has_data[i] = True
+                continue
+            parts = split_name(cell_text(cell), config.name_order)
+            for fname, part in zip(("first_name", "last_name"), parts, strict=True):
+                if part and fname not in rows[i].payload:  # a column of its own wins
+                    rows[i].payload[fname] = part
+                    rows[i].sources[fname] = j
+                    has_data[i] = True
     for i, row in enumerate(rows):
         if not has_data[i]:
             row.blank = True
@@ -144,3 +161,22 @@ def _place(row: MappedRow, target: Target, value: Any, column: int) -> None:
         if isinstance(existing, dict):
             existing[target.name] = value
         row.sources.setdefault("meta", column)
+
+
+def split_name(text: str, order: str) -> tuple[str, str]:
+    """A full name as (first name, last name), either "" when it is not there.
+
+    ``first last``: the last word is the last name, the words before it the first name
+    (``Ann Marie Lee`` -> ``Ann Marie``, ``Lee``); one word is a first name only.
+    ``last, first``: the text before the first comma is the last name (``Lee, Ann``); a
+    name without a comma is read the other way. Runs of spaces count as one.
+    """
+    words = text.split()
+    if order == "last, first" and "," in text:
+        last, _, first = text.partition(",")
+        return " ".join(first.split()), " ".join(last.split())
+    if not words:
+        return "", ""
+    if len(words) == 1:
+        return words[0], ""
+    return " ".join(words[:-1]), words[-1]

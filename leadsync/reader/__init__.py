@@ -16,6 +16,7 @@ from leadsync.errors import InputError
 from leadsync.reader.cells import (
     EXCEL_ERRORS,
     Chunk,
+    Shown,
     cell_text,
     column_letter,
     display_text,
@@ -38,6 +39,7 @@ __all__ = [
     "EXCEL_ERRORS",
     "Chunk",
     "SheetScan",
+    "Shown",
     "Source",
     "Table",
     "cell_text",

@@ -72,11 +72,16 @@ class Chunk:
         (so its row takes the row-by-row path, which knows its type)."""
         return self._cells(index, display=False)
 
+    def number_cells(self, index: int) -> Cells:
+        """:meth:`cells`, but a formatted number as its number (the lead id: a cell
+        ``1001`` shown ``001001`` is lead 1001)."""
+        return self._cells(index, display=None)
+
     def display_cells(self, index: int) -> Cells:
         """One column as the user sees it, for the reports (cached)."""
         return self._cells(index, display=True)
 
-    def _cells(self, index: int, *, display: bool) -> Cells:
+    def _cells(self, index: int, *, display: bool | None) -> Cells:
         import pyarrow as pa
 
         from leadsync.columnar import Cells, skip_pandas_probe
@@ -88,14 +93,31 @@ class Chunk:
             return found  # type: ignore[no-any-return]
         column = self.columns[index]
         all_text = not isinstance(column, list) or set(map(type, column)) <= {str}
-        if all_text:  # what the checks read is what the user sees: one Cells for both
+        if all_text:  # what the checks read is what the user sees: one Cells for all
             found = cache.get((index, not display))
             cells = found if found is not None else Cells(pa.array(column, pa.string()))
-            cache[(index, False)] = cache[(index, True)] = cells
+            cache[(index, False)] = cache[(index, True)] = cache[(index, None)] = cells
             return cells
-        convert = display_text if display else _triage_text
+        convert = display_text if display else _triage_text if display is False else _number_text
         cache[(index, display)] = cells = Cells(pa.array(map(convert, column), pa.string()))
         return cells
+
+
+class Shown(str):
+    """A number cell as its number format shows it (``00007``, ``£350,000``); ``value``
+    is the number itself. Text fields send the text, as Excel's "Save as CSV" writes it;
+    numeric fields and the lead id take the number."""
+
+    __slots__ = ("value",)
+    value: float
+
+    def __new__(cls, text: str, value: float) -> Shown:
+        self = super().__new__(cls, text)
+        self.value = value
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Shown, (str(self), self.value))  # report.xlsx may be written in a process
 
 
 _NOT_TEXT = "\x00"
@@ -103,8 +125,10 @@ _NOT_TEXT = "\x00"
 
 def _triage_text(value: Any) -> str:
     kind = type(value)
-    if kind is str:
-        return value  # type: ignore[no-any-return]
+    if kind is str or kind is Shown:
+        # a formatted number is checked as the text it shows: a text field sends that; a
+        # number field whose text is not plainly the number ("1,213") goes row by row
+        return str.__str__(value)
     if kind is int:
         return str(value)
     if kind is dt.date:
@@ -112,6 +136,10 @@ def _triage_text(value: Any) -> str:
     if value is None:
         return ""
     return _NOT_TEXT
+
+
+def _number_text(value: Any) -> str:
+    return _triage_text(value.value if value.__class__ is Shown else value)
 
 
 # What Excel shows in a cell whose formula failed. A CSV saved by Excel holds the text;
@@ -131,7 +159,10 @@ def excel_error(value: Any) -> str | None:
     if value.__class__ is not str or "#" not in value:
         return None
     text = value.strip().upper()
-    return text if text in EXCEL_ERRORS else None
+    if text in EXCEL_ERRORS:
+        return text
+    # LibreOffice shows some errors by number: Err:502 (an invalid argument)
+    return value.strip() if text[:4] == "ERR:" and text[4:].isdigit() else None
 
 
 def display_text(value: Any) -> str:
@@ -213,3 +244,11 @@ def column_letter(index: int) -> str:
         index, rem = divmod(index - 1, 26)
         letters = chr(65 + rem) + letters
     return letters
+
+
+def column_index(letters: bytes) -> int:
+    """b"A" -> 0, b"Z" -> 25, b"AA" -> 26."""
+    index = 0
+    for ch in letters:
+        index = index * 26 + ch - 64
+    return index - 1

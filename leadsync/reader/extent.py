@@ -20,7 +20,11 @@ import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+
+from leadsync.errors import InputError
+from leadsync.reader.cells import column_index
 
 # Measured: 10,000,000 cells of short text take 1.03 GB (xlsx, the whole `leadsync
 # validate`) and 1.26 GB (ods, calamine alone).
@@ -74,16 +78,6 @@ def xlsx_extent(z: zipfile.ZipFile, part: str) -> Extent | None:
     return Extent(extent.rows, extent.columns, _shared_text(z, part, budget))
 
 
-def ods_extents(z: zipfile.ZipFile) -> dict[str, Extent]:
-    """The used rectangle of every table in an ods (calamine loads them all on opening)."""
-    try:
-        fh = z.open("content.xml")
-    except KeyError:
-        return {}
-    with fh:
-        return _scanned_ods(fh)
-
-
 _DIMENSION = re.compile(
     rb"""<(?:[\w.-]+:)?dimension\s+ref=["']([A-Z]{1,3})([0-9]{1,7})(?::([A-Z]{1,3})([0-9]{1,7}))?["']"""
 )
@@ -99,15 +93,7 @@ def _declared(head: bytes) -> Extent | None:
     return Extent(abs(last_row - first_row) + 1, abs(last_col - first_col) + 1)
 
 
-def column_index(letters: bytes) -> int:
-    """b"A" -> 0, b"Z" -> 25, b"AA" -> 26."""
-    index = 0
-    for ch in letters:
-        index = index * 26 + ch - 64
-    return index - 1
-
-
-def _blocks(fh: IO[bytes]) -> Iterator[bytes]:
+def blocks(fh: IO[bytes]) -> Iterator[bytes]:
     """The stream in blocks that never cut a tag: each ends before its last ``<``."""
     carry = b""
     while block := fh.read(_BLOCK):
@@ -131,7 +117,7 @@ def _scanned_xlsx(fh: IO[bytes]) -> Extent:
     row = col = -1
     top = right = -1
     first_row = first_col = 1 << 40
-    for data in _blocks(fh):
+    for data in blocks(fh):
         for m in _XLSX_TAG.finditer(data):
             ref = _REF.search(m.group(2))
             if m.group(1) == b"row":
@@ -172,7 +158,7 @@ def _shared_text(z: zipfile.ZipFile, part: str, budget: int) -> int:
             lengths = array("Q")
             counts: tuple[int, int] | None = None
             carry = b""
-            for data in _blocks(fh):
+            for data in blocks(fh):
                 if counts is None:
                     counts = _counts(data)
                 pieces = (carry + data).split(b"<si")
@@ -190,7 +176,7 @@ def _shared_text(z: zipfile.ZipFile, part: str, budget: int) -> int:
             return bound
     used = 0
     with z.open(part) as fh:
-        for data in _blocks(fh):
+        for data in blocks(fh):
             for index in _SHARED_CELL.findall(data):
                 i = int(index)
                 used += lengths[i] if i < len(lengths) else 0
@@ -206,51 +192,74 @@ def _counts(head: bytes) -> tuple[int, int] | None:
     return int(count.group(1)), int(unique.group(1))
 
 
-_ODS_TAG = re.compile(
-    rb"<(/?)table:(table|table-row|table-cell|covered-table-cell)(?=[\s/>])([^>]*)>"
-)
-_ODS_NAME = re.compile(rb"""table:name=["']([^"']*)["']""")
-_ROWS_REPEATED = re.compile(rb"""number-rows-repeated=["']([0-9]+)["']""")
-_COLUMNS_REPEATED = re.compile(rb"""number-columns-repeated=["']([0-9]+)["']""")
+# Workbook limits (README "Limits"): what a zip workbook may unpack to, in all, and how
+# far one part may unpack past its packed size once it is large (real sheets: ~5-30x).
+MAX_UNPACKED_BYTES = 2 << 30
+MAX_RATIO = 250
+_RATIO_FROM = 64 << 20
 
 
-def _scanned_ods(fh: IO[bytes]) -> dict[str, Extent]:
-    """Each table's rectangle of cells that hold a value: repeated rows and cells count as
-    many times as they repeat; empty ones (LibreOffice pads every sheet with a million)
-    only move the next along."""
-    extents: dict[str, Extent] = {}
-    name = ""
-    row = col = 0  # where the next row, and the next cell, go
-    repeat = 1  # how many times the current row repeats
-    top = right = -1
-    for data in _blocks(fh):
-        for m in _ODS_TAG.finditer(data):
-            closing, tag, attrs = m.group(1), m.group(2), m.group(3)
-            if tag == b"table":
-                if closing:
-                    extents[name] = Extent(top + 1, right + 1) if top >= 0 else Extent(0, 0)
-                else:
-                    named = _ODS_NAME.search(attrs)
-                    name = _xml_unescape(named.group(1)) if named else ""
-                    row, top, right = 0, -1, -1
-            elif tag == b"table-row":
-                if closing:
-                    row += repeat
-                else:
-                    rows = _ROWS_REPEATED.search(attrs)
-                    repeat, col = (int(rows.group(1)) if rows else 1), 0
-                    if attrs.endswith(b"/"):
-                        row += repeat
-            elif not closing:
-                cols = _COLUMNS_REPEATED.search(attrs)
-                span = int(cols.group(1)) if cols else 1
-                if b"value-type" in attrs or not attrs.endswith(b"/"):
-                    top, right = max(top, row + repeat - 1), max(right, col + span - 1)
-                col += span
-    return extents
+def check_unpacked_size(path: Path) -> None:
+    """Refuse a zip workbook (xlsx, xlsm, ods) that would unpack past the documented
+    limits, from its directory alone, before anything is decompressed: a 5 MB file can
+    hold gigabytes of XML (a zip bomb), and calamine would hold it all in memory."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (xls, xlsb) or broken: calamine says what is wrong
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNPACKED_BYTES:
+        raise InputError(
+            f"{path.name} unpacks to {total / 2**30:.1f} GB, over leadsync's limit of "
+            f"{MAX_UNPACKED_BYTES / 2**30:.0f} GB for a workbook: save it as CSV instead"
+        )
+    for m in members:
+        if m.file_size > _RATIO_FROM and m.file_size > MAX_RATIO * max(1, m.compress_size):
+            raise InputError(
+                f"{path.name}: {m.filename} unpacks {m.file_size // max(1, m.compress_size)} "
+                f"times its packed size (over {MAX_RATIO}): not a workbook a spreadsheet "
+                "program wrote; refused"
+            )
 
 
-def _xml_unescape(raw: bytes) -> str:
-    from xml.sax.saxutils import unescape
+def check_xlsx_memory(path: Path, sheet: str) -> None:
+    """Refuse an xlsx whose ``sheet`` would take more than :data:`MAX_SHEET_BYTES` in
+    calamine, before calamine loads it (it would abort the process: one stray cell at
+    XFD1048576 makes it ask for 512 GB)."""
+    from leadsync.reader.sheetxml import sheet_parts
 
-    return unescape(raw.decode("utf-8", "replace"), {"&quot;": '"', "&apos;": "'"})
+    try:
+        with zipfile.ZipFile(path) as z:
+            part = sheet_parts(z).get(sheet)
+            extent = xlsx_extent(z, part) if part in set(z.namelist()) else None
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return  # not a zip (xls, xlsb) or broken: calamine says what is wrong
+    if extent is not None:
+        _refuse_past_limit(path, sheet, extent, extent.bytes)
+
+
+def check_ods_memory(path: Path, extents: dict[str, Extent]) -> None:
+    """Refuse an ods whose sheets together would take more than :data:`MAX_SHEET_BYTES`:
+    calamine loads all of them on opening."""
+    if extents:
+        name, largest = max(extents.items(), key=lambda kv: kv[1].bytes)
+        _refuse_past_limit(path, name, largest, sum(e.bytes for e in extents.values()))
+
+
+def _refuse_past_limit(path: Path, sheet: str, extent: Extent, need: int) -> None:
+    if need <= MAX_SHEET_BYTES:
+        return
+    about = f"about {need / 2**30:,.1f} GB"
+    limit = f"leadsync's limit of {MAX_SHEET_BYTES / 2**30:.0f} GB for a sheet"
+    if extent.shared_text > extent.bytes // 2:
+        raise InputError(
+            f"sheet {sheet!r} of {path.name} repeats its shared text into so many cells that "
+            f"reading it would take {about} of memory, over {limit}: save the sheet as CSV"
+        )
+    raise InputError(
+        f"sheet {sheet!r} of {path.name} spans {extent.rows:,} rows x {extent.columns:,} "
+        f"columns ({extent.cells:,} cells): reading it would take {about} of memory, over "
+        f"{limit} (a stray cell far down or right?): delete the cells beyond your data, or "
+        "save the sheet as CSV"
+    )

@@ -1,6 +1,6 @@
 """What python-calamine does not say about a workbook: error cells (it reads them as
-blank, its issue #105) and formulas saved without a result; one streaming pass over each
-sheet's XML."""
+blank, its issue #105), formulas saved without a result, and the number formats of cells
+(it exposes none); one streaming pass over each sheet's XML, beside calamine's read."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadsync.reader.extent import column_index
+from leadsync.reader.cells import column_index
+from leadsync.reader.styles import number_styles, styled_cell
 
 
 @dataclass
@@ -20,6 +21,8 @@ class SheetScan:
     # sheet XML part -> row number -> [(0-based column, the error Excel shows)]
     errors: dict[str, dict[int, list[tuple[int, str]]]] = field(default_factory=dict)
     parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
+    # sheet XML part -> row number -> [(0-based column, its number format code)]
+    formats: dict[str, dict[int, list[tuple[int, str]]]] = field(default_factory=dict)
 
 
 _UNCACHED_FORMULA = re.compile(rb"(?:</f>|<f[^>]*/>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>")
@@ -42,27 +45,53 @@ def scan_sheets(path: Path) -> SheetScan:
             # Excel and LibreOffice store every formula's result
             formulas = not _saved_by_a_calculating_program(z)
             scan.parts = sheet_parts(z)
+            styles = number_styles(z)
             for name in z.namelist():
                 if name.startswith("xl/worksheets/") and name.endswith(".xml"):
+                    formats: dict[int, list[tuple[int, str]]] = {}
                     with z.open(name) as fh:
-                        errors = _scan_part(fh, scan, formulas)
+                        errors = _scan_part(fh, scan, formulas, formats=(styles, formats))
                     if errors:
                         scan.errors[name] = errors
+                    if formats:
+                        scan.formats[name] = formats
     except (zipfile.BadZipFile, OSError, KeyError, ValueError):
         pass  # calamine says what is wrong with the file
     return scan
 
 
+_Formats = tuple[dict[int, str], dict[int, list[tuple[int, str]]]]
+
+
 def _scan_part(
-    fh: Any, scan: SheetScan, formulas: bool, block_size: int = 1 << 22
+    fh: Any,
+    scan: SheetScan,
+    formulas: bool,
+    block_size: int = 1 << 22,
+    *,
+    formats: _Formats | None = None,
 ) -> dict[int, list[tuple[int, str]]]:
-    """One sheet's error cells (row -> [(column, text)]); adds its uncached formulas."""
+    """One sheet's error cells (row -> [(column, text)]); adds its uncached formulas, and
+    (``formats``: the number styles, and where to put the cells that use them) the cells
+    whose number format changes what they show."""
     errors: dict[int, list[tuple[int, str]]] = {}
+    styles, found = formats if formats is not None else ({}, {})
+    styled = styled_cell(styles)
     data = b""
     done = 0  # bytes of data already looked at for error cells
+    styled_from = 0  # ... for styled cells (a match ending after it is new)
     while block := fh.read(block_size):
         kept = len(data)
         data += block
+        if styled is not None:
+            last = styled_from
+            for m in styled.finditer(data, styled_from):
+                ref = _CELL_REF.search(m.group(0))
+                if ref is not None:
+                    cell = (column_index(ref.group(1)), styles[int(m.group(1))])
+                    found.setdefault(int(ref.group(2)), []).append(cell)
+                last = m.end()
+            styled_from = max(last, len(data) - _CARRY)
         if formulas and (b"<f" in data or b"</f>" in data):
             # a match ending inside the carried-over bytes was counted already
             scan.uncached += sum(1 for m in _UNCACHED_FORMULA.finditer(data) if m.end() > kept)
@@ -73,6 +102,7 @@ def _scan_part(
             done = len(data) - _CARRY
         cut = max(0, min(done, len(data) - _CARRY))
         data, done = data[cut:], done - cut
+        styled_from = max(0, styled_from - cut)
     return errors
 
 

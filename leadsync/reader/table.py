@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from leadsync.reader.cells import (
     Chunk,
+    Shown,
     all_text,
     display_text,
     normalise_cell,
@@ -121,11 +122,17 @@ class Table:
 
 
 def text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
-    """Cells as the user sees them, in pyarrow string arrays of up to ``size``."""
+    """Cells as the user sees them, in pyarrow string arrays of up to ``size``; a
+    formatted number as its number (this is the lead id column's pass: ``001001`` shown
+    is lead 1001, as the rows' own pass reads it)."""
     import pyarrow as pa
 
     from leadsync.columnar import skip_pandas_probe
 
     skip_pandas_probe()
     while block := list(itertools.islice(cells, size)):
-        yield pa.array(map(display_text, block), pa.string())
+        yield pa.array(map(_id_text, block), pa.string())
+
+
+def _id_text(value: Any) -> str:
+    return display_text(value.value if value.__class__ is Shown else value)

@@ -7,103 +7,45 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from leadsync.errors import InputError
-from leadsync.reader.cells import Chunk, header_names, header_text, present
-from leadsync.reader.extent import MAX_SHEET_BYTES, Extent, ods_extents, xlsx_extent
-from leadsync.reader.sheetxml import scan_sheets, sheet_parts
+from leadsync.reader.cells import (
+    Chunk,
+    Shown,
+    column_letter,
+    header_names,
+    header_text,
+    normalise_cell,
+    present,
+)
+from leadsync.reader.extent import check_ods_memory, check_unpacked_size, check_xlsx_memory
+from leadsync.reader.legacy import scan_xls
+from leadsync.reader.numfmt import formatted, kind, render
+from leadsync.reader.odsxml import OdsScan, Overlay, scan_ods
+from leadsync.reader.sheetxml import SheetScan, scan_sheets
 from leadsync.reader.table import Source, Table
 from leadsync.threads import in_thread
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
-# Workbook limits (README "Limits"): what a zip workbook may unpack to, in all, and how
-# far one part may unpack past its packed size once it is large (real sheets: ~5-30x).
-MAX_UNPACKED_BYTES = 2 << 30
-MAX_RATIO = 250
-_RATIO_FROM = 64 << 20
 CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workbook
-
-
-def check_unpacked_size(path: Path) -> None:
-    """Refuse a zip workbook (xlsx, xlsm, ods) that would unpack past the documented
-    limits, from its directory alone, before anything is decompressed: a 5 MB file can
-    hold gigabytes of XML (a zip bomb), and calamine would hold it all in memory."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            members = z.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return  # not a zip (xls, xlsb) or broken: calamine says what is wrong
-    total = sum(m.file_size for m in members)
-    if total > MAX_UNPACKED_BYTES:
-        raise InputError(
-            f"{path.name} unpacks to {total / 2**30:.1f} GB, over leadsync's limit of "
-            f"{MAX_UNPACKED_BYTES / 2**30:.0f} GB for a workbook: save it as CSV instead"
-        )
-    for m in members:
-        if m.file_size > _RATIO_FROM and m.file_size > MAX_RATIO * max(1, m.compress_size):
-            raise InputError(
-                f"{path.name}: {m.filename} unpacks {m.file_size // max(1, m.compress_size)} "
-                f"times its packed size (over {MAX_RATIO}): not a workbook a spreadsheet "
-                "program wrote; refused"
-            )
-
-
-def _check_memory(path: Path, sheet: str | None) -> None:
-    """Refuse a workbook whose sheet would take more than :data:`MAX_SHEET_BYTES` in
-    calamine, before calamine loads it (it would abort the process: one stray cell at
-    XFD1048576 makes it ask for 512 GB). An ods is judged as a whole, before it is opened
-    (``sheet`` None): calamine loads every sheet of an ods on opening. An xlsx is judged
-    by the sheet to read, once it is picked."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            ods = "content.xml" in names and "xl/workbook.xml" not in names
-            if ods and sheet is None and (extents := ods_extents(z)):
-                name, largest = max(extents.items(), key=lambda kv: kv[1].bytes)
-                _refuse_past_limit(path, name, largest, sum(e.bytes for e in extents.values()))
-            part = sheet_parts(z).get(sheet) if sheet is not None and not ods else None
-            extent = xlsx_extent(z, str(part)) if part in names else None
-            if extent is not None:
-                _refuse_past_limit(path, str(sheet), extent, extent.bytes)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
-        pass  # not a zip (xls, xlsb) or broken: calamine says what is wrong
-
-
-def _refuse_past_limit(path: Path, sheet: str, extent: Extent, need: int) -> None:
-    if need <= MAX_SHEET_BYTES:
-        return
-    about = f"about {need / 2**30:,.1f} GB"
-    limit = f"leadsync's limit of {MAX_SHEET_BYTES / 2**30:.0f} GB for a sheet"
-    if extent.shared_text > extent.bytes // 2:
-        raise InputError(
-            f"sheet {sheet!r} of {path.name} repeats its shared text into so many cells that "
-            f"reading it would take {about} of memory, over {limit}: save the sheet as CSV"
-        )
-    raise InputError(
-        f"sheet {sheet!r} of {path.name} spans {extent.rows:,} rows x {extent.columns:,} "
-        f"columns ({extent.cells:,} cells): reading it would take {about} of memory, over "
-        f"{limit} (a stray cell far down or right?): delete the cells beyond your data, or "
-        "save the sheet as CSV"
-    )
 
 
 def open_excel(path: Path, sheet: str | None) -> Table:
     import python_calamine as pc
 
     check_unpacked_size(path)
-    _check_memory(path, None)
+    ods = _ods_scan(path)
+    if ods is not None:
+        check_ods_memory(path, ods.extents)  # calamine loads every sheet of an ods
     # the sheets are scanned for formulas without a result and for error cells while
     # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
     scanning = in_thread(scan_sheets, path, name="leadsync-sheet-scan")
     try:
         workbook = pc.CalamineWorkbook.from_path(str(path))
         name = _pick_sheet(workbook, sheet, path)
-        _check_memory(path, name)
+        if ods is None:
+            check_xlsx_memory(path, name)
         worksheet = workbook.get_sheet_by_name(name)
     except pc.PasswordError:
         raise InputError(
@@ -124,13 +66,20 @@ def open_excel(path: Path, sheet: str | None) -> Table:
             header = cells
             break
         skip += 1
+    scan = scanning.result()
     if header is None:
-        raise InputError(f"sheet {name!r} of {path.name} is empty: expected a header row")
+        _refuse_empty(path, workbook, name, scan, ods, sheet is None)
     headers = header_names([header_text(c) for c in header])
     header_row = start_row + 1
 
-    scan = scanning.result()
-    errors = scan.errors.get(scan.parts.get(name, ""), {})
+    part = scan.parts.get(name, "")
+    errors, formats = scan.errors.get(part, {}), scan.formats.get(part, {})
+    shown: dict[int, list[tuple[int, str]]] = {}
+    if path.suffix.lower() == ".xls":
+        errors, formats = scan_xls(path, name)
+    elif ods is not None:
+        errors, shown = ods.errors.get(name, {}), ods.shown.get(name, {})
+        formats = ods.formats.get(name, {})
 
     table = Table(
         path=path,
@@ -139,8 +88,17 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         header_row=header_row,
         first_column=start_col,
         sheet=name,
-        source=_SheetSource(worksheet, skip, header_row, start_col, len(headers), errors),
+        source=_SheetSource(
+            worksheet, skip, header_row, start_col, len(headers), (errors, formats, shown)
+        ),
     )
+    unshown = _unrenderable(formats)
+    if unshown:
+        table.notices.append(
+            f"{path.name}: cells with the number format(s) {', '.join(map(repr, unshown))} "
+            "are sent as their plain number: leadsync cannot show them as Excel does "
+            "(change the format, or save the sheet as CSV from Excel)"
+        )
     if scan.uncached:
         table.notices.append(
             f"{path.name} has {scan.uncached} formula cell(s) with no saved result (written "
@@ -160,17 +118,18 @@ class _SheetSource(Source):
         header_row: int,
         left: int,
         width: int,
-        errors: dict[int, list[tuple[int, str]]],
+        overlays: tuple[Overlay, Overlay, Overlay],
     ) -> None:
         self.worksheet, self.skip, self.header_row = worksheet, skip, header_row
-        self.left, self.width, self.errors = left, width, errors
+        self.left, self.width, self.overlays = left, width, overlays
 
     def data_rows(self) -> Iterator[list[Any]]:
-        """The sheet's rows after the header (error cells as the text Excel shows)."""
+        """The sheet's rows after the header: error cells as the text Excel shows,
+        formatted numbers as the text they show (:func:`~leadsync.reader.numfmt.formatted`)."""
         rows = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
-        if not self.errors:
+        if not any(self.overlays):
             return rows
-        return _with_errors(rows, self.errors, self.header_row + 1, self.left)
+        return _overlaid(rows, self.overlays, self.header_row + 1, self.left)
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
         return enumerate(self.data_rows(), start=self.header_row + 1)
@@ -188,18 +147,84 @@ class _SheetSource(Source):
             number += len(block)
 
 
-def _with_errors(
-    rows: Iterator[list[Any]], errors: dict[int, list[tuple[int, str]]], first: int, left: int
+def _overlaid(
+    rows: Iterator[list[Any]], overlays: tuple[Overlay, Overlay, Overlay], first: int, left: int
 ) -> Iterator[list[Any]]:
-    """Put each error cell's text (``#N/A``) where calamine left a blank."""
+    """What calamine does not say, put back: each error cell's text (``#N/A``) where it
+    left a blank; each formatted number as the text it shows, from its format (xlsx, xls)
+    or as the file wrote it (ods); a date-time at midnight as a date-time."""
+    errors, formats, shown = overlays
     for number, cells in enumerate(rows, start=first):
-        found = errors.get(number)
-        if found:
+        styled, found, texts = formats.get(number), errors.get(number), shown.get(number)
+        if styled or found or texts:
             cells = list(cells)
-            for column, text in found:
-                if 0 <= column - left < len(cells):
+            width = len(cells)
+            for column, code in styled or ():
+                if 0 <= column - left < width:
+                    cells[column - left] = formatted(cells[column - left], code)
+            for column, text in texts or ():
+                value = cells[column - left] if 0 <= column - left < width else None
+                if value.__class__ in (float, int):
+                    cells[column - left] = Shown(text, normalise_cell(value))
+            for column, text in found or ():
+                if 0 <= column - left < width:
                     cells[column - left] = text
         yield cells
+
+
+def _refuse_empty(
+    path: Path, workbook: Any, name: str, scan: SheetScan, ods: OdsScan | None, chosen: bool
+) -> NoReturn:
+    """Why the sheet has no header: it shows only error cells (calamine reads them as
+    blank), or it is empty, and then which later sheet has rows (when none was asked for)."""
+    errors = ods.errors.get(name, {}) if ods is not None else {}
+    errors = errors or scan.errors.get(scan.parts.get(name, ""), {})
+    if errors:
+        row = min(errors)
+        column, text = errors[row][0]
+        raise InputError(
+            f"sheet {name!r} of {path.name} shows only error cells ({text} in "
+            f"{column_letter(column)}{row}, ...): fix the formulas behind them"
+        )
+    if chosen:
+        import python_calamine as pc
+
+        for meta in workbook.sheets_metadata:
+            other = str(meta.name)
+            if other == name or meta.typ != pc.SheetTypeEnum.WorkSheet:
+                continue
+            if ods is None:
+                check_xlsx_memory(path, other)
+            if any(
+                any(present(c) for c in r) for r in workbook.get_sheet_by_name(other).iter_rows()
+            ):
+                raise InputError(
+                    f"sheet {name!r} of {path.name} is empty, and sheet {other!r} has rows: "
+                    f"read it with --sheet {other!r}"
+                )
+    raise InputError(f"sheet {name!r} of {path.name} is empty: expected a header row")
+
+
+def _ods_scan(path: Path) -> OdsScan | None:
+    """The ods pass over ``content.xml`` (None: not an ods)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "content.xml" not in names or "xl/workbook.xml" in names:
+                return None
+            styles = z.read("styles.xml") if "styles.xml" in names else b""
+            with z.open("content.xml") as fh:
+                return scan_ods(fh, styles[: 16 << 20])
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return None  # not a zip (xls, xlsb) or broken: calamine says what is wrong
+
+
+def _unrenderable(formats: dict[int, list[tuple[int, str]]]) -> list[str]:
+    """The number formats in use that :func:`~leadsync.reader.numfmt.render` cannot show."""
+    codes = {code for cells in formats.values() for _, code in cells}
+    return sorted(c for c in codes if kind(c) == "number" and render(1234.5, c) is None)
 
 
 def _pick_sheet(workbook: Any, wanted: str | None, path: Path) -> str:

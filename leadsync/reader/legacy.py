@@ -1,0 +1,38 @@
+"""What python-calamine does not say about a legacy ``.xls`` workbook (BIFF): its error
+cells (calamine reads them as blank) and the number formats of its cells. xlrd, which
+reports both, reads the sheet a second time; an .xls holds at most 65,536 rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leadsync.reader.numfmt import kind
+
+# row number -> [(0-based column, error text or number format code)]
+Overlay = dict[int, list[tuple[int, str]]]
+
+
+def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay]:
+    """(error cells, formatted cells) of ``sheet``; empty where xlrd cannot read it."""
+    import xlrd
+
+    errors: Overlay = {}
+    formats: Overlay = {}
+    try:
+        book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True)
+        ws = book.sheet_by_name(sheet)
+    except Exception:
+        return errors, formats
+    for r in range(ws.nrows):
+        for c, cell in enumerate(ws.row(r)):
+            if cell.ctype == xlrd.XL_CELL_ERROR:
+                text = xlrd.error_text_from_code.get(cell.value, "#VALUE!")
+                errors.setdefault(r + 1, []).append((c, text))
+            elif cell.ctype in (xlrd.XL_CELL_NUMBER, xlrd.XL_CELL_DATE):
+                xf = book.xf_list[cell.xf_index]
+                fmt = book.format_map.get(xf.format_key)
+                code = fmt.format_str if fmt is not None else ""
+                if code and kind(code) in ("number", "datetime"):
+                    formats.setdefault(r + 1, []).append((c, code))
+    book.release_resources()
+    return errors, formats

@@ -1,0 +1,290 @@
+"""Excel number formats: what a number cell shows, as Excel's "Save as CSV" writes it.
+
+python-calamine gives a number cell's value only (``7``), while Excel shows it through
+the cell's format (``00007``, ``£350,000``, ``50%``). :func:`render` turns (value,
+format code) into that text for the formats exports use: zero padding, thousands
+separators, fixed decimals, percent, currency and other literals, several sections
+(``#,##0;(#,##0)``), a thousands scale (``#,##0,"k"``), scientific notation, ``@``.
+A format it cannot render faithfully (fractions, conditions, dates on a number that
+calamine did not read as a date) gives None, and the caller says so: never a guess.
+
+No maintained Python library renders these correctly (``q2numfmt`` 0.1.1 turns ``7``
+under ``00000`` into ``7`` and drops quoted literals), hence this module; its cases are
+checked against what Excel and LibreOffice display in ``tests/test_number_formats.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+# ECMA-376 18.8.30: the built-in formats a file refers to by id alone (14-22 and
+# 45-47 are dates and times, which calamine types itself)
+BUILTIN = {
+    0: "General", 1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00", 9: "0%", 10: "0.00%",
+    11: "0.00E+00", 12: "# ?/?", 13: "# ??/??", 14: "mm-dd-yy", 15: "d-mmm-yy",
+    16: "d-mmm", 17: "mmm-yy", 18: "h:mm AM/PM", 19: "h:mm:ss AM/PM", 20: "h:mm",
+    21: "h:mm:ss", 22: "m/d/yy h:mm", 37: "#,##0 ;(#,##0)", 38: "#,##0 ;[Red](#,##0)",
+    39: "#,##0.00;(#,##0.00)", 40: "#,##0.00;[Red](#,##0.00)", 45: "mm:ss",
+    46: "[h]:mm:ss", 47: "mmss.0", 48: "##0.0E+0", 49: "@",
+}  # fmt: skip
+
+_TOKEN = re.compile(
+    r'"[^"]*"'  # a quoted literal
+    r"|\\."  # an escaped character
+    r"|_."  # the width of a character: a space
+    r"|\*."  # fill to the column's width: nothing in a CSV
+    r"|\[[^\]]*\]"  # [Red], [$£-809], [>100]
+    r"|[Ee][+-]"  # scientific notation
+    r"|."
+)
+_DATE_TOKENS = set("yYmMdDhHsS")
+_QUANTA = [Decimal(1).scaleb(-n) for n in range(31)]
+
+
+@functools.lru_cache(maxsize=256)
+def kind(code: str) -> str:
+    """``general``, ``text`` (``@``), ``date``, ``datetime`` (a date with a time of
+    day), ``time`` or ``number``: what a format does, from its first section."""
+    first = _sections(code)[0]
+    letters = {t for t in _tokens(first) if len(t) == 1} & _DATE_TOKENS
+    if first.strip().lower() == "general" or not first.strip():
+        return "general"
+    if "@" in _tokens(first) and not any(t in "0#?" for t in _tokens(first)):
+        return "text"
+    if letters:
+        has_date = bool(letters & set("yYdD")) or (
+            bool(letters & set("mM")) and not letters & set("hHsS")
+        )
+        has_time = bool(letters & set("hHsS"))
+        if has_date and has_time:
+            return "datetime"
+        return "date" if has_date else "time"
+    return "number"
+
+
+def render(value: float, code: str) -> str | None:
+    """What Excel shows for the number ``value`` under the format ``code``; None when
+    this module cannot render that format faithfully."""
+    sections = _sections(code)
+    if _unsupported(code):
+        return None
+    if value < 0 and len(sections) >= 2:
+        section, value, sign = sections[1], -value, ""
+    elif value == 0 and len(sections) >= 3:
+        section, sign = sections[2], ""
+    else:
+        section, sign = sections[0], "-" if value < 0 else ""
+        value = abs(value)
+    plan = _plan(section)
+    if plan is None:
+        return None
+    if isinstance(plan, str):  # a section without digits: General, @, or literal text
+        return sign + general(value) if plan == "@" else plan
+    text = _number(value, plan)
+    if text is None:
+        return None
+    if sign and text.strip("0.,% ") == "":  # -0.001 under "0.00" shows 0.00, not -0.00
+        sign = ""
+    return sign + text
+
+
+@functools.lru_cache(maxsize=256)
+def _unsupported(code: str) -> bool:
+    sections = _sections(code)
+    return len(sections) > 4 or any(_condition(s) for s in sections)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One section's placeholders, worked out once per format."""
+
+    tokens: tuple[str, ...]
+    template: tuple[str, ...]  # each token's literal text ("" for a placeholder)
+    exp_at: int | None
+    dot: int | None
+    scale: int  # thousands: each trailing comma divides by 1,000
+    percent: int
+    grouping: bool
+    int_slots: tuple[int, ...]
+    frac_slots: tuple[int, ...]
+    zero_int: bool  # a 0 among the integer placeholders: 0.5 shows 0.5, not .5
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(section: str) -> _Plan | str | None:
+    """How to render ``section``: a plan, the text of a section without digits ("@" for
+    General), or None when it cannot be rendered faithfully."""
+    tokens = tuple(_tokens(section))
+    if {t for t in tokens if len(t) == 1} & _DATE_TOKENS - {"e", "E"}:
+        return None  # a date format on a number calamine did not read as a date
+    if "/" in tokens and any(t in "0#?" for t in tokens):
+        return None  # fractions
+    if not any(t in "0#?" for t in tokens):
+        if "@" in tokens or section.strip().lower() == "general":
+            return "@"
+        return "".join(_literal(t) for t in tokens)
+    exp_at = next((i for i, t in enumerate(tokens) if t[:1] in "Ee" and len(t) == 2), None)
+    digits = [i for i, t in enumerate(tokens) if t in ("0", "#", "?")]
+    dot = next((i for i, t in enumerate(tokens) if t == "."), None)
+    last = digits[-1]
+    scale = 0
+    for t in tokens[last + 1 :]:
+        if t != ",":
+            break
+        scale += 1
+    int_slots = tuple(i for i in digits if dot is None or i < dot)
+    return _Plan(
+        tokens=tokens,
+        template=tuple(_literal(t) if t not in ("0", "#", "?", ".", ",") else "" for t in tokens),
+        exp_at=exp_at,
+        dot=dot,
+        scale=scale,
+        percent=tokens.count("%"),
+        grouping=any(t == "," and digits[0] < i < last for i, t in enumerate(tokens)),
+        int_slots=int_slots,
+        frac_slots=tuple(i for i in digits if dot is not None and i > dot),
+        zero_int=any(tokens[i] == "0" for i in int_slots),
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _sections(code: str) -> list[str]:
+    out, current = [], ""
+    for token in _TOKEN.findall(code):
+        if token == ";":
+            out.append(current)
+            current = ""
+        else:
+            current += token
+    out.append(current)
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _tokens(section: str) -> list[str]:
+    return _TOKEN.findall(section)
+
+
+def _condition(section: str) -> bool:
+    return any(t.startswith("[") and t[1:2] in "<>=" for t in _tokens(section))
+
+
+def _literal(token: str) -> str:
+    if token.startswith('"'):
+        return token[1:-1]
+    if token.startswith("\\"):
+        return token[1]
+    if token.startswith("_"):
+        return " "
+    if token.startswith("*"):
+        return ""
+    if token.startswith("["):
+        inner = token[1:-1]
+        if inner.startswith("$"):  # [$£-809]: the currency symbol, then a locale id
+            return inner[1:].split("-", 1)[0]
+        return ""  # a colour
+    return token
+
+
+def general(value: float) -> str:
+    """A number as the General format shows it (whole numbers without ``.0``)."""
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return format(value, ".10g")
+
+
+def _number(value: float, plan: _Plan) -> str | None:
+    """The number under one section's placeholders (``value`` is not negative)."""
+    tokens = plan.tokens
+    if plan.exp_at is not None:
+        return _scientific(value, list(tokens), plan.exp_at)
+    dot, int_slots, frac_slots, grouping = plan.dot, plan.int_slots, plan.frac_slots, plan.grouping
+    amount = Decimal(repr(float(value)))
+    if plan.percent or plan.scale:
+        amount = amount * (100**plan.percent) / (1000**plan.scale)
+    rounded = amount.quantize(_QUANTA[len(frac_slots)], rounding=ROUND_HALF_UP)
+    whole, _, frac = f"{rounded:f}".partition(".")
+    if whole == "0" and not plan.zero_int:
+        whole = ""
+    out = list(plan.template)
+    if dot is not None:
+        out[dot] = "."
+    # integer placeholders take digits from the right; extra digits go to the leftmost
+    pending = whole
+    for n, i in enumerate(reversed(int_slots)):
+        if n == len(int_slots) - 1:
+            fill = pending or ("0" if tokens[i] == "0" else " " if tokens[i] == "?" else "")
+            out[i], pending = fill, ""
+        elif pending:
+            out[i], pending = pending[-1], pending[:-1]
+        else:
+            out[i] = {"0": "0", "?": " "}.get(tokens[i], "")
+    if grouping:
+        literal_inside = any(
+            out[i] and tokens[i] not in ("0", "#", "?", ",")
+            for i in range(int_slots[0], int_slots[-1] + 1)
+        ) if int_slots else False  # fmt: skip
+        if literal_inside:
+            return None
+        span = "".join(out[int_slots[0] : int_slots[-1] + 1]) if int_slots else ""
+        grouped = _group(span)
+        for i in range(int_slots[0], int_slots[-1] + 1):
+            out[i] = ""
+        out[int_slots[0]] = grouped
+    frac_digits = frac.ljust(len(frac_slots), "0")
+    for n, i in enumerate(frac_slots):
+        out[i] = frac_digits[n]
+    # '#' after the point drops trailing zeros; '?' shows them as spaces
+    for i in reversed(frac_slots):
+        if out[i] != "0" or tokens[i] == "0":
+            break
+        out[i] = "" if tokens[i] == "#" else " "
+    return "".join(out)
+
+
+def _group(digits: str) -> str:
+    head = digits.lstrip(" ")
+    pad = digits[: len(digits) - len(head)]
+    if not head.isdigit():
+        return digits
+    return pad + f"{int(head):,}".rjust(len(head) + (len(head) - 1) // 3, "0")
+
+
+def _scientific(value: float, tokens: list[str], exp_at: int) -> str | None:
+    mantissa = [t for t in tokens[:exp_at] if t in ("0", "#", "?", ".")]
+    exponent = [t for t in tokens[exp_at + 1 :] if t in ("0", "#", "?")]
+    if not exponent or any(t not in ("0", "#", "?", ".") for t in tokens[:exp_at]):
+        return None
+    whole = mantissa.index(".") if "." in mantissa else len(mantissa)
+    if whole != 1:
+        return None  # engineering notation (##0.0E+0) moves the point in threes
+    decimals = len(mantissa) - whole - 1
+    text = f"{float(value):.{decimals}E}"
+    base, power = text.split("E")
+    sign = "-" if int(power) < 0 else ("+" if tokens[exp_at][1] == "+" else "")
+    rest = "".join(_literal(t) for t in tokens[exp_at + 1 + len(exponent) :])
+    return f"{base}E{sign}{str(abs(int(power))).zfill(len(exponent))}{rest}"
+
+
+def formatted(value: Any, code: str) -> Any:
+    """A calamine cell under the number format ``code``: a number as the text it shows
+    (:class:`~leadsync.reader.cells.Shown`, keeping the number), a date under a
+    date-and-time format as a date-time (calamine reads midnight as a plain date)."""
+    import datetime as dt
+
+    from leadsync.reader.cells import Shown, normalise_cell
+
+    if value.__class__ in (float, int):
+        if kind(code) != "number":
+            return value
+        text = render(value, code)
+        if text is None or text == general(value):  # shown as General shows it: as read
+            return value
+        return Shown(text, normalise_cell(value))
+    if value.__class__ is dt.date and kind(code) == "datetime":
+        return dt.datetime.combine(value, dt.time())
+    return value

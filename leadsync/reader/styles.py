@@ -1,0 +1,51 @@
+"""A workbook's cell styles, as far as they change what a number cell shows: the number
+format of each style (``xl/styles.xml``), for :mod:`leadsync.reader.sheetxml` to find the
+cells that use one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from leadsync.reader.numfmt import BUILTIN, kind
+
+
+def number_styles(z: Any) -> dict[int, str]:
+    """Cell style index -> format code, for the styles whose format changes what a
+    number cell shows (anything but General and plain text), or that hold a date with a
+    time of day (calamine reads one at midnight as a plain date)."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(z.read("xl/styles.xml"))
+    except (KeyError, ElementTree.ParseError):
+        return {}
+    custom: dict[int, str] = {}
+    xfs: list[Any] = []
+    for element in root.iter():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "numFmt":
+            number = _int(element.get("numFmtId"))
+            if number is not None:
+                custom[number] = element.get("formatCode", "")
+        elif tag == "cellXfs":
+            xfs = [x for x in element if x.tag.rsplit("}", 1)[-1] == "xf"]
+    styles = {}
+    for index, xf in enumerate(xfs):
+        number = _int(xf.get("numFmtId")) or 0
+        code = custom.get(number, BUILTIN.get(number))
+        if code and kind(code) in ("number", "datetime"):
+            styles[index] = code
+    return styles
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def styled_cell(styles: dict[int, str]) -> re.Pattern[bytes] | None:
+    """A pattern for the cell tags that use one of ``styles`` (None: there are none)."""
+    if not styles:
+        return None
+    ids = b"|".join(str(i).encode() for i in sorted(styles))
+    return re.compile(rb"""<(?:[\w.-]+:)?c\s[^>]*?\bs=["'](""" + ids + rb""")["'][^>]*>""")

@@ -1,0 +1,185 @@
+"""What Excel shows is what is sent (issue 15): number formats, midnight date-times and
+error cells, in every workbook format, from files LibreOffice wrote (committed beside
+tests/fixtures/make_libreoffice.py, which wrote them) and files openpyxl wrote."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import leadsync
+from leadsync.reader.numfmt import kind, render
+from tests.conftest import write_xlsx
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "libreoffice"
+
+
+def _rows(path: Path, fast: bool = True) -> dict[int, tuple[dict[str, Any], list[tuple[str, Any]]]]:
+    return {
+        r.row: (r.payload, sorted((str(p.code), p.field) for p in r.problems))
+        for r in leadsync.mapped_rows(path, fast=fast)
+    }
+
+
+def test_libreoffices_xlsx_ods_xls_and_csv_give_the_same_payloads() -> None:
+    """LibreOffice saved one sheet four ways; its CSV holds what each cell shows, as
+    Excel's "Save as CSV" does. Every format must send the same thing."""
+    csv = _rows(FIXTURES / "leads.csv")
+    for name in ("leads.xlsx", "leads.ods", "leads.xls"):
+        for fast in (True, False):
+            assert _rows(FIXTURES / name, fast) == csv, (name, fast)
+
+
+def test_what_each_formatted_cell_sends() -> None:
+    rows = _rows(FIXTURES / "leads.ods")
+    payload, problems = rows[2]
+    assert problems == []
+    assert payload["postcode"] == "00007"  # 7 under 00000
+    assert payload["questionnaire"] == [["Budget?", "£350,000"]]  # 350000 under "£"#,##0
+    assert payload["meta"] == {"share": "50%"}  # 0.5 under 0%
+    assert payload["address"] == "07700 900123"  # a phone-style format
+    assert payload["office_id"] == 1213  # a numeric field keeps its number (shown 1,213)
+    # 12/07/2025 00:00 under dd/mm/yyyy hh:mm: a date-time (London is UTC+1 in July)
+    assert payload["next_action_date"] == "2025-07-11T23:00:00Z"
+    assert rows[3][0]["meta"] == {"share": "0.33"}  # 0.333333333333333 under 0.00
+
+
+@pytest.mark.parametrize("name", ["leads.xlsx", "leads.ods", "leads.xls"])
+def test_error_cells_are_errors_in_every_format(name: str) -> None:
+    """=NA() in a text field, =1/0 in a numeric one: ods and xls read them as blank
+    before, so the field was silently left out."""
+    rows = _rows(FIXTURES / name)
+    assert rows[4][1] == [("excel_error", "status")]
+    assert rows[5][1] == [("excel_error", "office_id")]
+
+
+def test_openpyxl_number_formats_and_a_format_that_cannot_be_shown(tmp_path: Path) -> None:
+    src = write_xlsx(
+        tmp_path / "f.xlsx",
+        [
+            ["id", "first_name", "last_name", "postcode", "status", "next_action_date"],
+            [1001, "Ann", "Lee", 7, 1.5, dt.datetime(2025, 1, 3)],
+        ],
+        number_formats={"D2": "00000", "E2": "# ?/?", "F2": "yyyy-mm-dd hh:mm"},
+    )
+    result = leadsync.validate(src, report_dir=tmp_path / "o")
+    [row] = list(leadsync.mapped_rows(src))
+    assert row.payload["postcode"] == "00007"
+    assert row.payload["status"] == "1.5"  # a fraction format: its plain number, and said
+    assert row.payload["next_action_date"] == "2025-01-03T00:00:00Z"  # GMT in January
+    notices = result.summary["notices"]
+    assert any("'# ?/?'" in n and "plain number" in n for n in notices), notices
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "shown"),
+    [
+        (7, "00000", "00007"),
+        (350000, '"£"#,##0', "£350,000"),
+        (350000, "[$£-809]#,##0", "£350,000"),
+        (0.5, "0%", "50%"),
+        (0.1234, "0.0%", "12.3%"),
+        (0.333333333333333, "0.00", "0.33"),
+        (7700900123, "00000 000000", "07700 900123"),
+        (1234.5, "#,##0.00", "1,234.50"),
+        (1234, "0,000", "1,234"),
+        (-5, "#,##0;(#,##0)", "(5)"),
+        (-1234.5, "#,##0.00_);[Red](#,##0.00)", "(1,234.50)"),
+        (1234.5, "#,##0.00_);(#,##0.00)", "1,234.50 "),
+        (1234567, '#,##0,"k"', "1,235k"),
+        (0, '0;-0;"zero"', "zero"),
+        (-0.001, "0.00", "0.00"),
+        (2.5, "0", "3"),  # half away from zero, as Excel rounds
+        (-2.5, "0", "-3"),
+        (8.9, "#.##", "8.9"),
+        (0.5, "#.00", ".50"),
+        (12, "0.00E+00", "1.20E+01"),
+        (3, '0" bed"', "3 bed"),
+        (7, "@", "7"),
+        (1.5, "# ?/?", None),  # fractions: not rendered
+        (5, "[>10]0;0", None),  # conditions: not rendered
+        (12, "##0.0E+0", None),  # engineering notation: not rendered
+    ],
+)
+def test_render(value: float, code: str, shown: str | None) -> None:
+    """Each case is what Excel and LibreOffice display for it."""
+    assert render(value, code) == shown
+
+
+def test_kind() -> None:
+    assert [kind(c) for c in ("General", "0.00", "@", "dd/mm/yyyy", "dd/mm/yyyy hh:mm")] == [
+        "general", "number", "text", "date", "datetime",
+    ]  # fmt: skip
+    assert kind("h:mm") == "time" and kind("[$-809]dd mmmm yyyy") == "date"
+
+
+def test_an_empty_first_sheet_names_the_sheet_that_has_rows(tmp_path: Path, cli: Any) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Notes"
+    leads = book.create_sheet("Leads")
+    leads.append(["id", "first_name", "last_name"])
+    leads.append([1001, "Ann", "Lee"])
+    book.save(tmp_path / "two.xlsx")
+    result = cli("validate", tmp_path / "two.xlsx", "--report-dir", tmp_path / "o")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "leadsync: error: sheet 'Notes' of two.xlsx is empty, and sheet 'Leads' has rows: "
+        "read it with --sheet 'Leads'\n"
+    )
+
+
+def test_a_sheet_of_error_cells_is_not_called_empty(tmp_path: Path, cli: Any) -> None:
+    """calamine reads error cells as blank: the sheet looked empty."""
+    import zipfile
+
+    plain = write_xlsx(tmp_path / "plain.xlsx", [["x"]], sheet="Leads")
+    src = tmp_path / "errors.xlsx"
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in z.infolist():
+            data = z.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                start, end = data.index(b"<sheetData>"), data.index(b"</sheetData>")
+                cells = b'<row r="1"><c r="A1" t="e"><v>#REF!</v></c><c r="B1" t="e"><v>#N/A</v></c></row>'
+                data = data[: start + 11] + cells + data[end:]
+            out.writestr(item.filename, data)
+    result = cli("validate", src, "--report-dir", tmp_path / "o")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "leadsync: error: sheet 'Leads' of errors.xlsx shows only error cells (#REF! in A1, "
+        "...): fix the formulas behind them\n"
+    )
+
+
+def test_the_styled_cell_scan_finds_every_cell_whatever_the_block_size() -> None:
+    """Cells cut by a block boundary are found once, and only once."""
+    import io
+
+    from leadsync.reader.sheetxml import SheetScan, _scan_part
+
+    xml = (
+        b"<sheetData>"
+        + b"".join(
+            b'<row r="%d"><c r="A%d" s="1"><v>%d</v></c><c r="B%d" s="2"><v>1</v></c>'
+            b'<c r="C%d" s="3" t="n"><v>7</v></c></row>' % (r, r, r, r, r)
+            for r in range(1, 40)
+        )
+        + b"</sheetData>"
+    )
+    styles = {1: "00000", 3: '"£"#,##0'}
+
+    def found(block_size: int) -> dict[int, list[tuple[int, str]]]:
+        out: dict[int, list[tuple[int, str]]] = {}
+        _scan_part(io.BytesIO(xml), SheetScan(), False, block_size, formats=(styles, out))
+        return out
+
+    whole = found(1 << 20)
+    assert whole[5] == [(0, "00000"), (2, '"£"#,##0')] and len(whole) == 39
+    for block_size in (1, 7, 64, 100, 333):
+        assert found(block_size) == whole, block_size
