@@ -71,7 +71,7 @@ def test_openpyxl_number_formats_and_a_format_that_cannot_be_shown(tmp_path: Pat
     assert row.payload["status"] == "1.5"  # a fraction format: its plain number, and said
     assert row.payload["next_action_date"] == "2025-01-03T00:00:00Z"  # GMT in January
     notices = result.summary["notices"]
-    assert any("'# ?/?'" in n and "plain number" in n for n in notices), notices
+    assert any("'# ?/?' (first: E2)" in n and "plain number" in n for n in notices), notices
 
 
 @pytest.mark.parametrize(

@@ -15,11 +15,14 @@ checked against what Excel and LibreOffice display in ``tests/test_number_format
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+
+from leadsync.reader.cells import Shown, normalise_cell
 
 # ECMA-376 18.8.30: the built-in formats a file refers to by id alone (14-22 and
 # 45-47 are dates and times, which calamine types itself)
@@ -112,6 +115,9 @@ class _Plan:
     int_slots: tuple[int, ...]
     frac_slots: tuple[int, ...]
     zero_int: bool  # a 0 among the integer placeholders: 0.5 shows 0.5, not .5
+    # the common shape, rendered without the general walk: literals only before and after
+    # one run of digits (0 # , . with fixed 0 decimals): "£"#,##0 · 00000 · 0.00% · #,##0.00
+    simple: tuple[str, str, int] | None = None  # (prefix, suffix, zeros to pad to)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -137,6 +143,18 @@ def _plan(section: str) -> _Plan | str | None:
             break
         scale += 1
     int_slots = tuple(i for i in digits if dot is None or i < dot)
+    frac_slots = tuple(i for i in digits if dot is not None and i > dot)
+    run = tokens[digits[0] : last + 1]
+    simple = None
+    if (
+        exp_at is None
+        and all(t in ("0", "#", ",", ".") for t in run)
+        and all(tokens[i] == "0" for i in frac_slots)
+        and int_slots
+    ):
+        prefix = "".join(_literal(t) for t in tokens[: digits[0]])
+        suffix = "".join(_literal(t) for t in tokens[last + 1 :] if t != ",")
+        simple = (prefix, suffix, sum(tokens[i] == "0" for i in int_slots))
     return _Plan(
         tokens=tokens,
         template=tuple(_literal(t) if t not in ("0", "#", "?", ".", ",") else "" for t in tokens),
@@ -146,8 +164,9 @@ def _plan(section: str) -> _Plan | str | None:
         percent=tokens.count("%"),
         grouping=any(t == "," and digits[0] < i < last for i, t in enumerate(tokens)),
         int_slots=int_slots,
-        frac_slots=tuple(i for i in digits if dot is not None and i > dot),
+        frac_slots=frac_slots,
         zero_int=any(tokens[i] == "0" for i in int_slots),
+        simple=simple,
     )
 
 
@@ -202,6 +221,8 @@ def _number(value: float, plan: _Plan) -> str | None:
     tokens = plan.tokens
     if plan.exp_at is not None:
         return _scientific(value, list(tokens), plan.exp_at)
+    if plan.simple is not None:
+        return _simple(value, plan, *plan.simple)
     dot, int_slots, frac_slots, grouping = plan.dot, plan.int_slots, plan.frac_slots, plan.grouping
     amount = Decimal(repr(float(value)))
     if plan.percent or plan.scale:
@@ -246,6 +267,27 @@ def _number(value: float, plan: _Plan) -> str | None:
     return "".join(out)
 
 
+def _simple(value: float, plan: _Plan, prefix: str, suffix: str, zeros: int) -> str:
+    """:func:`_number` for the common shape (``plan.simple``)."""
+    places = len(plan.frac_slots)
+    if not places and not plan.percent and not plan.scale and float(value).is_integer():
+        whole, frac = int(value), ""
+    else:
+        amount = Decimal(repr(float(value)))
+        if plan.percent or plan.scale:
+            amount = amount * (100**plan.percent) / (1000**plan.scale)
+        text = f"{amount.quantize(_QUANTA[places], rounding=ROUND_HALF_UP):f}"
+        head, _, frac = text.partition(".")
+        whole = int(head)
+    if plan.grouping:
+        digits = format(whole, f"0{zeros + (zeros - 1) // 3},") if zeros else f"{whole:,}"
+    else:
+        digits = format(whole, f"0{zeros}d")
+    if whole == 0 and not zeros:
+        digits = ""
+    return f"{prefix}{digits}.{frac}{suffix}" if plan.dot is not None else prefix + digits + suffix
+
+
 def _group(digits: str) -> str:
     head = digits.lstrip(" ")
     pad = digits[: len(digits) - len(head)]
@@ -274,10 +316,6 @@ def formatted(value: Any, code: str) -> Any:
     """A calamine cell under the number format ``code``: a number as the text it shows
     (:class:`~leadsync.reader.cells.Shown`, keeping the number), a date under a
     date-and-time format as a date-time (calamine reads midnight as a plain date)."""
-    import datetime as dt
-
-    from leadsync.reader.cells import Shown, normalise_cell
-
     if value.__class__ in (float, int):
         if kind(code) != "number":
             return value

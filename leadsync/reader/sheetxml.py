@@ -86,11 +86,17 @@ def _scan_part(
         if styled is not None:
             last = styled_from
             for m in styled.finditer(data, styled_from):
-                ref = _CELL_REF.search(m.group(0))
+                tag = data.rfind(b"<", 0, m.start())
+                close = data.find(b">", m.end())
+                if close < 0:
+                    break  # the tag goes on in the next block
+                last = close + 1
+                if tag < 0 or not _CELL_TAG.match(data, tag):
+                    continue  # a row's or another element's style
+                ref = _CELL_REF.search(data, tag, close)
                 if ref is not None:
                     cell = (column_index(ref.group(1)), styles[int(m.group(1))])
                     found.setdefault(int(ref.group(2)), []).append(cell)
-                last = m.end()
             styled_from = max(last, len(data) - _CARRY)
         if formulas and (b"<f" in data or b"</f>" in data):
             # a match ending inside the carried-over bytes was counted already

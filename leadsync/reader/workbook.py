@@ -94,10 +94,11 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     )
     unshown = _unrenderable(formats)
     if unshown:
+        listed = ", ".join(f"{code!r} (first: {cell})" for code, cell in unshown)
         table.notices.append(
-            f"{path.name}: cells with the number format(s) {', '.join(map(repr, unshown))} "
-            "are sent as their plain number: leadsync cannot show them as Excel does "
-            "(change the format, or save the sheet as CSV from Excel)"
+            f"{path.name}: cells with the number format(s) {listed} are sent as their "
+            "plain number: leadsync cannot show them as Excel does (change the format, or "
+            "save the sheet as CSV from Excel)"
         )
     if scan.uncached:
         table.notices.append(
@@ -221,10 +222,18 @@ def _ods_scan(path: Path) -> OdsScan | None:
         return None  # not a zip (xls, xlsb) or broken: calamine says what is wrong
 
 
-def _unrenderable(formats: dict[int, list[tuple[int, str]]]) -> list[str]:
-    """The number formats in use that :func:`~leadsync.reader.numfmt.render` cannot show."""
-    codes = {code for cells in formats.values() for _, code in cells}
-    return sorted(c for c in codes if kind(c) == "number" and render(1234.5, c) is None)
+def _unrenderable(formats: dict[int, list[tuple[int, str]]]) -> list[tuple[str, str]]:
+    """The number formats in use that :func:`~leadsync.reader.numfmt.render` cannot
+    show, each with the first cell that has it (``E7``)."""
+    first: dict[str, str] = {}
+    for row in sorted(formats):
+        for column, code in formats[row]:
+            first.setdefault(code, f"{column_letter(column)}{row}")
+    return sorted(
+        (code, cell)
+        for code, cell in first.items()
+        if kind(code) == "number" and render(1234.5, code) is None
+    )
 
 
 def _pick_sheet(workbook: Any, wanted: str | None, path: Path) -> str:
