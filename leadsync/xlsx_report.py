@@ -77,7 +77,8 @@ class Gate:
 class XlsxReport:
     """The user's own rows, invalid cells red with a comment, an outcome column, a summary.
 
-    In full mode every row sits at the row number it has in the user's file. For a large
+    leadsync's outcome and problems columns come first, then the user's columns. In full
+    mode every row sits at the row number it has in the user's file. For a large
     file (``full=False``) only rows that need attention are copied, each with a leading
     ``row`` column that says where it came from. Written with XlsxWriter in constant-memory
     mode (rows go to disk as they come; about 3x faster than openpyxl).
@@ -115,25 +116,24 @@ class XlsxReport:
         self.measured = 0  # rows whose texts the column widths have seen
         self.commented = 0  # rows whose bad cells got a comment
         self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
-        if full:
-            self.first_column = table.first_column
-            self.next_row = table.header_row - 1  # 0-based
-        else:
-            self.first_column = 0
-            self.next_row = 0
+        # every row at its own row number (full) or one after another; columns from A
+        self.first_column = 0
+        self.next_row = table.header_row - 1 if full else 0  # 0-based
         # Excel holds 16,384 columns: the user's columns give way so that leadsync's own
         # (outcome, problems) always fit; the Summary sheet says how many were left out
-        room = XLSX_MAX_COLUMNS - self.first_column - (0 if full else 1) - 2
+        room = XLSX_MAX_COLUMNS - (0 if full else 1) - 2
         self.width = min(self.width, max(0, room))
         self.cut_columns = len(table.headers) - self.width
-        header: list[Any] = [*table.headers[: self.width], "leadsync outcome", "leadsync problems"]
+        # leadsync's outcome and problems come first, where a user sees them (and a
+        # filter on the outcome makes the sheet a to-do list); then the user's columns
+        header: list[Any] = ["leadsync outcome", "leadsync problems", *table.headers[: self.width]]
         if not full:
             header.insert(0, "row")
+        self.lead = 2 if full else 3  # leadsync's own columns before the user's
         # the header row frozen, and the columns up to the lead id when it is near the left
-        offset = 0 if full else 1
-        frozen = 0
-        if table.id_column is not None and table.id_column + offset < 3:
-            frozen = self.first_column + offset + table.id_column + 1
+        frozen = self.first_column + self.lead
+        if table.id_column is not None and table.id_column < 3:
+            frozen += table.id_column + 1
         self.sheet.freeze_panes(self.next_row + 1, frozen)
         # widths: the longest of the header and the first rows' texts (set at close)
         self.widths = [len(str(text)) for text in header]
@@ -183,16 +183,15 @@ class XlsxReport:
         for p in problems:
             if p.column_index is not None and p.column_index < self.width:
                 by_column.setdefault(p.column_index, []).append(p.message)
-        offset = 0 if self.full else 1
-        values: list[Any] = [] if self.full else [row_number]
-        values.extend(cells[j] if j < len(cells) else None for j in range(self.width))
-        values.append(outcome)
+        offset = self.lead
         summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
-        values.append(summary or None)
+        values: list[Any] = [] if self.full else [row_number]
+        values += [outcome, summary or None]
+        values.extend(cells[j] if j < len(cells) else None for j in range(self.width))
         fills = {j + offset: RED for j in by_column}
         colour = Outcome(outcome).colour
         if colour:
-            fills[offset + self.width] = colour
+            fills[offset - 2] = colour
         comments = {j + offset: "\n".join(m) for j, m in by_column.items()}
         if comments and self.commented >= XLSX_COMMENT_ROWS:
             comments = {}
@@ -266,9 +265,9 @@ class XlsxReport:
                 (),
                 (f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only",),
             ]
-        last_column = len(self.widths) - 1
+        problems_column = self.lead - 1
         for j, size in enumerate(self.widths):
-            cap = _PROBLEMS_WIDTH if j == last_column else _MAX_WIDTH
+            cap = _PROBLEMS_WIDTH if j == problems_column else _MAX_WIDTH
             width = min(max(size + 2, _MIN_WIDTH), cap)
             self.sheet.set_column(self.first_column + j, self.first_column + j, width)
         # a filter on every column of the header: the sheet works as a to-do list

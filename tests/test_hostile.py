@@ -548,8 +548,8 @@ def test_d23_a_file_wider_than_excel_keeps_leadsyncs_own_columns(tmp_path: Path,
     assert cli("validate", src, "--report-dir", tmp_path / "o").exit_code == 1
     book = load_workbook(tmp_path / "o" / "report.xlsx", read_only=True)
     header = next(book.worksheets[0].iter_rows(max_row=1, values_only=True))
-    assert len(header) == 16_384 and header[-2:] == ("leadsync outcome", "leadsync problems")
-    outcomes = [r[-2] for r in book.worksheets[0].iter_rows(min_row=2, values_only=True)]
+    assert len(header) == 16_384 and header[:2] == ("leadsync outcome", "leadsync problems")
+    outcomes = [r[0] for r in book.worksheets[0].iter_rows(min_row=2, values_only=True)]
     assert outcomes == ["valid", "invalid"]
     notes = [r[0] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]]
     assert any("more columns are in the CSV reports only" in str(n) for n in notes)

@@ -54,15 +54,15 @@ def test_report_xlsx_marks_exactly_the_invalid_cells(tmp_path: Path) -> None:
     assert book.sheetnames == ["Leads", "Summary"]
     ws = book["Leads"]
     header = [c.value for c in ws[1]]
-    assert header == [
+    assert header == [  # leadsync's outcome first, where a user sees it
+        "leadsync outcome",
+        "leadsync problems",
         "id",
         "first_name",
         "last_name",
         "office_id",
         "next_action_date",
         "Notes",
-        "leadsync outcome",
-        "leadsync problems",
     ]
     marked = {
         (c.row, c.column_letter): c.comment.text
@@ -74,27 +74,27 @@ def test_report_xlsx_marks_exactly_the_invalid_cells(tmp_path: Path) -> None:
         (c.row, c.column_letter)
         for row in ws.iter_rows()
         for c in row
-        if str(c.fill.fgColor.rgb).endswith("FFC7CE") and c.column_letter < "G"
+        if str(c.fill.fgColor.rgb).endswith("FFC7CE") and c.column_letter > "B"
     }
-    assert set(marked) == red == {(3, "B"), (3, "D"), (3, "E"), (5, "A")}
-    assert marked[(3, "B")] == "first_name has 51 characters; at most 50 allowed"
-    assert marked[(3, "D")] == "12.5 is not a whole number"
-    assert "'31/02/2025' is not a real date" in marked[(3, "E")]
-    assert "lead id is blank" in marked[(5, "A")]
-    outcomes = [ws.cell(row=r, column=7).value for r in range(2, 6)]
+    assert set(marked) == red == {(3, "D"), (3, "F"), (3, "G"), (5, "C")}
+    assert marked[(3, "D")] == "first_name has 51 characters; at most 50 allowed"
+    assert marked[(3, "F")] == "12.5 is not a whole number"
+    assert "'31/02/2025' is not a real date" in marked[(3, "G")]
+    assert "lead id is blank" in marked[(5, "C")]
+    outcomes = [ws.cell(row=r, column=1).value for r in range(2, 6)]
     assert outcomes == ["valid", "invalid", "skipped_blank", "invalid"]
-    # usable as a to-do list: a filter on the header, the header and the id frozen, the
-    # columns as wide as their texts (within 8-40 characters; the problems column 80)
-    assert ws.auto_filter.ref == "A1:H5" and ws.freeze_panes == "B2"
-    width = {c: ws.column_dimensions[c].width for c in "ABEGH"}
-    assert 8 <= width["A"] < 9  # "id", 1, 2: the least
-    assert 40 <= width["B"] < 41  # 51 characters of "B": the most
-    assert width["E"] >= len("next_action_date") + 2
-    assert width["G"] >= len("skipped_blank") + 2  # leadsync outcome
-    assert width["H"] > 40  # leadsync problems
+    # usable as a to-do list: a filter on the header; the header, leadsync's columns and
+    # the id frozen; the columns as wide as their texts (8-40 characters; problems 80)
+    assert ws.auto_filter.ref == "A1:H5" and ws.freeze_panes == "D2"
+    width = {c: ws.column_dimensions[c].width for c in "ABCDG"}
+    assert width["A"] >= len("skipped_blank") + 2  # leadsync outcome
+    assert width["B"] > 40  # leadsync problems
+    assert 8 <= width["C"] < 9  # "id", 1, 2: the least
+    assert 40 <= width["D"] < 41  # 51 characters of "B": the most
+    assert width["G"] >= len("next_action_date") + 2
     # the user's own values come back typed, and text never turns into a formula
-    assert ws["E2"].value == dt.datetime(2025, 7, 12)
-    assert ws["F3"].value == '=HYPERLINK("x")' and ws["F3"].data_type == "s"
+    assert ws["G2"].value == dt.datetime(2025, 7, 12)
+    assert ws["H3"].value == '=HYPERLINK("x")' and ws["H3"].data_type == "s"
     summary = {r[0].value: r[1].value for r in book["Summary"].iter_rows() if len(r) > 1}
     assert summary["valid"] == 1 and summary["invalid"] == 2 and summary["skipped_blank"] == 1
 
@@ -180,23 +180,23 @@ def test_large_file_report_xlsx_keeps_only_rows_needing_attention(tmp_path: Path
     values = [[c.value for c in r] for r in book["Leads"].iter_rows()]
     assert values[0] == [
         "row",
+        "leadsync outcome",
+        "leadsync problems",
         "id",
         "first_name",
         "last_name",
-        "leadsync outcome",
-        "leadsync problems",
     ]
     assert values[1:] == [
         [
             5,
+            "invalid",
+            "last_name: last_name has 51 characters; at most 50 allowed",
             "4",
             "A",
             "L" * 51,
-            "invalid",
-            "last_name: last_name has 51 characters; at most 50 allowed",
         ]
     ]
-    assert book["Leads"]["D2"].comment is not None
+    assert book["Leads"]["F2"].comment is not None
     notes = summary_notes(book)
     assert any(str(n).startswith("This file is large") for n in notes)
 
@@ -215,10 +215,10 @@ def test_comments_stop_after_the_first_thousand_bad_rows_and_the_summary_says_so
     ws = book["Leads"]
     red = "FFFFC7CE"
     last_commented, first_bare = XLSX_COMMENT_ROWS + 1, XLSX_COMMENT_ROWS + 2  # sheet rows
-    assert ws[f"D{last_commented}"].comment is not None
-    assert ws[f"D{first_bare}"].comment is None
-    assert ws[f"D{first_bare}"].fill.fgColor.rgb == red  # still red
-    assert ws[f"F{first_bare}"].value.startswith("office_id: ")  # the problem, spelt out
+    assert ws[f"F{last_commented}"].comment is not None
+    assert ws[f"F{first_bare}"].comment is None
+    assert ws[f"F{first_bare}"].fill.fgColor.rgb == red  # still red
+    assert ws[f"B{first_bare}"].value.startswith("office_id: ")  # the problem, spelt out
     assert sum(1 for row in ws.iter_rows() for c in row if c.comment is not None) == (
         XLSX_COMMENT_ROWS
     )
@@ -241,7 +241,7 @@ def test_a_report_xlsx_process_started_early_is_used_or_let_go(tmp_path: Path) -
     assert unused.returncode == 0  # let go at once: a small report is written in-process
     small.write(MappedRow(row=2, lead_id="1", payload={}), "invalid", ["1", "Ann", ""])
     small.close({})
-    assert load_workbook(tmp_path / "small" / "report.xlsx")["Leads"]["A2"].value == "1"
+    assert load_workbook(tmp_path / "small" / "report.xlsx")["Leads"]["C2"].value == "1"
 
     used = spawn_xlsx_worker()
     big = ReportWriter(tmp_path / "big", table, total_rows=5_000, xlsx_process=used)
@@ -249,7 +249,8 @@ def test_a_report_xlsx_process_started_early_is_used_or_let_go(tmp_path: Path) -
     big.close({})
     assert used.returncode == 0  # it wrote the report and finished
     ws = load_workbook(tmp_path / "big" / "report.xlsx")["Leads"]
-    assert [c.value for c in ws[2]][:2] == ["1", "Ann"]  # full copy: the row in its place
+    # full copy: the row in its place, after leadsync's outcome and problems
+    assert [c.value for c in ws[2]][:4] == ["invalid", None, "1", "Ann"]
 
 
 def test_a_report_xlsx_process_that_fails_says_why(tmp_path: Path) -> None:
@@ -280,8 +281,8 @@ def test_a_large_report_xlsx_is_written_by_a_second_process(tmp_path: Path) -> N
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     ws = load_workbook(path)["Leads"]
     assert ws.max_row == 2501  # every row in place (full copy)
-    assert ws["D501"].comment is not None and "12.5" in ws["D501"].comment.text
-    assert ws["E501"].value == "invalid" and ws["E2"].value == "valid"
+    assert ws["F501"].comment is not None and "12.5" in ws["F501"].comment.text
+    assert ws["A501"].value == "invalid" and ws["A2"].value == "valid"
 
 
 @pytest.mark.parametrize("where", ["in-process", "second process"])
@@ -322,3 +323,14 @@ def test_validate_keeps_every_bad_row_in_the_csv_past_the_workbook_limit(tmp_pat
     assert len(read_csv_report(tmp_path / "out" / "failures.csv")) == 8
     sheet = load_workbook(tmp_path / "out" / "report.xlsx")["Leads"]
     assert [r[0].value for r in sheet.iter_rows(min_row=2)] == [2, 3]
+
+
+def test_a_report_xlsx_fed_back_in_sends_only_the_users_columns(tmp_path: Path) -> None:
+    """A user fixes the red cells in report.xlsx and runs it as the next input: leadsync's
+    own columns are not data (and not listed as columns not sent)."""
+    src = write_csv(tmp_path / "in.csv", [["id", "first_name", "last_name"], ["1", "Ann", ""]])
+    leadsync.validate(src, report_dir=tmp_path / "first")
+    again = leadsync.validate(tmp_path / "first" / "report.xlsx", report_dir=tmp_path / "again")
+    assert again.summary["unmapped_columns"] == []
+    [row] = list(leadsync.mapped_rows(tmp_path / "first" / "report.xlsx"))
+    assert row.lead_id == "1" and row.payload == {"first_name": "Ann"}

@@ -208,7 +208,8 @@ def test_server_rejections_are_final_and_point_at_the_cell(
 
     ws = load_workbook(tmp_path / "out" / "report.xlsx").active
     assert ws is not None
-    assert ws["D2"].comment is not None and "not an office" in ws["D2"].comment.text
+    # the office id column (D in the file) is F: leadsync's outcome and problems come first
+    assert ws["F2"].comment is not None and "not an office" in ws["F2"].comment.text
 
 
 def test_wrong_key_is_caught_before_any_update(sandbox: Sandbox, tmp_path: Path) -> None:

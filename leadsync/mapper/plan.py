@@ -145,7 +145,7 @@ def _target_for(header: str, config: Config, by_letter: str | None = None) -> Ta
         if kind == "meta":
             return Target("meta", rest.strip())
     key = normalise_header(text)
-    if key == IGNORE and mapped is not None:
+    if (key == IGNORE and mapped is not None) or key in _REPORT_COLUMNS:
         return Target("ignore")
     if mapped == FULL_NAME:
         return Target("name", FULL_NAME)
@@ -156,6 +156,10 @@ def _target_for(header: str, config: Config, by_letter: str | None = None) -> Ta
     if config.match_by is not None and key in MATCH_ALIASES[config.match_by]:
         return Target("match", config.match_by)
     return None
+
+
+# report.xlsx's own columns: a report fed back in as the next input sends neither
+_REPORT_COLUMNS = frozenset({"leadsyncoutcome", "leadsyncproblems"})
 
 
 def _target_text(t: Target) -> str:
