@@ -55,7 +55,7 @@ def rows(n: int, seed: int = 7) -> Iterator[list[str]]:
             rnd.choice(STATUSES),
             str(rnd.choice([1213, 1214, 1215])),
             rnd.choice(["yes", "no", "Y", "N"]),
-            rnd.choice(["12/07/2025", "2025-08-01", ""]),
+            rnd.choice(["12/07/2025", "2025-08-01", "2025-07-12T10:00:00Z", ""]),
             rnd.choice(["£250k", "£400k", ""]),
             rnd.choice(["ASAP", "6 months", ""]),
             rnd.choice(["yes", "no", ""]),

@@ -140,29 +140,64 @@ def _maybe_excel_error(cells: Any) -> Any:
 
 
 def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
-    """Which cells are plain dates (2025-07-12, or 12/07/2025 in the configured order)
-    and each as ``YYYY-MM-DD`` (a pyarrow array; "" where not a date)."""
+    """Which cells are plain dates (2025-07-12, or 12/07/2025 in the configured order) or
+    UTC date-times as the API writes them (2025-07-12T10:00:00Z), and each as the API
+    takes it: ``YYYY-MM-DD`` or the date-time unchanged (a pyarrow array; "" where not
+    one). Other forms go row by row (:func:`~leadsync.mapper.convert.to_iso_date`, the
+    rule this must agree with: the tests hold it to it)."""
     import numpy as np
     import pyarrow as pa
 
     n = len(cells)
     ok = np.zeros(n, dtype=bool)
-    candidates = np.flatnonzero(cells.ascii & (cells.nbytes == 10))
-    if not candidates.size:
+    buf = np.zeros((n, 20), dtype=np.uint8)  # each row's ISO text, left-aligned
+    lengths = np.zeros(n, dtype=np.int32)
+    starts = cells.offsets[:-1]
+    short = np.flatnonzero(cells.ascii & (cells.nbytes == 10))
+    if short.size:
+        text = cells.data[starts[short, None] + np.arange(10)]  # k x 10 bytes
+        iso = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D)
+        slashed = (text[:, 2] == 0x2F) & (text[:, 5] == 0x2F)
+        # the ten bytes in ISO order, YYYY-MM-DD (slashed dates reordered, whole columns)
+        if config.date_order == "MDY":
+            slash_order = [6, 7, 8, 9, 5, 0, 1, 2, 3, 4]
+        else:
+            slash_order = [6, 7, 8, 9, 5, 3, 4, 2, 0, 1]
+        out = text.copy()
+        if slashed.any():
+            out[slashed] = text[slashed][:, slash_order]
+        out[:, 4] = out[:, 7] = 0x2D
+        good = (iso | slashed) & _real_dates(out)
+        rows = short[good]
+        buf[rows, :10] = out[good]
+        lengths[rows] = 10
+    long = np.flatnonzero(cells.ascii & (cells.nbytes == 20))
+    if long.size:
+        text = cells.data[starts[long, None] + np.arange(20)]  # k x 20 bytes
+        shape = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D) & (text[:, 10] == 0x54)  # T
+        shape &= (text[:, 13] == 0x3A) & (text[:, 16] == 0x3A) & (text[:, 19] == 0x5A)  # : Z
+        t = text[:, [11, 12, 14, 15, 17, 18]].astype(np.int16) - 0x30
+        clock = ((t >= 0) & (t <= 9)).all(axis=1)
+        clock &= (t[:, 0] * 10 + t[:, 1] <= 23) & (t[:, 2] <= 5) & (t[:, 4] <= 5)
+        good = shape & clock & _real_dates(text[:, :10])
+        rows = long[good]
+        buf[rows] = text[good]
+        lengths[rows] = 20
+    ok = lengths > 0
+    if not ok.any():
         return ok, pa.array([""] * n, pa.string())
-    text = cells.data[cells.offsets[:-1][candidates, None] + np.arange(10)]  # k x 10 bytes
-    iso = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D)
-    slashed = (text[:, 2] == 0x2F) & (text[:, 5] == 0x2F)
-    # the ten bytes in ISO order, YYYY-MM-DD (slashed dates reordered, by whole columns)
-    if config.date_order == "MDY":
-        slash_order = [6, 7, 8, 9, 5, 0, 1, 2, 3, 4]
-    else:
-        slash_order = [6, 7, 8, 9, 5, 3, 4, 2, 0, 1]
-    out = text.copy()
-    if slashed.any():
-        out[slashed] = text[slashed][:, slash_order]
-    out[:, 4] = out[:, 7] = 0x2D
-    d = out[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int16) - 0x30  # the eight digits
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    data = buf[np.arange(20) < lengths[:, None]].tobytes()  # row by row, each its length
+    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+    return ok, array
+
+
+def _real_dates(ymd: Any) -> Any:
+    """Which rows of ``ymd`` (k x 10 bytes, YYYY-MM-DD) are real dates of years 1-9999."""
+    import numpy as np
+
+    d = ymd[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int16) - 0x30  # the eight digits
     numeric = ((d >= 0) & (d <= 9)).all(axis=1)
     year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
     month = d[:, 4] * 10 + d[:, 5]
@@ -170,15 +205,8 @@ def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int16)
     last = month_days[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
-    good = (iso | slashed) & numeric & (year >= 1) & (month >= 1) & (month <= 12)
-    good &= (day >= 1) & (day <= last)
-    ok[candidates[good]] = True
-    lengths = np.where(ok, 10, 0)
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = np.ascontiguousarray(out[good]).tobytes()
-    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
-    return ok, array
+    good = numeric & (year >= 1) & (month >= 1) & (month <= 12)
+    return good & (day >= 1) & (day <= last)
 
 
 def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> Any:

@@ -236,8 +236,8 @@ def _named_date(m: re.Match[str], config: Config) -> str:
 def _utc_text(value: dt.datetime, config: Config) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=config.tz)
-    utc = value.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = value.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
+    return utc.isoformat() + "Z"  # isoformat, not strftime: year 1 is 0001
 
 
 def _json_cell(text: str, spec: Field) -> Any:
