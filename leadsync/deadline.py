@@ -119,13 +119,17 @@ class _Watchdog:
 
     def arm(self, deadline: float, slot: _Slot) -> None:
         with self._cond:
+            earliest = self._heap[0][0] if self._heap else None
             heapq.heappush(self._heap, (deadline, next(self._order), slot))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="leadsync-deadlines", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            # wake the watchdog only when this deadline comes first: deadlines are "now +
+            # the same span", so almost never (a wake-up per request costs every worker)
+            if earliest is None or deadline < earliest:
+                self._cond.notify()
 
     def disarm(self, slot: _Slot) -> None:
         with self._cond:
