@@ -98,7 +98,7 @@ class Chunk:
             cells = found if found is not None else Cells(pa.array(column, pa.string()))
             cache[(index, False)] = cache[(index, True)] = cache[(index, None)] = cells
             return cells
-        convert = display_text if display else _triage_text if display is False else _number_text
+        convert = _CONVERTERS[display]
         cache[(index, display)] = cells = Cells(pa.array(map(convert, column), pa.string()))
         return cells
 
@@ -119,6 +119,10 @@ class Shown(str):
     def __reduce__(self) -> tuple[Any, ...]:
         return (Shown, (str(self), self.value))  # report.xlsx may be written in a process
 
+
+# What the reader puts back where calamine says nothing: sheet row number -> [(0-based
+# column, a text: an error cell's, a number format's code, or what a cell shows)]
+Overlay = dict[int, list[tuple[int, str]]]
 
 _NOT_TEXT = "\x00"
 
@@ -252,3 +256,8 @@ def column_index(letters: bytes) -> int:
     for ch in letters:
         index = index * 26 + ch - 64
     return index - 1
+
+
+# Chunk._cells: a column as the user sees it (True), for the checks (False), or with a
+# formatted number as its number (None)
+_CONVERTERS: dict[bool | None, Any] = {True: display_text, False: _triage_text, None: _number_text}

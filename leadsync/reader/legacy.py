@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leadsync.reader.cells import Overlay
 from leadsync.reader.numfmt import kind
-
-# row number -> [(0-based column, error text or number format code)]
-Overlay = dict[int, list[tuple[int, str]]]
 
 
 def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay]:

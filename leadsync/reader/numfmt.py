@@ -10,7 +10,7 @@ calamine did not read as a date) gives None, and the caller says so: never a gue
 
 No maintained Python library renders these correctly (``q2numfmt`` 0.1.1 turns ``7``
 under ``00000`` into ``7`` and drops quoted literals), hence this module; its cases are
-checked against what Excel and LibreOffice display in ``tests/test_number_formats.py``.
+checked against what Excel and LibreOffice display in ``tests/test_excel_fidelity.py``.
 """
 
 from __future__ import annotations

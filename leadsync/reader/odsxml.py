@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from typing import IO
 from xml.sax.saxutils import unescape
 
+from leadsync.reader.cells import Overlay
 from leadsync.reader.extent import Extent, blocks
 from leadsync.reader.numfmt import general
 
-Overlay = dict[int, list[tuple[int, str]]]  # row number -> [(0-based column, text)]
 MIDNIGHT_FORMAT = "yyyy-mm-dd hh:mm:ss"  # what a date-time cell's overlay entry says
 _MAX_ENTRIES = 1_000_000  # overlay entries per table (repeated cells could ask for more)
 
@@ -166,11 +166,13 @@ def _look(table: _Table, pending: tuple[range, range, bytes, bytes], text: str |
 def _finish(scan: OdsScan, table: _Table) -> None:
     top, right = table.top, table.right
     scan.extents[table.name] = Extent(top + 1, right + 1) if top >= 0 else Extent(0, 0)
-    for name, overlay in (("errors", table.errors), ("shown", table.shown)):
+    for into, overlay in (
+        (scan.errors, table.errors),
+        (scan.shown, table.shown),
+        (scan.formats, table.formats),
+    ):
         if overlay:
-            getattr(scan, name)[table.name] = overlay
-    if table.formats:
-        scan.formats[table.name] = table.formats
+            into[table.name] = overlay
 
 
 def _unescape(raw: bytes) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadsync.reader.cells import column_index
+from leadsync.reader.cells import Overlay, column_index
 from leadsync.reader.styles import number_styles, styled_cell
 
 
@@ -19,10 +19,10 @@ class SheetScan:
 
     uncached: int = 0  # formula cells stored without a result (read as blank)
     # sheet XML part -> row number -> [(0-based column, the error Excel shows)]
-    errors: dict[str, dict[int, list[tuple[int, str]]]] = field(default_factory=dict)
+    errors: dict[str, Overlay] = field(default_factory=dict)
     parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
     # sheet XML part -> row number -> [(0-based column, its number format code)]
-    formats: dict[str, dict[int, list[tuple[int, str]]]] = field(default_factory=dict)
+    formats: dict[str, Overlay] = field(default_factory=dict)
 
 
 _UNCACHED_FORMULA = re.compile(rb"(?:</f>|<f[^>]*/>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>")
@@ -48,7 +48,7 @@ def scan_sheets(path: Path) -> SheetScan:
             styles = number_styles(z)
             for name in z.namelist():
                 if name.startswith("xl/worksheets/") and name.endswith(".xml"):
-                    formats: dict[int, list[tuple[int, str]]] = {}
+                    formats: Overlay = {}
                     with z.open(name) as fh:
                         errors = _scan_part(fh, scan, formulas, formats=(styles, formats))
                     if errors:
@@ -60,7 +60,7 @@ def scan_sheets(path: Path) -> SheetScan:
     return scan
 
 
-_Formats = tuple[dict[int, str], dict[int, list[tuple[int, str]]]]
+_Formats = tuple[dict[int, str], Overlay]
 
 
 def _scan_part(
@@ -70,11 +70,11 @@ def _scan_part(
     block_size: int = 1 << 22,
     *,
     formats: _Formats | None = None,
-) -> dict[int, list[tuple[int, str]]]:
+) -> Overlay:
     """One sheet's error cells (row -> [(column, text)]); adds its uncached formulas, and
     (``formats``: the number styles, and where to put the cells that use them) the cells
     whose number format changes what they show."""
-    errors: dict[int, list[tuple[int, str]]] = {}
+    errors: Overlay = {}
     styles, found = formats if formats is not None else ({}, {})
     styled = styled_cell(styles)
     data = b""
@@ -112,7 +112,7 @@ def _scan_part(
     return errors
 
 
-def _find_errors(data: bytes, start: int, errors: dict[int, list[tuple[int, str]]]) -> int:
+def _find_errors(data: bytes, start: int, errors: Overlay) -> int:
     """Record the complete error cells in ``data`` from ``start``; return where the next
     look must start (a cell cut off by the end of the block is looked at again whole)."""
     resume = max(start, len(data) - 8)  # an attribute cut by the block's end: next time

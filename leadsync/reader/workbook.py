@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from leadsync.errors import InputError
 from leadsync.reader.cells import (
     Chunk,
+    Overlay,
     Shown,
     column_letter,
     header_names,
@@ -22,8 +23,8 @@ from leadsync.reader.cells import (
 from leadsync.reader.extent import check_ods_memory, check_unpacked_size, check_xlsx_memory
 from leadsync.reader.legacy import scan_xls
 from leadsync.reader.numfmt import formatted, kind, render
-from leadsync.reader.odsxml import OdsScan, Overlay, scan_ods
-from leadsync.reader.sheetxml import SheetScan, scan_sheets
+from leadsync.reader.odsxml import OdsScan, scan_ods
+from leadsync.reader.sheetxml import scan_sheets
 from leadsync.reader.table import Source, Table
 from leadsync.threads import in_thread
 
@@ -67,19 +68,20 @@ def open_excel(path: Path, sheet: str | None) -> Table:
             break
         skip += 1
     scan = scanning.result()
-    if header is None:
-        _refuse_empty(path, workbook, name, scan, ods, sheet is None)
-    headers = header_names([header_text(c) for c in header])
-    header_row = start_row + 1
-
-    part = scan.parts.get(name, "")
-    errors, formats = scan.errors.get(part, {}), scan.formats.get(part, {})
-    shown: dict[int, list[tuple[int, str]]] = {}
+    # what calamine does not say about the sheet: from the ods pass, xlrd, or the scan
+    shown: Overlay = {}
     if path.suffix.lower() == ".xls":
         errors, formats = scan_xls(path, name)
     elif ods is not None:
         errors, shown = ods.errors.get(name, {}), ods.shown.get(name, {})
         formats = ods.formats.get(name, {})
+    else:
+        part = scan.parts.get(name, "")
+        errors, formats = scan.errors.get(part, {}), scan.formats.get(part, {})
+    if header is None:
+        _refuse_empty(path, workbook, name, errors, xlsx=ods is None, chosen=sheet is None)
+    headers = header_names([header_text(c) for c in header])
+    header_row = start_row + 1
 
     table = Table(
         path=path,
@@ -164,9 +166,8 @@ def _overlaid(
                 if 0 <= column - left < width:
                     cells[column - left] = formatted(cells[column - left], code)
             for column, text in texts or ():
-                value = cells[column - left] if 0 <= column - left < width else None
-                if value.__class__ in (float, int):
-                    cells[column - left] = Shown(text, normalise_cell(value))
+                if 0 <= column - left < width and cells[column - left].__class__ in (float, int):
+                    cells[column - left] = Shown(text, normalise_cell(cells[column - left]))
             for column, text in found or ():
                 if 0 <= column - left < width:
                     cells[column - left] = text
@@ -174,12 +175,11 @@ def _overlaid(
 
 
 def _refuse_empty(
-    path: Path, workbook: Any, name: str, scan: SheetScan, ods: OdsScan | None, chosen: bool
+    path: Path, workbook: Any, name: str, errors: Overlay, *, xlsx: bool, chosen: bool
 ) -> NoReturn:
-    """Why the sheet has no header: it shows only error cells (calamine reads them as
-    blank), or it is empty, and then which later sheet has rows (when none was asked for)."""
-    errors = ods.errors.get(name, {}) if ods is not None else {}
-    errors = errors or scan.errors.get(scan.parts.get(name, ""), {})
+    """Why the sheet has no header: it shows only error cells (``errors``: calamine reads
+    them as blank), or it is empty, and then which other sheet has rows (when none was
+    asked for). ``xlsx``: another sheet's memory is checked before it is loaded."""
     if errors:
         row = min(errors)
         column, text = errors[row][0]
@@ -194,7 +194,7 @@ def _refuse_empty(
             other = str(meta.name)
             if other == name or meta.typ != pc.SheetTypeEnum.WorkSheet:
                 continue
-            if ods is None:
+            if xlsx:
                 check_xlsx_memory(path, other)
             if any(
                 any(present(c) for c in r) for r in workbook.get_sheet_by_name(other).iter_rows()
@@ -222,7 +222,7 @@ def _ods_scan(path: Path) -> OdsScan | None:
         return None  # not a zip (xls, xlsb) or broken: calamine says what is wrong
 
 
-def _unrenderable(formats: dict[int, list[tuple[int, str]]]) -> list[tuple[str, str]]:
+def _unrenderable(formats: Overlay) -> list[tuple[str, str]]:
     """The number formats in use that :func:`~leadsync.reader.numfmt.render` cannot
     show, each with the first cell that has it (``E7``)."""
     first: dict[str, str] = {}
