@@ -89,7 +89,6 @@ class ReportWriter:
         sheet = SheetSpec(
             table.headers,
             table.sheet,
-            table.first_column,
             table.header_row,
             xlsx_attention_rows,
             id_column,

@@ -46,7 +46,6 @@ class SheetSpec:
 
     headers: tuple[str, ...]
     sheet: str | None
-    first_column: int
     header_row: int
     attention_rows: int = XLSX_ATTENTION_ROWS  # a large file's report: at most this many
     id_column: int | None = None  # the lead id's column among the headers
@@ -117,7 +116,6 @@ class XlsxReport:
         self.commented = 0  # rows whose bad cells got a comment
         self.uncommented = 0  # rows past XLSX_COMMENT_ROWS: red cells, no comment
         # every row at its own row number (full) or one after another; columns from A
-        self.first_column = 0
         self.next_row = table.header_row - 1 if full else 0  # 0-based
         # Excel holds 16,384 columns: the user's columns give way so that leadsync's own
         # (outcome, problems) always fit; the Summary sheet says how many were left out
@@ -131,14 +129,13 @@ class XlsxReport:
             header.insert(0, "row")
         self.lead = 2 if full else 3  # leadsync's own columns before the user's
         # the header row frozen, and the columns up to the lead id when it is near the left
-        frozen = self.first_column + self.lead
+        frozen = self.lead
         if table.id_column is not None and table.id_column < 3:
             frozen += table.id_column + 1
         self.sheet.freeze_panes(self.next_row + 1, frozen)
         # widths: the longest of the header and the first rows' texts (set at close)
         self.widths = [len(str(text)) for text in header]
         self.header_index = self.next_row
-        self.header_width = len(header)
         self._put(self.next_row, header, bold=True)
         self.next_row += 1
 
@@ -153,16 +150,14 @@ class XlsxReport:
     ) -> None:
         sheet = self.sheet
         write_string = sheet.write_string
-        first = self.first_column
-        for j, value in enumerate(values):
-            col = first + j
-            fill = fills.get(j) if fills else None
+        for col, value in enumerate(values):
+            fill = fills.get(col) if fills else None
             style = self.bold if bold else (self.fills[fill] if fill else None)
-            if comments and j in comments:
+            if comments and col in comments:
                 sheet.write_comment(
                     row,
                     col,
-                    _ILLEGAL_XLSX.sub("", comments[j]),
+                    _ILLEGAL_XLSX.sub("", comments[col]),
                     {"author": "leadsync", "x_scale": 2, "y_scale": 1.5},
                 )
             if value.__class__ is str and value:  # most cells: text, straight through
@@ -269,15 +264,10 @@ class XlsxReport:
         for j, size in enumerate(self.widths):
             cap = _PROBLEMS_WIDTH if j == problems_column else _MAX_WIDTH
             width = min(max(size + 2, _MIN_WIDTH), cap)
-            self.sheet.set_column(self.first_column + j, self.first_column + j, width)
+            self.sheet.set_column(j, j, width)
         # a filter on every column of the header: the sheet works as a to-do list
         last = max(self.next_row - 1, self.header_index)
-        self.sheet.autofilter(
-            self.header_index,
-            self.first_column,
-            last,
-            self.first_column + self.header_width - 1,
-        )
+        self.sheet.autofilter(self.header_index, 0, last, len(self.widths) - 1)
         headings = {0} | {i + 1 for i, line in enumerate(lines) if line == ()}
         for i, line in enumerate(lines):
             for j, value in enumerate(line):

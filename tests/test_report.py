@@ -257,7 +257,7 @@ def test_a_report_xlsx_process_that_fails_says_why(tmp_path: Path) -> None:
     from leadsync.report import _XlsxProcess
     from leadsync.xlsx_report import SheetSpec as _SheetSpec
 
-    sheet = _SheetSpec(("id", "first_name"), None, 0, 1)
+    sheet = _SheetSpec(("id", "first_name"), None, 1)
     writer = _XlsxProcess(tmp_path / "no-such-folder" / "report.xlsx", sheet, full=False)
     with pytest.raises(OSError) as failed:
         for i in range(2_000):  # enough to fill the pipe if nothing read it
@@ -294,7 +294,7 @@ def test_a_large_report_xlsx_stops_at_its_attention_limit_and_says_so(
     from leadsync.xlsx_report import SheetSpec as _SheetSpec
     from leadsync.xlsx_report import XlsxReport as _XlsxReport
 
-    sheet = _SheetSpec(("id", "first_name"), "Leads", 0, 1, attention_rows=3)
+    sheet = _SheetSpec(("id", "first_name"), "Leads", 1, attention_rows=3)
     path = tmp_path / "report.xlsx"
     writer = (
         _XlsxReport(path, sheet, full=False)
