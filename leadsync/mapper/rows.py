@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from leadsync.config import Config
+from leadsync.config import NAME_ORDERS, Config
 from leadsync.fields import (
     FIELD_NAMES,
     FIELDS_BY_NAME,
@@ -47,11 +47,8 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             continue
         if target.kind == "match":
             for i, cell in enumerate(columns[j]):
-                shown = excel_error(cell)
-                if shown is not None:
-                    rows[i].problems.append(_cell_problem(rows[i], _excel_error(shown), plan, j))
-                    continue
-                rows[i].match = cell_text(cell) or None
+                if not _flagged_error(rows[i], cell, plan, j):
+                    rows[i].match = cell_text(cell) or None
             continue
         column = columns[j]
         convert = _column_converter(target, config)
@@ -68,9 +65,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             _place(row, target, value, j)
     for j, column in names:
         for i, cell in enumerate(column):
-            shown = excel_error(cell)
-            if shown is not None:
-                rows[i].problems.append(_cell_problem(rows[i], _excel_error(shown), plan, j))
+            if _flagged_error(rows[i], cell, plan, j):
                 has_data[i] = True
                 continue
             parts = split_name(cell_text(cell), config.name_order)
@@ -112,6 +107,15 @@ def _cell_problem(row: MappedRow, bad: Bad, plan: ColumnPlan, j: int) -> Problem
         column=plan.headers[j],
         column_index=j,
     )
+
+
+def _flagged_error(row: MappedRow, cell: Any, plan: ColumnPlan, j: int) -> bool:
+    """Whether the cell shows an Excel error; if so, the row says so (a column whose
+    cells are not converted: a --match-by value, a full name)."""
+    shown = excel_error(cell)
+    if shown is not None:
+        row.problems.append(_cell_problem(row, _excel_error(shown), plan, j))
+    return shown is not None
 
 
 def _excel_error(shown: str) -> Bad:
@@ -172,7 +176,7 @@ def split_name(text: str, order: str) -> tuple[str, str]:
     name without a comma is read the other way. Runs of spaces count as one.
     """
     words = text.split()
-    if order == "last, first" and "," in text:
+    if order == NAME_ORDERS[1] and "," in text:
         last, _, first = text.partition(",")
         return " ".join(first.split()), " ".join(last.split())
     if not words:
