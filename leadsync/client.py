@@ -179,6 +179,10 @@ class LeadClient:
             "PATCH", f"/leads/{quote(lead_id, safe='')}", body=payload_bytes(payload)
         )
 
+    def post_lead(self, payload: Mapping[str, Any]) -> Any:
+        """Create a lead (``POST /leads``): not idempotent, see the sender."""
+        return self.request("POST", "/leads", body=payload_bytes(payload))
+
     def close(self) -> None:
         self.session.close()
 

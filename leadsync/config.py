@@ -126,6 +126,7 @@ class Config:
     resend_ambiguous: bool = False
     ca_bundle: str | None = None  # a CA file for TLS behind an inspecting proxy
     match_by: str | None = None  # "email" or "phone": find rows' leads by contact detail
+    create: bool = False  # --create: rows without a lead (no id, or none found) are created
     check_offices: bool = True  # sync: check office_id against GET /offices first
     # guards for unattended runs
     max_changes: int | None = None  # refuse to send more than this many rows
@@ -323,7 +324,7 @@ def _target(header: str, target: Any) -> str:
     if norm not in FIELD_KEYS:
         raise MappingError(
             f"[columns] {header!r} maps to {t!r}, which is not an API field, 'id', "
-            "'full_name', 'email' or 'phone' (for --match-by), 'questionnaire: <question>', "
+            "'full_name', 'email' or 'phone', 'questionnaire: <question>', "
             "'meta: <key>' or 'ignore'"
         )
     return FIELD_KEYS[norm]

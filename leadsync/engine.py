@@ -20,8 +20,9 @@ from typing import Any
 from leadsync import defaults
 from leadsync.client import LeadClient, check_base_url, redact
 from leadsync.config import Config
+from leadsync.creating import check_ids_path, person_key, write_ids_copy
 from leadsync.errors import AbortError, ExitCode, LeadsyncError
-from leadsync.fields import REQUIRED_NAMES
+from leadsync.fields import REQUIRED_NAMES, update_part
 from leadsync.guards import guards_for
 from leadsync.journal import Journal
 from leadsync.lookups import Lookups, look_up, not_sent
@@ -29,10 +30,11 @@ from leadsync.model import FAILURE_OUTCOMES, Code, ColumnPlan, MappedRow, Outcom
 from leadsync.model import SendResult as Result
 from leadsync.report import ReportWriter
 from leadsync.run import Progress, Run, RunResult
-from leadsync.sender import RowSender
+from leadsync.sender import RowSender, absent_why
 from leadsync.throttle import Throttle
 
 _FLUSH_EVERY = 0.2  # seconds: how far the reports may lag behind the rows that finished
+_SENDS_FIELDS = frozenset({Outcome.UPDATED, Outcome.CREATED})  # fields_sent is filled in
 
 
 @dataclass
@@ -41,6 +43,9 @@ class _Job:
     row: MappedRow
     cells: tuple[Any, ...]
     sent: dict[str, Any] = field(default_factory=dict)  # what went out (after change detection)
+
+    def __post_init__(self) -> None:
+        self.had_id = self.row.lead_id is not None  # else its lead is looked up or created
 
 
 class _InOrder:
@@ -98,12 +103,15 @@ class SyncEngine:
         stop: threading.Event,
         only: set[str] | None = None,
         only_matches: set[str] | None = None,
+        only_people: set[str] | None = None,
         progress: Progress | None = None,
     ) -> None:
         self.run, self.config, self.book, self.full, self.stop = run, config, book, full, stop
         self.base_url, self.api_key = base_url, api_key
         self.only = only  # --retry-failed: the leads to send; None: all
         self.only_matches = only_matches or set()  # --retry-failed: --match-by values
+        self.only_people = only_people or set()  # --retry-failed: creates' person keys
+        self.found_ids: dict[int, str] = {}  # row -> the lead an id-less row turned out to be
         self.progress = progress
         # one throttle for the run: the offices check and the lookups count against it too
         self.throttle = Throttle(config)
@@ -135,7 +143,9 @@ class SyncEngine:
             return False
         if row.lead_id is not None:
             return str(row.lead_id) in self.only
-        return row.match is not None and row.match in self.only_matches
+        if row.match is not None and row.match in self.only_matches:
+            return True
+        return self.config.create and person_key(row.payload) in self.only_people
 
     def preflight(self) -> str | None:
         """The offices check, the lookups, then each guard's word: why nothing may be
@@ -148,6 +158,7 @@ class SyncEngine:
                 self.new_sender,
                 self.config.concurrency,
                 self.stop,
+                self.config.create,
             )
             why = self.lookups.abort
             if self.book is not None:
@@ -186,10 +197,16 @@ class SyncEngine:
                 continue
             if self.lookups is not None and self.lookups.result(row) is not None:
                 continue
+            if row.lead_id is None:  # --create: a new lead (unless an earlier run made it)
+                known = self.book.created_lead(person_key(row.payload)) if self.book else None
+                if known is None:
+                    changes += 1
+                    continue
+                row.lead_id = known
             if (
                 self.book is None
                 or self.full
-                or self.book.diff(str(row.lead_id), row.payload, keep=keep)
+                or self.book.diff(str(row.lead_id), update_part(row.payload), keep=keep)
             ):
                 changes += 1
         return changes
@@ -325,6 +342,9 @@ class SyncEngine:
             self._started.discard(job.seq)
         if result.outcome == Outcome.NOT_ATTEMPTED:
             result.message = result.message or not_sent(self.abort)
+        found = not job.had_id and job.row.lead_id is not None
+        if found and result.outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.UNCHANGED):
+            self.found_ids[job.row.row] = str(job.row.lead_id)  # for --write-ids
         sent = job.sent or job.row.payload
         out.put(
             job.seq,
@@ -333,17 +353,72 @@ class SyncEngine:
             job.cells,
             problems=send_problems(job.row, self.run.plan, result),
             http_status=result.http_status,
-            fields_sent=list(sent) if result.outcome == Outcome.UPDATED else [],
+            fields_sent=list(sent) if result.outcome in _SENDS_FIELDS else [],
             payload=sent,
         )
 
     def send_row(self, job: _Job, sender: RowSender) -> Result:
         """One row: take its looked-up lead if it has one, settle earlier ambiguous
-        attempts, send what changed, journal it."""
+        attempts, send what changed (or create the lead), journal it."""
         refused = self.lookups.result(job.row) if self.lookups is not None else None
         if refused is not None:
             return refused
-        lead, payload, journal = str(job.row.lead_id), job.row.payload, self.book
+        if job.row.lead_id is None:
+            return self.create_row(job, sender)
+        return self.update_row(job, sender)
+
+    def create_row(self, job: _Job, sender: RowSender) -> Result:
+        """A row with no lead (--create): unless an earlier run made its lead (then it is
+        an update of that lead), the intent is journalled, the lead posted, its id kept.
+        An earlier create of this person left in doubt is settled by a lookup first:
+        found, it is that lead; provably absent, it is created; else ``unknown``."""
+        row, journal = job.row, self.book
+        if journal is None:
+            job.sent = dict(row.payload)
+            result = sender.send(None, job.sent)
+            row.lead_id = result.lead_id
+            return result
+        run_id, person = self.run.run_id, person_key(row.payload)
+        lead = journal.created_lead(person)
+        if lead is None:
+            for earlier in journal.pending_creates(person, run_id):
+                found, absent = sender.find_created(earlier.payload)
+                if found is None and not absent:
+                    return Result(
+                        Outcome.UNKNOWN,
+                        code=Code.AMBIGUOUS_CREATE,
+                        message=f"run {earlier.run_id} posted this lead without learning "
+                        f"whether it was created, and looking the person up could not tell "
+                        f"({absent_why(earlier.payload)}); it is not posted again: check "
+                        "the leads, add the lead id to the row if it exists, and re-run",
+                    )
+                journal.resolve_create(earlier, run_id, found)
+                if found is not None:
+                    lead = found
+                    break
+        if lead is not None:
+            row.lead_id = lead  # an earlier run created it: this row now updates it
+            return self.update_row(job, sender)
+        job.sent = dict(row.payload)
+        attempt = journal.begin_create(run_id, row.row, person, job.sent)
+        result = sender.send(None, job.sent)
+        journal.finish_create(
+            attempt,
+            run_id,
+            result.outcome,
+            job.sent,
+            result.lead_id,
+            result.http_status,
+            result.code,
+            result.message,
+        )
+        row.lead_id = result.lead_id
+        return result
+
+    def update_row(self, job: _Job, sender: RowSender) -> Result:
+        """A row with a lead: settle earlier ambiguous attempts, send what changed."""
+        lead, journal = str(job.row.lead_id), self.book
+        payload = update_part(job.row.payload)
         if journal is None:
             job.sent = dict(payload)
             return sender.send(lead, job.sent)
@@ -441,6 +516,7 @@ def sync(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     xlsx_report: bool = True,
+    write_ids: str | Path | None = None,
 ) -> RunResult:
     """Validate every row of ``path`` and send each valid one as a PATCH; report all.
 
@@ -449,17 +525,23 @@ def sync(
     resumes where it stopped, and ``retry_failed=RUN`` sends only the rows that failed
     or ended unknown in that run. ``stop`` ends the run early (Ctrl-C, SIGTERM): rows
     in flight finish, the rest are reported ``not_attempted``, the exit code is 3.
+
+    With ``config.create`` rows without a lead are created (``POST /leads``); then
+    ``write_ids`` writes a copy of the input with the id of every lead such a row turned
+    out to be (created now, by an earlier run, or found by ``--match-by``).
     """
     config = config or Config()
     base_url = check_base_url(config.base_url)
     if not api_key:
         raise LeadsyncError(f"no API key: set {defaults.ENV_API_KEY} or pass --api-key-file PATH")
+    ids_to = check_ids_path(write_ids, path) if write_ids is not None else None
     book = Journal(journal) if journal is not None else None
     if book is not None:
         book.acquire()
     try:
         only = None
         only_matches: set[str] = set()
+        only_people: set[str] = set()
         retry_of = None
         if retry_failed is not None:
             if book is None:
@@ -468,6 +550,8 @@ def sync(
             only = book.leads_to_retry(retry_of)
             if config.match_by is not None:
                 only_matches = book.matches_to_retry(retry_of, config.match_by)
+            if config.create:
+                only_people = book.people_to_retry(retry_of)
         run = Run.open(path, config, report_dir, xlsx_report)
         if book is not None:
             book.start_run(
@@ -483,10 +567,13 @@ def sync(
             stop=stop or threading.Event(),
             only=only,
             only_matches=only_matches,
+            only_people=only_people,
             progress=progress,
         )
         result = engine.sync()
         extra = result.summary
+        if ids_to is not None:
+            extra["ids_written"] = write_ids_copy(run, engine.found_ids, ids_to)
         if retry_of is not None:
             extra["retry_of"] = retry_of
         if book is not None:
@@ -502,7 +589,7 @@ def sync(
 
 def send_problems(row: MappedRow, plan: ColumnPlan, result: Result) -> list[Problem]:
     """The report lines for a row the server refused or that could not be sent."""
-    if result.outcome == Outcome.UPDATED:
+    if result.outcome in _SENDS_FIELDS:
         return []
     if result.outcome == Outcome.NOT_ATTEMPTED:
         return [Problem(row.row, Code.NOT_ATTEMPTED, result.message, stage="send")]

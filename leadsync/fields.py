@@ -1,4 +1,6 @@
-"""The Lead API's update fields: names, types and limits (spec §1).
+"""The Lead API's fields: names, types, limits, and which operation takes each (spec §1,
+§4b): one catalogue, two operations (``PATCH /leads/<id>`` updates, ``POST /leads``
+creates).
 
 This is the one place the rules live. The validator, the sandbox, the template writer and
 the README all read it, so a change to the API's rules is a change to this file only.
@@ -7,9 +9,17 @@ the README all read it, so a change to the API's rules is a change to this file 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+
+class Operation(StrEnum):
+    """What a request does with a row: update a lead, or create one."""
+
+    UPDATE = "update"
+    CREATE = "create"
 
 
 class Kind(StrEnum):
@@ -25,16 +35,25 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True)
 class Field:
-    """One updatable field of `PATCH /leads/<id>`."""
+    """One field of the Lead API: sent on updates, on creates, or both."""
 
     name: str
     kind: Kind
     description: str
     example: str
-    required: bool = False
+    required: bool = False  # on an update (first_name, last_name); creates: CREATE_REQUIRED
     min_chars: int | None = None
     max_chars: int | None = None
     max_json_bytes: int | None = None
+    update: bool = True  # PATCH /leads/<id> takes it
+    create: bool = True  # POST /leads takes it
+    choices: tuple[str, ...] = ()  # the only values the API takes (empty: any)
+    form: str | None = None  # a shape the text must have: "email", "phone" or "url"
+
+    @property
+    def create_only(self) -> bool:
+        """Sent only when a lead is created (type, email, source, ...)."""
+        return self.create and not self.update
 
 
 FIELDS: tuple[Field, ...] = (
@@ -112,11 +131,115 @@ FIELDS: tuple[Field, ...] = (
     Field("utm_term", Kind.STRING, "Lead journey: UTM term.", "valuation"),
     Field("utm_content", Kind.STRING, "Lead journey: UTM content.", "banner-a"),
     Field("utm_gclid", Kind.STRING, "Google click id.", "EAIaIQobChMI"),
+    # -- the create endpoint's own fields (POST /leads, the docs' "Create Leads") ------
+    Field(
+        "type",
+        Kind.STRING,
+        "Create only, required: sale, let, vendor or landlord.",
+        "sale",
+        update=False,
+        choices=("sale", "let", "vendor", "landlord"),
+    ),
+    Field(
+        "email",
+        Kind.STRING,
+        "Create only: the person's email address (also what --match-by email finds).",
+        "olivia.bennett@example.com",
+        max_chars=255,
+        update=False,
+        form="email",
+    ),
+    Field(
+        "phone",
+        Kind.STRING,
+        "Create only: the person's phone number, 7-15 digits.",
+        "07700 900123",
+        max_chars=50,
+        update=False,
+        form="phone",
+    ),
+    Field(
+        "title", Kind.STRING, "Create only: Mr, Mrs, Ms, Dr ...", "Ms", max_chars=50, update=False
+    ),
+    Field(
+        "advert_url",
+        Kind.STRING,
+        "Create only: the advert's web address (http:// or https://).",
+        "https://www.rightmove.co.uk/properties/123456",
+        max_chars=2048,
+        update=False,
+        form="url",
+    ),
+    Field(
+        "message",
+        Kind.STRING,
+        "Create only: the enquiry's message.",
+        "Is the garden south facing?",
+        max_chars=5000,
+        update=False,
+    ),
+    Field(
+        "appointment_availability",
+        Kind.STRING,
+        "Create only: when the person can be seen.",
+        "weekday evenings",
+        max_chars=255,
+        update=False,
+    ),
+    Field(
+        "source",
+        Kind.STRING,
+        "Create only: where the lead came from (homepage if left blank).",
+        "rightmove",
+        update=False,
+        choices=(
+            "homepage",
+            "rightmove",
+            "rightmove_valuation",
+            "zoopla",
+            "zoopla_valuation",
+            "onthemarket",
+            "gumtree",
+            "s1",
+            "lettingweb",
+            "propertypal",
+            "ivt",
+        ),
+    ),
 )
 
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS_BY_NAME)
 REQUIRED_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
+UPDATE_FIELDS: tuple[Field, ...] = tuple(f for f in FIELDS if f.update)
+CREATE_ONLY_NAMES: frozenset[str] = frozenset(f.name for f in FIELDS if f.create_only)
+
+# -- the create rules (POST /leads) --------------------------------------------------
+# Every create needs a type and a name. The type then decides the address: a vendor or
+# landlord (someone with a property to sell or let) gives their own address and must give
+# its postcode; a buyer or tenant (sale, let) enquires about an advertised property, whose
+# address and postcode the lead must carry.
+CREATE_REQUIRED: tuple[str, ...] = ("type", "first_name", "last_name")
+TYPE_NEEDS: dict[str, tuple[str, ...]] = {
+    "vendor": ("postcode",),
+    "landlord": ("postcode",),
+    "sale": ("advert_address", "advert_postcode"),
+    "let": ("advert_address", "advert_postcode"),
+}
+TYPE_REFUSES: dict[str, tuple[str, ...]] = {
+    "vendor": ("advert_address", "advert_postcode"),
+    "landlord": ("advert_address", "advert_postcode"),
+}
+DEFAULT_SOURCE = "homepage"  # what the API records when no source is sent
+
+
+def update_part(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a mapped payload a ``PATCH`` carries: without the create-only fields
+    (the payload itself when it has none)."""
+    if CREATE_ONLY_NAMES.isdisjoint(payload) and isinstance(payload, dict):
+        return payload
+    return {k: v for k, v in payload.items() if k not in CREATE_ONLY_NAMES}
+
 
 # Headers that name the lead id column, after header normalisation ("Lead ID" -> "leadid").
 ID_ALIASES: frozenset[str] = frozenset({"id", "leadid"})
@@ -158,3 +281,5 @@ def normalise_header(header: str) -> str:
 
 # matching key -> field name ("firstname" -> "first_name")
 FIELD_KEYS: dict[str, str] = {normalise_header(f.name): f.name for f in FIELDS}
+# the contact-detail aliases name the create fields too ("Email Address" -> email)
+FIELD_KEYS.update({alias: name for name, aliases in MATCH_ALIASES.items() for alias in aliases})

@@ -8,6 +8,10 @@ that tells exactly what was confirmed. From it come:
   questionnaire pairs already confirmed; a row sends only what differs;
 - **resume** — a re-run skips what was confirmed; an attempt left in flight by a crash is
   *ambiguous* and follows the same rules as a timeout (checked before answers are re-sent);
+- **creates** — ``--create``: a ``POST`` is not idempotent, so each create's intent is
+  committed under the row's person key before the request and the new lead's id after;
+  a re-run finds the lead it made (and updates it) instead of creating another, and a
+  create left in doubt is settled by looking the person up before anything is re-sent;
 - **history** — ``leadsync runs``; ``--retry-failed RUN``;
 - **the lock** — one run per journal at a time (an OS file lock through filelock, on
   POSIX and Windows alike: a dead process's lock is released by the kernel, so it is
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from leadsync.errors import AbortError, InputError
+from leadsync.fields import update_part
 from leadsync.model import Outcome
 from leadsync.private import ensure_private
 
@@ -89,6 +94,23 @@ CREATE TABLE IF NOT EXISTS matches (
     lead_id TEXT,                  -- the lead it found; NULL: the API could not be asked
     PRIMARY KEY (run_id, match_by, value)
 );
+CREATE TABLE IF NOT EXISTS creates (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    row INTEGER NOT NULL,
+    person TEXT NOT NULL,          -- leadsync.creating.person_key of the row
+    payload TEXT NOT NULL,         -- JSON, exactly what was posted
+    state TEXT NOT NULL,           -- sending, created, rejected, failed, unknown,
+                                   -- not_attempted, resolved (settled: not created)
+    lead_id TEXT,                  -- the new lead, once known
+    http_status INTEGER,
+    code TEXT,
+    message TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS creates_by_person ON creates(person, state);
+CREATE INDEX IF NOT EXISTS creates_by_run ON creates(run_id, state);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
 SENDING = "sending"  # an attempt's state from before its request until its answer
@@ -330,6 +352,16 @@ class Journal:
             )
             return int(cur.fetchone()[0])
 
+    def people_to_retry(self, run_id: str) -> set[str]:
+        """--create: the person keys whose create in ``run_id`` failed, ended unknown or
+        never finished."""
+        with self.mutex:
+            cur = self.db.execute(
+                f"SELECT DISTINCT person FROM creates WHERE run_id = ? AND state IN {_RETRY}",
+                (run_id,),
+            )
+            return {r[0] for r in cur.fetchall()}
+
     def matches_to_retry(self, run_id: str, match_by: str) -> set[str]:
         """--match-by values in ``run_id`` whose lookup failed or whose lead's row did."""
         with self.mutex:
@@ -422,6 +454,79 @@ class Journal:
                     "INSERT OR REPLACE INTO lead_fields VALUES (?, ?, ?, ?)",
                     (lead_id, key, json.dumps(value), run_id),
                 )
+
+    # -- creates --------------------------------------------------------------------
+
+    def begin_create(self, run_id: str, row: int, person: str, payload: Mapping[str, Any]) -> int:
+        """Record a create's intent durably, before its ``POST`` goes out."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO creates (run_id, row, person, payload, state, started_at) "
+                "VALUES (?, ?, ?, ?, 'sending', ?)",
+                (run_id, row, person, json.dumps(payload, ensure_ascii=False), _now()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_create(
+        self,
+        attempt_id: int,
+        run_id: str,
+        outcome: str,
+        payload: Mapping[str, Any],
+        lead_id: str | None,
+        http_status: int | None,
+        code: str,
+        message: str,
+    ) -> None:
+        """Record a create's answer; a created lead's fields become its known state (its
+        questionnaire answers too: the update that may follow does not append them)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE creates SET state = ?, lead_id = ?, http_status = ?, code = ?, "
+                "message = ?, finished_at = ? WHERE id = ?",
+                (outcome, lead_id, http_status, code, message, _now(), attempt_id),
+            )
+            if outcome == Outcome.CREATED and lead_id is not None:
+                self._confirm(db, lead_id, run_id, update_part(payload))
+
+    def created_lead(self, person: str) -> str | None:
+        """The lead an earlier create made for this person, if one is known."""
+        with self.mutex:
+            row = self.db.execute(
+                "SELECT lead_id FROM creates WHERE person = ? AND state = 'created' "
+                "AND lead_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (person,),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def pending_creates(self, person: str, run_id: str) -> list[Pending]:
+        """Creates of earlier runs for this person whose outcome is not known."""
+        with self.mutex:
+            rows = self.db.execute(
+                "SELECT id, run_id, payload FROM creates WHERE person = ? AND run_id <> ? "
+                f"AND state IN {_PENDING_SQL} ORDER BY id",
+                (person, run_id),
+            ).fetchall()
+        return [Pending(i, r, json.loads(p)) for i, r, p in rows]
+
+    def resolve_create(self, pending: Pending, run_id: str, lead_id: str | None) -> None:
+        """Settle an earlier create left in doubt, once the person was looked up: the
+        lead it made (``lead_id``), or provably none (None)."""
+        note = f"checked in run {run_id}: " + (f"created {lead_id}" if lead_id else "not created")
+        with self._tx() as db:
+            db.execute(
+                "UPDATE creates SET state = ?, lead_id = ?, finished_at = ?, message = "
+                "coalesce(message || '; ', '') || ? WHERE id = ?",
+                (
+                    Outcome.CREATED.value if lead_id else "resolved",
+                    lead_id,
+                    _now(),
+                    note,
+                    pending.attempt_id,
+                ),
+            )
+            if lead_id is not None:
+                self._confirm(db, lead_id, pending.run_id, update_part(pending.payload))
 
     # -- what a lead already has ----------------------------------------------------
 

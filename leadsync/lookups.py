@@ -21,23 +21,28 @@ def not_sent(reason: str | None) -> str:
 class Lookups:
     """Every looked-up row's lead, and the leads more than one row would update."""
 
-    def __init__(self, by: str) -> None:
-        self.by = by
+    def __init__(self, by: str, create: bool = False) -> None:
+        self.by, self.create = by, create  # create: a row whose value finds no lead is created
         self.by_value: dict[str, Lookup] = {}  # value -> what its lookup found
         self.rows_of: dict[str, list[int]] = {}  # lead -> the rows that update it
         self.abort: str | None = None  # the API refused the key while looking up
 
     def result(self, row: MappedRow) -> SendResult | None:
-        """Why ``row`` must not be sent (None: it may); sets a looked-up row's lead id."""
+        """Why ``row`` must not be sent (None: it may); sets a looked-up row's lead id
+        (with ``create``, a row whose value finds no lead keeps none: it is created)."""
         found = self.by_value.get(row.match or "") if row.lead_id is None else None
         looked_up = found is not None
         if found is not None:
-            lead, why, failed = found
+            lead, why, failed, matches = found
             if lead is None and failed:  # the API could not be asked: worth a retry
                 return SendResult(Outcome.FAILED, code=Code.LOOKUP_FAILED, message=why)
+            if lead is None and self.create and matches == 0:
+                return None
             if lead is None:
                 return SendResult(Outcome.INVALID, code=Code.NO_SINGLE_MATCH, message=why)
             row.lead_id = lead
+        elif row.lead_id is None and self.create and not row.match:
+            return None  # nothing to look up by: created
         if row.lead_id is None:  # not looked up: the run stopped first
             return SendResult(Outcome.NOT_ATTEMPTED, code=Code.STOPPED, message=not_sent(None))
         lead = str(row.lead_id)
@@ -65,10 +70,11 @@ def look_up(
     new_sender: Callable[[], RowSender],
     concurrency: int,
     stop: threading.Event,
+    create: bool = False,
 ) -> Lookups:
     """Look up every distinct ``by`` value of ``rows`` (the valid rows this run sends),
     ``concurrency`` lookups in flight, each worker with its own sender."""
-    lookups = Lookups(by)
+    lookups = Lookups(by, create)
     wanted: dict[str, list[int]] = {}  # value -> rows (one lookup per distinct value)
     named: dict[str, int] = {}  # lead id given outright -> its row
     for row in rows:
@@ -89,7 +95,9 @@ def look_up(
                 except AbortError:
                     raise
                 except Exception as exc:  # a bug or a strange answer must not stop the run
-                    found = Lookup(None, f"looking the lead up failed: {type(exc).__name__}", True)
+                    found = Lookup(
+                        None, f"looking the lead up failed: {type(exc).__name__}", True, -1
+                    )
                 lookups.by_value[value] = found  # dict writes are atomic
         except AbortError as exc:  # a refused key: nothing is sent
             lookups.abort = lookups.abort or str(exc)

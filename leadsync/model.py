@@ -29,6 +29,7 @@ class Outcome(StrEnum):
 
     VALID = "valid"  # validate / dry run only
     UPDATED = "updated"
+    CREATED = "created"  # --create: a new lead, its id in the reports
     UNCHANGED = "unchanged"
     INVALID = "invalid"
     REJECTED = "rejected"  # a 4xx from the server
@@ -55,7 +56,7 @@ class Outcome(StrEnum):
     @property
     def colour(self) -> str | None:
         """The fill of the row's outcome cell in report.xlsx (None: no fill)."""
-        if self in (Outcome.VALID, Outcome.UPDATED, Outcome.UNCHANGED):
+        if self in (Outcome.VALID, Outcome.UPDATED, Outcome.CREATED, Outcome.UNCHANGED):
             return GREEN
         if self in (Outcome.INVALID, Outcome.REJECTED):
             return RED
@@ -66,7 +67,9 @@ RED, AMBER, GREEN = "FFC7CE", "FFEB9C", "C6EFCE"  # report.xlsx fills
 _FAILURES = frozenset(
     {Outcome.INVALID, Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN, Outcome.NOT_ATTEMPTED}
 )
-_SENT = frozenset({Outcome.UPDATED, Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN})
+_SENT = frozenset(
+    {Outcome.UPDATED, Outcome.CREATED, Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN}
+)
 _RETRYABLE = frozenset({Outcome.FAILED, Outcome.UNKNOWN, Outcome.NOT_ATTEMPTED})
 
 OUTCOMES: tuple[Outcome, ...] = tuple(Outcome)
@@ -108,8 +111,18 @@ class Code(StrEnum):
     UNKNOWN_OFFICE = "unknown_office"
     QUESTIONNAIRE_ITEM = "questionnaire_item"
     META_VALUE = "meta_value"
+    # the create rules
+    NOT_ALLOWED = "not_allowed"
+    INVALID_EMAIL = "invalid_email"
+    INVALID_PHONE = "invalid_phone"
+    INVALID_URL = "invalid_url"
+    NOT_FOR_TYPE = "not_for_type"
+    PERSON_DUPLICATE = "person_duplicate"
     # sending
     NO_SINGLE_MATCH = "no_single_match"
+    FOUND_CREATED = "found_created"
+    NO_ID_IN_ANSWER = "no_id_in_answer"
+    AMBIGUOUS_CREATE = "ambiguous_create"
     LOOKUP_FAILED = "lookup_failed"
     UNCHANGED = "unchanged"
     CONFIRMED = "confirmed"
@@ -150,7 +163,10 @@ CODE_INFO: Mapping[Code, tuple[Stage, str]] = {
     Code.NULL: ("validate", "a null value: leave the cell blank instead"),
     Code.WRONG_TYPE: ("validate", "the value is not of the field's type"),
     Code.BLANK: ("validate", "only spaces where text is needed"),
-    Code.REQUIRED: ("validate", "first_name and last_name are required on every update"),
+    Code.REQUIRED: (
+        "validate",
+        "first_name and last_name are required on every update; type too on a create",
+    ),
     Code.TOO_SHORT: ("validate", "shorter than the field's minimum"),
     Code.TOO_LONG: ("validate", "longer than the field's maximum"),
     Code.TOO_LARGE: ("validate", "questionnaire or meta over its JSON byte limit"),
@@ -160,7 +176,29 @@ CODE_INFO: Mapping[Code, tuple[Stage, str]] = {
     Code.UNKNOWN_OFFICE: ("validate", "not an office of this account (--check-offices)"),
     Code.QUESTIONNAIRE_ITEM: ("validate", "a questionnaire item is not two strings"),
     Code.META_VALUE: ("validate", "a meta value is not text"),
-    Code.NO_SINGLE_MATCH: ("send", "--match-by found no lead, or several"),
+    Code.NOT_ALLOWED: ("validate", "type or source is not one of the values the API takes"),
+    Code.INVALID_EMAIL: ("validate", "not an email address (name@example.com)"),
+    Code.INVALID_PHONE: ("validate", "not a phone number (7-15 digits; + ( ) - . spaces)"),
+    Code.INVALID_URL: ("validate", "not a web address starting http:// or https://"),
+    Code.NOT_FOR_TYPE: ("validate", "a field this type of lead needs, or must not have"),
+    Code.PERSON_DUPLICATE: (
+        "validate",
+        "--create: two rows would create a lead for the same person: keep one row",
+    ),
+    Code.NO_SINGLE_MATCH: ("send", "--match-by found no lead (without --create), or several"),
+    Code.FOUND_CREATED: (
+        "send",
+        "a create whose answer was lost, and looking the person up found the new lead",
+    ),
+    Code.NO_ID_IN_ANSWER: (
+        "send",
+        "the create was accepted but its answer carried no lead id, and no lookup found it",
+    ),
+    Code.AMBIGUOUS_CREATE: (
+        "send",
+        "the lead may have been created and looking the person up could not tell: not "
+        "posted again (a second lead would be a duplicate)",
+    ),
     Code.LOOKUP_FAILED: ("send", "--match-by could not ask the API (worth a retry)"),
     Code.UNCHANGED: ("send", "every field already confirmed by an earlier run"),
     Code.CONFIRMED: ("send", "an ambiguous answer, and reading the lead showed it applied"),
@@ -275,6 +313,7 @@ class SendResult:
     attempts: int = 0
     field_errors: dict[str, list[str]] = field(default_factory=dict)
     abort: str | None = None  # set when the whole run must stop (auth)
+    lead_id: str | None = None  # a create: the new lead's id (None: not known)
 
 
 class Lookup(NamedTuple):
@@ -284,6 +323,7 @@ class Lookup(NamedTuple):
     lead: str | None
     why: str
     failed: bool
+    matches: int = 0  # how many leads the lookup found
 
 
 class LeadRead(NamedTuple):

@@ -15,7 +15,9 @@ from typing import Any
 from leadsync import defaults
 from leadsync.client import LeadClient, refused_key
 from leadsync.config import Config
+from leadsync.creating import person_key
 from leadsync.errors import AbortError, LeadsyncError
+from leadsync.fields import update_part
 from leadsync.journal import Journal, diff_payload
 from leadsync.run import open_rows, validated_rows
 from leadsync.sender import RowSender
@@ -34,6 +36,8 @@ class Change:
 
 
 _UNKNOWN = "(not known)"
+NEW_LEAD = "(new)"  # the lead id column of a lead --create would make
+_NEW = "(new lead)"  # the old value of each of its fields
 
 
 def plan(
@@ -64,22 +68,30 @@ def plan(
         for row, _ in validated_rows(table, col_plan, config, scan):
             if row.blank:
                 continue
-            if row.problems or row.lead_id is None:
+            if row.problems or (row.lead_id is None and not config.create):
                 if left_out is not None:
                     left_out.append(row.row)
                 continue
+            if row.lead_id is None:  # --create: a new lead, unless an earlier run made it
+                made = book.created_lead(person_key(row.payload)) if book is not None else None
+                if made is None:
+                    # with --match-by the lookup (at sync time) may find the lead instead
+                    yield from _changes(row.row, NEW_LEAD, row.payload, {})
+                    continue
+                row.lead_id = made
             lead = row.lead_id
+            update = update_part(row.payload)
             if reader is not None:
                 known = _live_lead(reader, lead)
                 fields = {k: v for k, v in known.items() if k != "questionnaire"}
                 fields.update({f"meta.{k}": v for k, v in (known.get("meta") or {}).items()})
                 pairs = {tuple(p) for p in known.get("questionnaire") or [] if isinstance(p, list)}
-                diff = diff_payload(row.payload, fields, pairs)
+                diff = diff_payload(update, fields, pairs)
             elif book is not None:
-                diff = book.diff(lead, row.payload)
+                diff = book.diff(lead, update)
                 fields = book.known(lead)[0]
             else:
-                diff, fields = dict(row.payload), {}
+                diff, fields = dict(update), {}
             yield from _changes(row.row, lead, diff, fields)
     finally:
         if client is not None:
@@ -102,12 +114,13 @@ def _live_lead(reader: RowSender, lead: str) -> dict[str, Any]:
 
 
 def _changes(row: int, lead: str, diff: dict[str, Any], fields: dict[str, Any]) -> Iterator[Change]:
+    unknown = _NEW if lead == NEW_LEAD else _UNKNOWN
     for key, value in diff.items():
         if key == "questionnaire":
             for q, a in value:
                 yield Change(row, lead, f"questionnaire: {q}", "(appended)", a)
         elif key == "meta":
             for k, v in value.items():
-                yield Change(row, lead, f"meta: {k}", fields.get(f"meta.{k}", _UNKNOWN), v)
+                yield Change(row, lead, f"meta: {k}", fields.get(f"meta.{k}", unknown), v)
         else:
-            yield Change(row, lead, key, fields.get(key, _UNKNOWN), value)
+            yield Change(row, lead, key, fields.get(key, unknown), value)

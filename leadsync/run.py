@@ -91,7 +91,7 @@ class Run:
         if xlsx_report and table.path.stat().st_size >= _EARLY_XLSX_BYTES:
             early = spawn_xlsx_worker()  # its start-up overlaps the id scan
         try:
-            scan = scan_ids(table, plan, config.chunk_rows)
+            scan = scan_table(table, plan, config)
             if scan.rows == 0:
                 table.notices.append(f"{table.path.name} has a header but no data rows")
             directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
@@ -164,7 +164,7 @@ def validated_rows(
     report_row = plan.report_row_index
     for chunk in table.chunks(config.chunk_rows, fast=fast):
         rows = map_chunk(chunk, plan, config)
-        validate_rows(rows, plan, config, scan.duplicates, office_ids)
+        validate_rows(rows, plan, config, scan.duplicates, office_ids, scan.people)
         for row, cells in zip(rows, chunk.rows(), strict=True):
             if report_row is not None:
                 if cells[report_row] in seen:
@@ -216,7 +216,20 @@ def open_rows(path: str | Path, config: Config) -> tuple[Table, ColumnPlan, IdSc
     """Open ``path``, plan its columns and scan its ids: what reading its rows needs."""
     table = open_table(path, config.sheet)
     plan = plan_table(table, config)
-    return table, plan, scan_ids(table, plan, config.chunk_rows)
+    return table, plan, scan_table(table, plan, config)
+
+
+def scan_table(table: Table, plan: ColumnPlan, config: Config) -> IdScan:
+    """The pass before any row is sent: row count and repeated ids; with ``--create``
+    also the people more than one new row would create."""
+    scan = scan_ids(table, plan, config.chunk_rows)
+    if config.create:
+        from dataclasses import replace
+
+        from leadsync.creating import scan_people
+
+        scan = replace(scan, people=scan_people(table, plan, config))
+    return scan
 
 
 def validate(

@@ -3,8 +3,10 @@
 :class:`RowSender` sends one row with tenacity: 429/503/connect failures are always
 retried; read timeouts, resets and 500/502/504 are *ambiguous* (the lead may have been
 updated) and are retried only for payloads without ``questionnaire``; a questionnaire
-payload is checked by reading the lead back, else it ends ``unknown``. Every GET (a
-lead, a lookup, the offices) goes through the one retried :meth:`RowSender.get`.
+payload is checked by reading the lead back, else it ends ``unknown``. A create
+(``POST /leads``, spec §4b) is never re-sent on doubt: the person is looked up first
+(:meth:`RowSender.find_created`), and only a lead provably absent is posted again. Every
+GET (a lead, a lookup, the offices) goes through the one retried :meth:`RowSender.get`.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ class RowSender:
         self.sleep = sleep
         self.retries = 0
 
-    def send(self, lead_id: str, payload: Mapping[str, Any]) -> SendResult:
-        """Send one update; every path ends in a :class:`SendResult`, never an exception."""
+    def send(self, lead_id: str | None, payload: Mapping[str, Any]) -> SendResult:
+        """Send one update (``lead_id`` None: create the lead); every path ends in a
+        :class:`SendResult`, never an exception."""
         from tenacity import (
             Retrying,
             retry_if_exception_type,
@@ -129,7 +132,7 @@ class RowSender:
         raise AssertionError("every attempt ends in _Done or _Retry")  # pragma: no cover
 
     def _attempt(
-        self, lead_id: str, payload: Mapping[str, Any], appends: bool, number: int
+        self, lead_id: str | None, payload: Mapping[str, Any], appends: bool, number: int
     ) -> None:
         import requests
 
@@ -154,7 +157,10 @@ class RowSender:
                 )
             )
         try:
-            response = self.client.patch_lead(lead_id, payload)
+            if lead_id is None:
+                response = self.client.post_lead(payload)
+            else:
+                response = self.client.patch_lead(lead_id, payload)
         except (requests.ConnectTimeout, requests.exceptions.SSLError) as exc:
             self.throttle.release(ticket, None)
             raise _Retry(f"could not connect ({type(exc).__name__})", None) from None
@@ -172,6 +178,8 @@ class RowSender:
         self.throttle.release(ticket, response.status_code, response.headers)
         status = response.status_code
         if 200 <= status < 300:
+            if lead_id is None:
+                self._created(payload, response)
             raise _Done(SendResult(Outcome.UPDATED, status))
         if status in (401, 403):
             raise _Done(
@@ -217,14 +225,67 @@ class RowSender:
             )
         )
 
+    def _created(self, payload: Mapping[str, Any], response: Any) -> NoReturn:
+        """A create was accepted: the new id from its answer (``id`` or ``data.id``); an
+        answer without one is settled by looking the person up, never by posting again."""
+        new_id = created_id(response_json(response))
+        status = response.status_code
+        if new_id is not None:
+            raise _Done(SendResult(Outcome.CREATED, status, lead_id=new_id))
+        found, _ = self.find_created(payload)
+        if found is not None:
+            message = "the answer carried no lead id; looking the person up found the new lead"
+            raise _Done(
+                SendResult(Outcome.CREATED, status, Code.FOUND_CREATED, message, lead_id=found)
+            )
+        raise _Done(
+            SendResult(
+                Outcome.UNKNOWN,
+                status,
+                Code.NO_ID_IN_ANSWER,
+                f"the API accepted the create (HTTP {status}) but its answer carried no lead "
+                "id, and looking the person up did not find it: check the leads before "
+                "re-running (it is not posted again)",
+            )
+        )
+
+    def _ambiguous_create(
+        self, payload: Mapping[str, Any], reason: str, status: int | None
+    ) -> NoReturn:
+        found, absent = self.find_created(payload)
+        if found is not None:
+            raise _Done(
+                SendResult(
+                    Outcome.CREATED,
+                    status,
+                    Code.FOUND_CREATED,
+                    f"{reason}; looking the person up found the new lead",
+                    lead_id=found,
+                )
+            )
+        if absent:
+            raise _Retry(f"{reason}; looking the person up shows it was not created", status)
+        raise _Done(
+            SendResult(
+                Outcome.UNKNOWN,
+                status,
+                Code.AMBIGUOUS_CREATE,
+                f"{reason}: the lead may have been created, and looking the person up "
+                f"could not tell ({absent_why(payload)}); it is not posted again, which "
+                "could make a duplicate: check the leads, then re-run",
+            )
+        )
+
     def _ambiguous(
         self,
-        lead_id: str,
+        lead_id: str | None,
         payload: Mapping[str, Any],
         appends: bool,
         reason: str,
         status: int | None,
     ) -> NoReturn:
+        if lead_id is None:
+            self._ambiguous_create(payload, reason, status)
         if not appends:
             raise _Retry(reason, status)  # re-sending the same values is harmless
         applied = self.check_applied(lead_id, payload)
@@ -314,36 +375,65 @@ class RowSender:
             out.append((oid, str(item.get("name") or "")))
         return out
 
-    def find_lead(self, by: str, value: str) -> Lookup:
-        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not.
-        Raises :class:`AbortError` when the API refuses the key (the whole run stops)."""
+    def person_leads(self, by: str, value: str) -> tuple[list[dict[str, Any]] | None, str, bool]:
+        """``GET /person/leads?<by>=<value>``: the leads found (None: no list came back),
+        why not, and whether the API could not be asked at all. Raises
+        :class:`AbortError` when the API refuses the key (the whole run stops)."""
         import requests
 
         try:
             response = self.get("/person/leads", {by: value})
         except requests.RequestException as exc:
-            return Lookup(None, f"looking the lead up failed: {type(exc).__name__}", True)
+            return None, f"looking the lead up failed: {type(exc).__name__}", True
         except _Retry as exc:
-            return Lookup(None, f"looking the lead up failed: {exc.reason}", True)
+            return None, f"looking the lead up failed: {exc.reason}", True
         if response is None:
-            return Lookup(None, "the run stopped before the lead was looked up", True)
+            return None, "the run stopped before the lead was looked up", True
         status = response.status_code
         if status in (401, 403):
             raise AbortError(refused_key(status))
         if status != 200:
             why = f"looking the lead up failed: HTTP {status} {server_message(response)}"
-            return Lookup(None, why.rstrip(), False)
+            return None, why.rstrip(), False
         body = response_json(response)
         items = body.get("data", body) if isinstance(body, dict) else body
         if not isinstance(items, list):  # a malformed answer: the API could not be asked
-            return Lookup(None, "looking the lead up failed: the answer was not a list", True)
-        ids = [str(i["id"])[:64] for i in items if isinstance(i, dict) and "id" in i]
+            return None, "looking the lead up failed: the answer was not a list", True
+        return [i for i in items if isinstance(i, dict) and "id" in i], "", False
+
+    def find_lead(self, by: str, value: str) -> Lookup:
+        """The id of the one lead whose ``by`` (email/phone) is ``value``, or why not."""
+        items, why, failed = self.person_leads(by, value)
+        if items is None:
+            return Lookup(None, why, failed, -1)
+        ids = [str(i["id"])[:64] for i in items]
         if len(ids) == 1:
-            return Lookup(ids[0], "", False)
+            return Lookup(ids[0], "", False, 1)
         if not ids:
-            return Lookup(None, f"no lead has the {by} {value!r}", False)
+            return Lookup(None, f"no lead has the {by} {value!r}", False, 0)
         why = f"{len(ids)} leads have the {by} {value!r} ({', '.join(ids[:5])}): "
-        return Lookup(None, why + "add the lead id to the row", False)
+        return Lookup(None, why + "add the lead id to the row", False, len(ids))
+
+    def find_created(self, payload: Mapping[str, Any]) -> tuple[str | None, bool]:
+        """After a create whose answer was lost: the id of the lead it made, found by the
+        person's email and phone (``GET /person/leads``), and whether it is *provably*
+        absent (every lookup answered, and no lead there is this row's). A lead counts
+        as this row's when its names, type and postcodes, where the lead shows them,
+        are the row's. Several such leads, or none and a lookup that failed: neither."""
+        contacts = [(k, str(payload[k])) for k in ("email", "phone") if payload.get(k)]
+        if not contacts:
+            return None, False
+        found: set[str] = set()
+        answered = True
+        for by, value in contacts:
+            items, _, _ = self.person_leads(by, value)
+            if items is None:
+                answered = False
+                continue
+            found.update(str(i["id"])[:64] for i in items if same_person(i, payload))
+        if len(found) == 1:
+            return found.pop(), False
+        return None, answered and not found
 
     def read_lead(self, lead_id: str) -> LeadRead:
         """``GET /leads/<id>``, throttled and retried like every GET."""
@@ -370,6 +460,51 @@ class RowSender:
             return payload_applied(lead, payload)
         except (TypeError, ValueError, AttributeError):  # a lead of an undocumented shape
             return None
+
+
+_IDENTITY = ("first_name", "last_name", "type", "postcode", "advert_postcode")
+
+
+def same_person(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
+    """Whether ``lead`` (from a lookup) is the one ``payload`` created: the names must be
+    shown and equal; type and postcodes must be equal where the lead shows them."""
+    for key in _IDENTITY:
+        want = payload.get(key)
+        if want is None:
+            continue
+        if key not in lead:
+            if key in ("first_name", "last_name"):
+                return False
+            continue
+        have = lead[key]
+        if not isinstance(have, str) or have.strip().casefold() != str(want).strip().casefold():
+            return False
+    return True
+
+
+def created_id(body: Any) -> str | None:
+    """The new lead's id in a create's answer: ``{"id": ...}`` or ``{"data": {"id": ...}}``
+    (the docs do not say which); None for any other shape, or an id no URL can carry."""
+    from leadsync.validator import check_lead_id
+
+    if not isinstance(body, dict):
+        return None
+    inner = body.get("data")
+    for holder in (inner, body) if isinstance(inner, dict) else (body,):
+        value = holder.get("id")
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            continue
+        text = str(value).strip()
+        if check_lead_id(text) is None:
+            return text
+    return None
+
+
+def absent_why(payload: Mapping[str, Any]) -> str:
+    """Why a lost create could not be settled by a lookup."""
+    if not (payload.get("email") or payload.get("phone")):
+        return "the row has no email or phone to look the person up by"
+    return "the lookup failed, or found more than one lead like this row's"
 
 
 def payload_applied(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool | None:

@@ -16,7 +16,18 @@ from typing import Any
 
 from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
-from leadsync.fields import FIELDS_BY_NAME, REQUIRED_NAMES, Kind, json_size
+from leadsync.fields import (
+    CREATE_REQUIRED,
+    FIELDS_BY_NAME,
+    REQUIRED_NAMES,
+    TYPE_NEEDS,
+    TYPE_REFUSES,
+    Field,
+    Kind,
+    Operation,
+    json_size,
+    update_part,
+)
 from leadsync.mapper import ColumnarRows, lead_id_text, lead_id_texts
 from leadsync.model import Code, ColumnPlan, MappedRow, Problem
 from leadsync.reader import Table, excel_error
@@ -41,6 +52,33 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 FieldProblems = dict[str, list[tuple[str, str]]]  # field -> [(code, message)]
 
+# The shapes of the create endpoint's contact fields. Loose on purpose (the API documents
+# none): they catch a column in the wrong place (a phone number under Email, a name under
+# Phone), not every address a mail server would refuse.
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+_PHONE_RE = re.compile(r"\+?[0-9 ()./-]+")
+_URL_RE = re.compile(r"https?://[^\s/?#]+\.[^\s/?#]+(?:[/?#]\S*)?", re.IGNORECASE)
+PHONE_DIGITS = (7, 15)  # E.164 allows at most 15; no real number has fewer than 7
+_FORMS: dict[str, tuple[Code, str]] = {
+    "email": (Code.INVALID_EMAIL, "is not an email address (name@example.com)"),
+    "phone": (
+        Code.INVALID_PHONE,
+        f"is not a phone number ({PHONE_DIGITS[0]}-{PHONE_DIGITS[1]} digits, with "
+        "+ ( ) - . or spaces at most)",
+    ),
+    "url": (Code.INVALID_URL, "is not a web address starting http:// or https://"),
+}
+
+
+def _has_form(value: str, form: str) -> bool:
+    text = value.strip()
+    if form == "email":
+        return _EMAIL_RE.fullmatch(text) is not None
+    if form == "phone":
+        digits = sum(ch.isdigit() for ch in text)
+        return bool(_PHONE_RE.fullmatch(text)) and PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]
+    return _URL_RE.fullmatch(text) is not None
+
 
 def check_lead_id(lead_id: str | None) -> tuple[str, str] | None:
     """``(code, message)`` if ``lead_id`` cannot be used in ``/leads/<id>``."""
@@ -64,17 +102,27 @@ def check_payload(
     require_names: bool = True,
     statuses: Collection[str] | None = None,
     office_ids: Collection[int] | None = None,
+    operation: Operation = Operation.UPDATE,
 ) -> FieldProblems:
-    """Check a JSON payload against the API's rules; return the problems per field."""
+    """Check a JSON payload against the API's rules for ``operation`` (an update's
+    ``PATCH``, or a create's ``POST``); return the problems per field."""
     problems: FieldProblems = {}
 
     def add(fname: str, code: Code, message: str) -> None:
         problems.setdefault(fname, []).append((code, message))
 
+    creating = operation is Operation.CREATE
     for fname, value in payload.items():
         spec = FIELDS_BY_NAME.get(fname)
         if spec is None:
             add(fname, Code.UNKNOWN_FIELD, f"{fname} is not a field of the Lead API")
+            continue
+        if not (spec.create if creating else spec.update):
+            add(
+                fname,
+                Code.UNKNOWN_FIELD,
+                f"{fname} is sent only when a lead is created (--create), not on an update",
+            )
             continue
         if value is None:
             add(fname, Code.NULL, f"{fname} must not be null: leave the cell blank instead")
@@ -110,6 +158,7 @@ def check_payload(
                     Code.STATUS_NOT_ALLOWED,
                     f"status {value!r} is not one of: {', '.join(statuses)}",
                 )
+            _check_text_rules(spec, value, add)
         elif kind is Kind.INTEGER:
             if isinstance(value, bool) or not isinstance(value, int):
                 add(fname, Code.WRONG_TYPE, f"{fname} must be a whole number")
@@ -127,11 +176,47 @@ def check_payload(
             _check_questionnaire(value, add)
         elif kind is Kind.META:
             _check_meta(value, add)
-    if require_names:
+    if creating:
+        _check_create(payload, add)
+    elif require_names:
         for fname in REQUIRED_NAMES:
             if fname not in payload:
                 add(fname, Code.REQUIRED, f"{fname} is required: fill it in on every row")
     return problems
+
+
+def _check_text_rules(spec: Field, value: str, add: Any) -> None:
+    """A text field's own rules: one of its choices, or its shape (email, phone, url)."""
+    if spec.choices and value not in spec.choices:
+        add(
+            spec.name,
+            Code.NOT_ALLOWED,
+            f"{spec.name} {value!r} is not one of: {', '.join(spec.choices)}",
+        )
+    elif spec.form is not None and value.strip() and not _has_form(value, spec.form):
+        code, what = _FORMS[spec.form]
+        add(spec.name, code, f"{spec.name} {value!r} {what}")
+
+
+def _check_create(payload: Mapping[str, Any], add: Any) -> None:
+    """The create rules: a type and a name always; then what the type needs and refuses."""
+    for fname in CREATE_REQUIRED:
+        if fname not in payload:
+            add(fname, Code.REQUIRED, f"{fname} is required to create a lead")
+    kind = payload.get("type")
+    if not isinstance(kind, str):
+        return
+    for fname in TYPE_NEEDS.get(kind, ()):
+        if fname not in payload:
+            add(fname, Code.NOT_FOR_TYPE, f"a {kind} lead needs {fname}: fill it in")
+    for fname in TYPE_REFUSES.get(kind, ()):
+        if fname in payload:
+            add(
+                fname,
+                Code.NOT_FOR_TYPE,
+                f"a {kind} lead takes the person's own address and postcode only: "
+                f"{fname} is for sale and let leads (leave it blank)",
+            )
 
 
 def _check_questionnaire(value: Any, add: Any) -> None:
@@ -205,8 +290,13 @@ def validate_rows(
     config: Config,
     duplicates: Collection[str] = frozenset(),
     office_ids: Collection[int] | None = None,
+    people: Collection[str] = frozenset(),
 ) -> None:
-    """Add the API's rule violations to each non-blank row's problems."""
+    """Add the API's rule violations to each non-blank row's problems: an update's rules
+    for a row with a lead id, a create's for one without under ``--create`` (with
+    ``--match-by`` too: its lookup may find no lead, and then it is created)."""
+    from leadsync.creating import person_key, shown_person
+
     for row in rows:
         if row.blank:
             # nothing to send; but a row that has an id, and a bad one, says so
@@ -215,7 +305,8 @@ def validate_rows(
                 row.blank = False
                 row.problems.append(_problem(row, plan, "id", *bad_id))
             continue
-        bad_id = check_lead_id(row.lead_id)
+        creating = config.create and row.lead_id is None
+        bad_id = None if creating else check_lead_id(row.lead_id)
         if bad_id is not None and row.lead_id is None and config.match_by is not None:
             # no id: the lead is looked up by its email or phone when the row is sent
             unreadable = any(p.code == Code.EXCEL_ERROR and p.field is None for p in row.problems)
@@ -240,11 +331,23 @@ def validate_rows(
                     f"lead {row.lead_id} appears on more than one row: merge them into one row",
                 )
             )
+        if creating and people and (person := person_key(row.payload)) in people:
+            row.problems.append(
+                _problem(
+                    row,
+                    plan,
+                    "id",
+                    Code.PERSON_DUPLICATE,
+                    f"another row without a lead id has {shown_person(person)}: both would "
+                    "create a lead for one person; merge them into one row",
+                )
+            )
         found = check_payload(
-            row.payload,
+            row.payload if creating else update_part(row.payload),
             require_names=config.require_names,
             statuses=config.statuses,
             office_ids=office_ids,
+            operation=Operation.CREATE if creating else Operation.UPDATE,
         )
         said = {p.field for p in row.problems}
         for fname, items in found.items():
@@ -277,6 +380,7 @@ class IdScan:
 
     rows: int
     duplicates: frozenset[str]
+    people: frozenset[str] = frozenset()  # --create: person keys on more than one new row
 
 
 def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> IdScan:

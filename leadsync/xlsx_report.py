@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from leadsync.defaults import (
     XLSX_ATTENTION_ROWS,
@@ -163,7 +163,7 @@ class XlsxReport:
             if value.__class__ is str and value:  # most cells: text, straight through
                 write_string(row, col, value, style)
             else:
-                _write_cell(self, row, col, value, style)
+                write_cell(self, row, col, value, style)
 
     def write(
         self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
@@ -272,13 +272,21 @@ class XlsxReport:
         for i, line in enumerate(lines):
             for j, value in enumerate(line):
                 style = self.bold if i in headings and value is not None else None
-                _write_cell(self, i, j, value, style, sheet=self.summary_sheet)
+                write_cell(self, i, j, value, style, sheet=self.summary_sheet)
         self.book.close()
         self.fh.close()
 
 
-def _write_cell(
-    report: XlsxReport, row: int, col: int, value: Any, style: Any, sheet: Any = None
+class CellTarget(Protocol):
+    """Where :func:`write_cell` writes: a worksheet and its date formats."""
+
+    sheet: Any
+    date_format: Any
+    datetime_format: Any
+
+
+def write_cell(
+    report: CellTarget, row: int, col: int, value: Any, style: Any, sheet: Any = None
 ) -> None:
     """One cell, typed as it was read (text stays text, even if it starts with '=')."""
     sheet = sheet if sheet is not None else report.sheet

@@ -16,6 +16,7 @@ from leadsync import defaults
 from leadsync.cli.common import (
     base_url_option,
     ca_bundle_option,
+    create_option,
     journal_option,
     journal_path,
     json_option,
@@ -39,6 +40,7 @@ from leadsync.errors import ExitCode, LeadsyncError
 @sheet_option
 @report_dir_option
 @match_by_option
+@create_option
 @click.option(
     "--check-offices",
     is_flag=True,
@@ -55,6 +57,7 @@ def validate(
     sheet: str | None,
     report_dir: Path | None,
     match_by: str | None,
+    create: bool | None,
     check_offices: bool,
     api_key_file: Path | None,
     base_url: str | None,
@@ -73,7 +76,9 @@ def validate(
     from leadsync.api import validate as run_validate
     from leadsync.config import build_config
 
-    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url, match_by=match_by)
+    config = build_config(
+        mapping, os.environ, sheet=sheet, base_url=base_url, match_by=match_by, create=create
+    )
     office_ids = None
     if check_offices:
         office_ids = {o for o, _ in _offices(ctx, config, api_key_file) if isinstance(o, int)}
@@ -154,6 +159,13 @@ def offices(
     help="Do not fetch the office list first (office_id is then checked by the server only).",
 )
 @match_by_option
+@create_option
+@click.option(
+    "--write-ids",
+    type=click.Path(path_type=Path),
+    help="With --create: write a copy of FILE (.csv or .xlsx) with the id of every lead "
+    "its rows without one found or created, so the next export can carry them.",
+)
 @click.option(
     "--max-changes",
     type=int,
@@ -197,6 +209,8 @@ def sync(
     ca_bundle: str | None,
     check_offices: bool | None,
     match_by: str | None,
+    create: bool | None,
+    write_ids: Path | None,
     max_changes: int | None,
     max_failure_rate: float | None,
     journal: Path | None,
@@ -225,6 +239,8 @@ def sync(
 
     if rate is not None and max_rate is not None:
         raise click.UsageError("--rate pins the rate; --max-rate bounds the adaptive rate: use one")
+    if write_ids is not None and not create:
+        raise click.UsageError("--write-ids writes the ids of created leads: it needs --create")
     config = build_config(
         mapping,
         os.environ,
@@ -238,6 +254,7 @@ def sync(
         check_offices=check_offices,
         ca_bundle=ca_bundle,
         match_by=match_by,
+        create=create,
         max_changes=max_changes,
         max_failure_rate=max_failure_rate,
     )
@@ -263,6 +280,7 @@ def sync(
             retry_failed=retry_failed,
             stop=stop,
             progress=progress,
+            write_ids=write_ids,
         )
     print_result(result, as_json)
     return int(result.exit_code)
@@ -284,6 +302,7 @@ def sync(
     show_default=True,
     help="Output format.",
 )
+@create_option
 @journal_option
 @key_file_option
 @base_url_option
@@ -295,6 +314,7 @@ def plan(
     file: Path,
     live: bool,
     fmt: str,
+    create: bool | None,
     journal: Path | None,
     api_key_file: Path | None,
     base_url: str | None,
@@ -316,8 +336,9 @@ def plan(
 
     from leadsync.api import plan as run_plan
     from leadsync.config import build_config
+    from leadsync.planner import NEW_LEAD
 
-    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url)
+    config = build_config(mapping, os.environ, sheet=sheet, base_url=base_url, create=create)
     key = None
     if live:
         key = read_key(ctx, api_key_file)
@@ -335,11 +356,12 @@ def plan(
             writer.writerow([c.row, c.lead_id, c.field, _show(c.old), _show(c.new)])
     else:
         count = leads = 0
-        last = None
+        last: tuple[int, str] | None = None
         for c in changes:
-            if c.lead_id != last:
-                click.echo(f"row {c.row}  lead {c.lead_id}")
-                last = c.lead_id
+            if (c.row, c.lead_id) != last:
+                what = "a new lead" if c.lead_id == NEW_LEAD else f"lead {c.lead_id}"
+                click.echo(f"row {c.row}  {what}")
+                last = (c.row, c.lead_id)
                 leads += 1
             click.echo(f"    {c.field}: {_show(c.old)} -> {_show(c.new)}")
             count += 1

@@ -121,6 +121,15 @@ match_by_option = click.option(
 )
 
 
+create_option = click.option(
+    "--create",
+    is_flag=True,
+    default=None,
+    help="Create the leads of rows without a lead id (POST /leads); with --match-by, of "
+    "rows whose lookup finds no lead (upsert). Never creates a person twice.",
+)
+
+
 def read_key(ctx: click.Context, api_key_file: Path | None) -> str:
     """The key from the key file or the environment; remembered so errors can redact it."""
     from leadsync.config import read_api_key

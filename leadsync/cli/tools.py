@@ -206,6 +206,13 @@ def templates(listing: bool, target: Path | None, force: bool) -> int:
     help="Send the rate headers on every answer, or on 429s only.",
 )
 @click.option(
+    "--create-answer",
+    type=click.Choice(["data", "flat", "none"]),
+    default="data",
+    show_default=True,
+    help='How POST /leads answers: {"data": lead}, the lead itself, or no id at all.',
+)
+@click.option(
     "--rate-schedule",
     metavar="S:N,...",
     help="Change the limit during the run: '30:5,60:20' is 5 from the 30th second after the "
@@ -256,6 +263,7 @@ def sandbox(
     rate_headers: str,
     no_rate_headers: bool,
     rate_headers_on: str,
+    create_answer: str,
     rate_schedule: str | None,
     retry_after: bool,
     latency: float,
@@ -300,6 +308,7 @@ def sandbox(
             window=window,
             rate_headers="none" if no_rate_headers else rate_headers,
             rate_headers_on=rate_headers_on,
+            create_answer=create_answer,
             rate_schedule=parse_schedule(rate_schedule) if rate_schedule else (),
             retry_after=retry_after,
             latency=latency,

@@ -53,6 +53,7 @@ def fast_path_applies(plan: ColumnPlan, config: Config) -> bool:
         plan.report_row_index is None
         and plan.match_index is None
         and config.match_by is None
+        and not config.create  # new leads' rows go row by row (their own rules)
         and "questionnaire" not in plan.defaults
         and "meta" not in plan.defaults
     )

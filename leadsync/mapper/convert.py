@@ -108,7 +108,8 @@ def convert_value(value: Any, spec: Field, config: Config) -> Any:
         return BLANK
     kind = spec.kind
     if kind is Kind.STRING:
-        return cell_text(value)
+        text = cell_text(value)
+        return to_choice(text, spec.choices) if spec.choices else text
     if kind is Kind.INTEGER:
         return to_integer(value)
     if kind is Kind.BOOLEAN:
@@ -119,6 +120,17 @@ def convert_value(value: Any, spec: Field, config: Config) -> Any:
         parsed = value if isinstance(value, (list, dict)) else _json_cell(cell_text(value), spec)
         return BLANK if parsed in ([], {}) else parsed
     raise AssertionError(kind)  # pragma: no cover
+
+
+def to_choice(text: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` as people write it: ``Sale``, ``Rightmove Valuation``,
+    ``On The Market``, ``rightmove-valuation`` -> the API's word; anything else as it is
+    (the validator names the allowed values)."""
+    squeezed = "".join(ch for ch in text.casefold() if ch not in " _-")
+    for choice in choices:
+        if choice.replace("_", "") == squeezed:
+            return choice
+    return text
 
 
 _GROUPED_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.0+)?")

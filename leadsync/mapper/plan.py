@@ -50,13 +50,16 @@ def plan_columns(headers: tuple[str, ...], config: Config, first_column: int = 0
             f"--match-by {config.match_by} needs a column headed {config.match_by!r} "
             "(or map yours to it in the mapping file)"
         )
-    if id_index is None and match_index is None:
+    if id_index is None and match_index is None and not config.create:
         raise InputError(
             "no lead id column: add a column headed 'id', 'lead_id' or 'Lead ID', or map "
-            'your id column in the mapping file ([columns] "Your header" = "id")'
+            'your id column in the mapping file ([columns] "Your header" = "id"); or '
+            "create the leads with --create"
         )
     defaults = {}
     for fname, raw in config.defaults.items():
+        if FIELDS_BY_NAME[fname].create_only and not config.create:
+            continue  # a default for new leads: only --create sends it
         value = convert_value(raw, FIELDS_BY_NAME[fname], config)
         if isinstance(value, Bad):
             raise MappingError(f"[defaults] {fname} = {raw!r}: {value.message}")
@@ -69,6 +72,7 @@ def plan_columns(headers: tuple[str, ...], config: Config, first_column: int = 0
         unmapped,
         defaults,
         report_row_index=0 if prefix else None,
+        match_index=match_index,
     )
 
 
@@ -97,8 +101,10 @@ def _check_mapping_keys(
             f"{_where(config)}[columns] {shown(key)!r} matches no column of the file{hint} "
             "(list it in [rules] optional_columns if the file may lack it)"
         )
-    mapped = {t.name for t in targets if t is not None and t.kind == "field"}
+    mapped = {t.name for t in targets if t is not None and t.kind in ("field", "match")}
     for fname in config.values:
+        if FIELDS_BY_NAME[fname].create_only and not config.create:
+            continue  # values for new leads' columns, which only --create reads
         if fname not in mapped:
             raise MappingError(
                 f"{_where(config)}[values.{fname}] gives values for {fname}, but no column "
@@ -151,10 +157,13 @@ def _target_for(header: str, config: Config, by_letter: str | None = None) -> Ta
         return Target("name", FULL_NAME)
     if key in ID_ALIASES:
         return Target("id", ID_HEADER)
-    if key in FIELD_KEYS:
-        return Target("field", FIELD_KEYS[key])
     if config.match_by is not None and key in MATCH_ALIASES[config.match_by]:
-        return Target("match", config.match_by)
+        return Target("match", config.match_by)  # with --create, also the new lead's
+    if key in FIELD_KEYS:
+        fname = FIELD_KEYS[key]
+        if FIELDS_BY_NAME[fname].create_only and not config.create:
+            return None  # type, email, source ...: sent only when a lead is created
+        return Target("field", fname)
     return None
 
 

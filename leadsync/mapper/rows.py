@@ -49,6 +49,10 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
             for i, cell in enumerate(columns[j]):
                 if not _flagged_error(rows[i], cell, plan, j):
                     rows[i].match = cell_text(cell) or None
+                    if config.create and rows[i].match:  # a new lead's contact detail too
+                        rows[i].payload[target.name] = rows[i].match
+                        rows[i].sources[target.name] = j
+                        has_data[i] = True
             continue
         column = columns[j]
         convert = _column_converter(target, config)

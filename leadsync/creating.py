@@ -1,0 +1,177 @@
+"""``--create`` (spec §4b): who a new lead is, so that one person is never created twice.
+
+A row without a lead id has no id to key it by, so leadsync keys it by the *person*: their
+email, else their phone, else their name and postcodes (:func:`person_key`). The journal
+records a create's intent under that key before the ``POST`` and the new id after, so a
+re-run of the same file finds the lead it made and updates it instead of creating another;
+two rows of one file with the same key would create two leads for one person, and are
+refused before anything is sent (:func:`scan_people`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from leadsync.fields import ID_HEADER
+
+if TYPE_CHECKING:
+    from leadsync.config import Config
+    from leadsync.model import ColumnPlan
+    from leadsync.reader import Table
+    from leadsync.run import Run
+
+_NAME_KEYS = ("first_name", "last_name", "type", "postcode", "advert_postcode")
+
+
+def person_key(payload: Mapping[str, Any]) -> str:
+    """The person a create is for: ``email:…`` (case-folded), else ``phone:…`` (digits,
+    a UK +44 written as 0), else ``name:…`` (a hash of the names, type and postcodes)."""
+    email = str(payload.get("email") or "").strip().casefold()
+    if email:
+        return f"email:{email}"
+    digits = "".join(ch for ch in str(payload.get("phone") or "") if ch.isdigit())
+    if digits:
+        if digits.startswith("44") and len(digits) == 12:
+            digits = "0" + digits[2:]  # +44 7700 900123 and 07700 900123 are one phone
+        return f"phone:{digits}"
+    parts = [" ".join(str(payload.get(k) or "").casefold().split()) for k in _NAME_KEYS]
+    digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+    return f"name:{digest[:24]}"
+
+
+def shown_person(key: str) -> str:
+    """A person key as a message may show it: the email or phone, not the hash."""
+    kind, _, value = key.partition(":")
+    return "the same name and postcode" if kind == "name" else f"the {kind} {value!r}"
+
+
+def scan_people(table: Table, plan: ColumnPlan, config: Config) -> frozenset[str]:
+    """The person keys that more than one row without a lead id would create (one pass
+    over the file, row by row: files of new leads are small)."""
+    from leadsync.mapper import map_chunk
+
+    counts: Counter[str] = Counter()
+    seen: set[Any] = set()
+    for chunk in table.chunks(config.chunk_rows):
+        for row, cells in zip(map_chunk(chunk, plan, config), chunk.rows(), strict=True):
+            if plan.report_row_index is not None:  # a report fed back: one line per row
+                if cells[plan.report_row_index] in seen:
+                    continue
+                seen.add(cells[plan.report_row_index])
+            if row.blank or row.lead_id is not None:
+                continue
+            counts[person_key(row.payload)] += 1
+    return frozenset(k for k, n in counts.items() if n > 1)
+
+
+def check_ids_path(path: str | Path, source: str | Path) -> Path:
+    """``--write-ids PATH``, checked before anything is sent: a ``.csv`` or ``.xlsx`` in
+    a folder that exists, and not the input itself."""
+    from leadsync.errors import InputError
+
+    p = Path(path)
+    if p.suffix.lower() not in (".csv", ".xlsx"):
+        raise InputError(f"--write-ids {p.name}: leadsync writes the copy as .csv or .xlsx")
+    if not p.parent.is_dir():
+        raise InputError(f"--write-ids {p}: the folder {p.parent} does not exist")
+    if p.exists() and p.resolve() == Path(source).resolve():
+        raise InputError("--write-ids must not be the input file itself: choose another path")
+    return p
+
+
+def write_ids_copy(run: Run, ids: Mapping[int, str], path: Path) -> dict[str, Any]:
+    """Write the input again to ``path`` (CSV or XLSX by its suffix, owner-only) with the
+    id column filled in where a row without one found or created its lead; a file with
+    no id column gets one, headed ``id``, at the end. Returns what the summary says."""
+    import os
+
+    table, plan = run.table, run.plan
+    headers = list(table.headers)
+    index = plan.id_index
+    if index is None:
+        headers.append(ID_HEADER)
+        index = len(headers) - 1
+    filled = 0
+
+    def rows() -> Iterator[list[Any]]:
+        nonlocal filled
+        for chunk in table.chunks(run.config.chunk_rows, fast=False):
+            for number, cells in zip(chunk.row_numbers, chunk.rows(), strict=True):
+                out = list(cells[: len(headers)]) + [None] * (len(headers) - len(cells))
+                if number in ids:
+                    out[index] = ids[number]
+                    filled += 1
+                yield out
+
+    partial = path.with_name(f".{path.name}.partial")
+    if path.suffix.lower() == ".csv":
+        _write_csv(partial, headers, rows(), table.delimiter or ",")
+    else:
+        _write_xlsx(partial, headers, rows(), table.sheet)
+    os.replace(partial, path)  # a crash leaves the last copy whole, never half a file
+    return {"path": str(path), "rows_filled": filled}
+
+
+def _write_csv(path: Path, headers: list[str], rows: Iterator[list[Any]], delimiter: str) -> None:
+    import csv
+
+    from leadsync.private import open_private
+    from leadsync.reader import cell_text
+
+    with (
+        open_private(path, "wb") as raw,
+        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh,
+    ):  # with a BOM: Excel then opens '£' and accents right
+        writer = csv.writer(fh, delimiter=delimiter, lineterminator="\r\n")
+        writer.writerow(headers)
+        for row in rows:
+            writer.writerow(["" if c is None else cell_text(c) for c in row])
+
+
+def _write_xlsx(
+    path: Path, headers: list[str], rows: Iterator[list[Any]], sheet: str | None
+) -> None:
+    import xlsxwriter
+
+    from leadsync.private import open_private
+    from leadsync.xlsx_report import excel_sheet_name, write_cell
+
+    with open_private(path, "wb") as fh:
+        book = xlsxwriter.Workbook(
+            fh,
+            {
+                "constant_memory": True,
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+            },
+        )
+        target = _Cells(
+            book.add_worksheet(excel_sheet_name(sheet)),
+            book.add_format({"num_format": "yyyy-mm-dd"}),
+            book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+        )
+        bold = book.add_format({"bold": True})
+        for j, header in enumerate(headers):
+            target.sheet.write_string(0, j, header, bold)
+        for i, row in enumerate(rows, start=1):
+            for j, value in enumerate(row):
+                write_cell(target, i, j, value, None)
+        book.close()
+
+
+@dataclass
+class _Cells:
+    """What :func:`~leadsync.xlsx_report.write_cell` writes through: a sheet and its
+    date formats."""
+
+    sheet: Any
+    date_format: Any
+    datetime_format: Any
