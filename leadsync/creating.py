@@ -112,14 +112,19 @@ def write_ids_copy(run: Run, ids: Mapping[int, str], path: Path) -> dict[str, An
 
     partial = path.with_name(f".{path.name}.partial")
     if path.suffix.lower() == ".csv":
-        _write_csv(partial, headers, rows(), table.delimiter or ",")
+        # the input's own UTF-8 (with or without a BOM); any other encoding becomes UTF-8
+        # with a BOM, which Excel opens right
+        encoding = "utf-8" if table.encoding == "utf-8" else "utf-8-sig"
+        _write_csv(partial, headers, rows(), table.delimiter or ",", encoding)
     else:
         _write_xlsx(partial, headers, rows(), table.sheet)
     os.replace(partial, path)  # a crash leaves the last copy whole, never half a file
     return {"path": str(path), "rows_filled": filled}
 
 
-def _write_csv(path: Path, headers: list[str], rows: Iterator[list[Any]], delimiter: str) -> None:
+def _write_csv(
+    path: Path, headers: list[str], rows: Iterator[list[Any]], delimiter: str, encoding: str
+) -> None:
     import csv
 
     from leadsync.private import open_private
@@ -127,8 +132,8 @@ def _write_csv(path: Path, headers: list[str], rows: Iterator[list[Any]], delimi
 
     with (
         open_private(path, "wb") as raw,
-        io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as fh,
-    ):  # with a BOM: Excel then opens '£' and accents right
+        io.TextIOWrapper(raw, encoding=encoding, newline="") as fh,
+    ):
         writer = csv.writer(fh, delimiter=delimiter, lineterminator="\r\n")
         writer.writerow(headers)
         for row in rows:

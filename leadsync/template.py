@@ -8,20 +8,45 @@ import io
 from pathlib import Path
 from typing import Any
 
-from leadsync.fields import FIELDS, Field, Kind
+from leadsync.fields import CREATE_REQUIRED, FIELDS, Field, Kind
 from leadsync.reader import column_letter
 from leadsync.validator import EXAMPLE_ID
 
+_CREATE_FIRST = (
+    "type",
+    "title",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "address",
+    "postcode",
+    "advert_address",
+    "advert_postcode",
+    "advert_url",
+    "source",
+    "message",
+    "appointment_availability",
+)
 EXAMPLE_QUESTION = "questionnaire: What is your budget?"
 EXAMPLE_META = "meta: source"
 
 
-def template_columns() -> list[tuple[str, str, Any]]:
-    """(header, explanation, example value) for every column of the template."""
-    cols: list[tuple[str, str, Any]] = [
-        ("id", "Lead id (required): the lead to update. Delete the example row.", EXAMPLE_ID),
-    ]
-    for f in FIELDS:
+def template_columns(create: bool = False) -> list[tuple[str, str, Any]]:
+    """(header, explanation, example value) for every column of the template: the update
+    fields, or with ``create`` every field a new lead takes too (for ``--create``)."""
+    if create:
+        explain = (
+            "Lead id: leave blank for a new lead (sync --create creates it); a row with "
+            "an id updates that lead. Delete the example row."
+        )
+    else:
+        explain = "Lead id (required): the lead to update. Delete the example row."
+    cols: list[tuple[str, str, Any]] = [("id", explain, EXAMPLE_ID)]
+    fields = [f for f in FIELDS if (f.create if create else f.update)]
+    if create:  # who the new lead is first, then the rest in the catalogue's order
+        fields.sort(key=lambda f: _CREATE_FIRST.index(f.name) if f.name in _CREATE_FIRST else 99)
+    for f in fields:
         if f.kind is Kind.QUESTIONNAIRE:
             cols.append(
                 (
@@ -36,7 +61,8 @@ def template_columns() -> list[tuple[str, str, Any]]:
                 (EXAMPLE_META, "One column per key, headed 'meta: <key>'. " + _limits(f), "crm")
             )
         else:
-            cols.append((f.name, f.description + (" Required." if f.required else ""), _example(f)))
+            required = f.name in CREATE_REQUIRED if create else f.required
+            cols.append((f.name, f.description + (" Required." if required else ""), _example(f)))
     return cols
 
 
@@ -50,27 +76,28 @@ def _example(f: Field) -> Any:
     return f.example
 
 
-def template_csv() -> str:
+def template_csv(create: bool = False) -> str:
     """The CSV template: a header row and one example row."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\r\n")
-    cols = template_columns()
+    cols = template_columns(create)
     w.writerow([c[0] for c in cols])
     w.writerow([c[2] for c in cols])
     return out.getvalue()
 
 
-def write_template(path: Path, fmt: str) -> None:
-    """Write the template in ``fmt`` ("csv" or "xlsx") to ``path``."""
+def write_template(path: Path, fmt: str, create: bool = False) -> None:
+    """Write the template in ``fmt`` ("csv" or "xlsx") to ``path`` (``create``: the
+    template of new leads)."""
     if fmt == "csv":
         # utf-8-sig so that Excel on Windows opens '£' correctly
-        path.write_text(template_csv(), encoding="utf-8-sig", newline="")
+        path.write_text(template_csv(create), encoding="utf-8-sig", newline="")
         return
     from openpyxl import Workbook
     from openpyxl.comments import Comment
     from openpyxl.styles import Font
 
-    cols = template_columns()
+    cols = template_columns(create)
     book = Workbook()
     leads = book.active
     assert leads is not None

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import Result
 from openpyxl import load_workbook
 
-from leadsync.fields import FIELDS
+from leadsync.fields import FIELDS, UPDATE_FIELDS
 from leadsync.template import template_columns, template_csv
 from tests.conftest import ROOT, read_csv_report
 
@@ -17,9 +17,29 @@ Cli = Callable[..., Result]
 
 def test_every_catalogue_field_has_a_column() -> None:
     headers = [c[0] for c in template_columns()]
-    for f in FIELDS:
+    for f in UPDATE_FIELDS:
         assert any(h == f.name or h.startswith(f"{f.name}:") for h in headers), f.name
     assert headers[0] == "id"
+    assert "type" not in headers and "source" not in headers  # create-only fields
+
+
+def test_the_create_template_has_every_field_a_new_lead_takes_and_its_row_creates(
+    cli: Cli, tmp_path: Path
+) -> None:
+    headers = [c[0] for c in template_columns(create=True)]
+    for f in FIELDS:
+        assert any(h == f.name or h.startswith(f"{f.name}:") for h in headers), f.name
+    assert headers[:5] == ["id", "type", "title", "first_name", "last_name"]
+    path = tmp_path / "new.csv"
+    assert cli("template", "--create", "-o", path).exit_code == 0
+    # as written, the example row is refused (its id is EXAMPLE) ...
+    assert cli("validate", path, "--create", "--report-dir", tmp_path / "a").exit_code == 1
+    # ... and with the id cleared it is a valid new lead
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[1].startswith("EXAMPLE,")
+    path.write_text(lines[0] + "\n" + lines[1].removeprefix("EXAMPLE") + "\n", encoding="utf-8")
+    result = cli("validate", path, "--create", "--report-dir", tmp_path / "b")
+    assert result.exit_code == 0, read_csv_report(tmp_path / "b" / "failures.csv")
 
 
 def test_xlsx_template_explains_each_column_and_validates(cli: Cli, tmp_path: Path) -> None:

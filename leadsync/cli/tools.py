@@ -85,7 +85,12 @@ def demo(report_dir: Path | None, as_json: bool) -> int:
     help="Where to write it ('-' for stdout, CSV only). Default: leadsync-template.<format>.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def template(fmt: str | None, output: Path | None, force: bool) -> int:
+@click.option(
+    "--create",
+    is_flag=True,
+    help="The template of new leads (sync --create): type, email, source and the rest too.",
+)
+def template(fmt: str | None, output: Path | None, force: bool, create: bool) -> int:
     """Write a blank input template with every column the API accepts.
 
     The header of each column explains what goes in it (a comment in XLSX, a
@@ -101,7 +106,7 @@ def template(fmt: str | None, output: Path | None, force: bool) -> int:
         if fmt == "xlsx":
             raise click.UsageError("only the CSV template can go to stdout (use --format csv)")
         stream = sys.stdout.buffer
-        stream.write(template_csv().encode("utf-8"))
+        stream.write(template_csv(create).encode("utf-8"))
         stream.flush()
         return 0
     if fmt is None:
@@ -109,7 +114,7 @@ def template(fmt: str | None, output: Path | None, force: bool) -> int:
     path = output or Path(f"leadsync-template.{fmt}")
     if path.exists() and not force:
         raise LeadsyncError(f"{path} already exists: choose another -o PATH or add --force")
-    write_template(path, fmt)
+    write_template(path, fmt, create)
     click.echo(f"wrote {path}")
     return 0
 
