@@ -316,12 +316,16 @@ class Journal:
         return next(r for r in self.runs(10_000) if r["run_id"] == found[0][0])
 
     def run_problems(self, run_id: str) -> list[dict[str, Any]]:
-        """The attempts of a run that did not end updated."""
+        """The attempts (updates and creates) of a run that did not end confirmed; a
+        create's lead id is "(new)" while none is known."""
         with self.mutex:
             cur = self.db.execute(
                 "SELECT row, lead_id, state, http_status, code, message FROM attempts "
-                "WHERE run_id = ? AND state NOT IN ('updated', 'resolved') ORDER BY row",
-                (run_id,),
+                "WHERE run_id = ? AND state NOT IN ('updated', 'resolved') "
+                "UNION ALL SELECT row, coalesce(lead_id, '(new)'), state, http_status, code, "
+                "message FROM creates WHERE run_id = ? AND state NOT IN ('created', 'resolved') "
+                "ORDER BY row",
+                (run_id, run_id),
             )
             cols = [c[0] for c in cur.description]
             return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

@@ -58,6 +58,7 @@ class ReportWriter:
         xlsx_attention_rows: int = XLSX_ATTENTION_ROWS,
         xlsx_process: Any | None = None,
         id_column: int | None = None,
+        lead_ids: bool = False,
     ) -> None:
         """``xlsx_process``: a report.xlsx process started early (see
         :func:`spawn_xlsx_worker`), used if the report is large enough to need one."""
@@ -92,6 +93,7 @@ class ReportWriter:
             table.header_row,
             xlsx_attention_rows,
             id_column,
+            lead_ids,
         )
         rows_expected = total_rows if full else total_rows // 100  # ~1% need attention
         self._xlsx: XlsxReport | _XlsxProcess | None = None
@@ -126,7 +128,7 @@ class ReportWriter:
             sent = ",".join(fields_sent if fields_sent is not None else (payload or {}))
             self._successes.writerow([row.row, lead, outcome, status, sent, *original])
         if self._xlsx is not None:
-            self._xlsx.write(row.row, cells, outcome, problems)
+            self._xlsx.write(row.row, cells, outcome, problems, row.lead_id)
 
     def _failure(
         self,

@@ -104,6 +104,7 @@ class Run:
                 xlsx_attention_rows=config.xlsx_attention_rows,
                 xlsx_process=early,
                 id_column=plan.id_index,
+                lead_ids=config.create,
             )
         except BaseException:
             if early is not None:

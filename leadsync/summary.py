@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from leadsync import __version__
 from leadsync.config import Config
 from leadsync.errors import ExitCode, shown
+from leadsync.fields import FIELD_KEYS, FIELDS_BY_NAME, normalise_header
 from leadsync.model import OUTCOMES, ColumnPlan
 
 if TYPE_CHECKING:
@@ -79,6 +80,11 @@ def build_summary(
     return summary
 
 
+def _create_only(header: str) -> bool:
+    fname = FIELD_KEYS.get(normalise_header(header))
+    return fname is not None and FIELDS_BY_NAME[fname].create_only
+
+
 _LISTED = 12  # unmapped columns named in the summary; summary.json has them all
 
 
@@ -101,6 +107,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         if len(unmapped) > _LISTED:  # a wide export must not bury the rest of the summary
             cols += f" and {len(unmapped) - _LISTED} more (all in summary.json)"
         lines.append(f"columns not sent (unmapped; map or 'ignore' them in a mapping file): {cols}")
+        new_only = [c for c in unmapped if _create_only(c)]
+        if new_only:
+            names = ", ".join(repr(c) for c in new_only[:_LISTED])
+            lines.append(f"  {names}: sent only when a lead is created (sync --create)")
     sending = summary.get("sending")
     if sending:
         lines.append(

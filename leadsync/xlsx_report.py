@@ -49,6 +49,7 @@ class SheetSpec:
     header_row: int
     attention_rows: int = XLSX_ATTENTION_ROWS  # a large file's report: at most this many
     id_column: int | None = None  # the lead id's column among the headers
+    lead_ids: bool = False  # --create: a "leadsync lead id" column (new leads' ids)
 
 
 @dataclass
@@ -124,10 +125,15 @@ class XlsxReport:
         self.cut_columns = len(table.headers) - self.width
         # leadsync's outcome and problems come first, where a user sees them (and a
         # filter on the outcome makes the sheet a to-do list); then the user's columns
-        header: list[Any] = ["leadsync outcome", "leadsync problems", *table.headers[: self.width]]
+        own = ["leadsync outcome", "leadsync problems"] + (
+            ["leadsync lead id"] if table.lead_ids else []
+        )
+        header: list[Any] = [*own, *table.headers[: self.width]]
         if not full:
             header.insert(0, "row")
-        self.lead = 2 if full else 3  # leadsync's own columns before the user's
+        self.lead_ids = table.lead_ids
+        self.outcome_column = 0 if full else 1
+        self.lead = len(own) + (0 if full else 1)  # leadsync's own columns before the user's
         # the header row frozen, and the columns up to the lead id when it is near the left
         frozen = self.lead
         if table.id_column is not None and table.id_column < 3:
@@ -166,7 +172,12 @@ class XlsxReport:
                 write_cell(self, row, col, value, style)
 
     def write(
-        self, row_number: int, cells: Sequence[Any], outcome: str, problems: Sequence[Problem]
+        self,
+        row_number: int,
+        cells: Sequence[Any],
+        outcome: str,
+        problems: Sequence[Problem],
+        lead_id: str | None = None,
     ) -> None:
         if not self.gate.admits(outcome):
             return
@@ -182,11 +193,13 @@ class XlsxReport:
         summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
         values: list[Any] = [] if self.full else [row_number]
         values += [outcome, summary or None]
+        if self.lead_ids:
+            values.append(lead_id)
         values.extend(cells[j] if j < len(cells) else None for j in range(self.width))
         fills = {j + offset: RED for j in by_column}
         colour = Outcome(outcome).colour
         if colour:
-            fills[offset - 2] = colour
+            fills[self.outcome_column] = colour
         comments = {j + offset: "\n".join(m) for j, m in by_column.items()}
         if comments and self.commented >= XLSX_COMMENT_ROWS:
             comments = {}
@@ -260,7 +273,7 @@ class XlsxReport:
                 (),
                 (f"{self.omitted} rows beyond Excel's row limit are in the CSV reports only",),
             ]
-        problems_column = self.lead - 1
+        problems_column = self.outcome_column + 1
         for j, size in enumerate(self.widths):
             cap = _PROBLEMS_WIDTH if j == problems_column else _MAX_WIDTH
             width = min(max(size + 2, _MIN_WIDTH), cap)

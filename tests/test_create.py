@@ -402,7 +402,7 @@ def test_kill_9_mid_run_then_a_re_run_creates_every_lead_once(tmp_path: Path) ->
 
 
 def test_a_lost_create_of_a_row_without_contact_is_unknown_and_never_posted_again(
-    tmp_path: Path,
+    cli: Cli, tmp_path: Path
 ) -> None:
     src = new_leads(tmp_path / "new.csv", 1, email=False)
     text = src.read_text(encoding="utf-8").replace("07700 900000", "")
@@ -418,6 +418,9 @@ def test_a_lost_create_of_a_row_without_contact_is_unknown_and_never_posted_agai
     assert (line1["outcome"], line1["code"]) == ("unknown", "ambiguous_create")
     assert "no email or phone" in line1["message"]
     assert (line2["outcome"], line2["code"]) == ("unknown", "ambiguous_create")
+    shown = cli("runs", "--journal", journal, "--show", first.summary["run_id"])
+    assert shown.exit_code == 0
+    assert "row      2  lead (new)        unknown" in shown.stdout
 
 
 def test_a_lost_create_the_lookup_shows_absent_is_posted_again(tmp_path: Path) -> None:
@@ -632,3 +635,27 @@ def test_the_readme_s_example_file_creates_both_its_leads(tmp_path: Path) -> Non
         tmp_path / "o" / "failures.csv"
     )
     assert [(m or {}).get("source") for m in made] == ["rightmove", "zoopla_valuation"]
+
+
+def test_report_xlsx_shows_each_new_lead_s_id_and_is_read_back_without_it(
+    tmp_path: Path,
+) -> None:
+    from openpyxl import load_workbook
+
+    src = new_leads(tmp_path / "new.csv", 2)
+    with Sandbox() as sb:
+        leadsync.sync(src, creating(sb), tmp_path / "o", api_key=DEFAULT_KEY)
+        ids = [line["lead_id"] for line in outcomes(tmp_path / "o").values()]
+        sheet = load_workbook(tmp_path / "o" / "report.xlsx").worksheets[0]
+        values = [[c.value for c in row] for row in sheet.iter_rows()]
+        assert values[0][:4] == [
+            "leadsync outcome",
+            "leadsync problems",
+            "leadsync lead id",
+            "type",
+        ]
+        assert [(r[0], r[2]) for r in values[1:]] == [("created", i) for i in ids]
+        # the report fed back in: leadsync's columns are not read, the rows are the same
+        again = leadsync.validate(tmp_path / "o" / "report.xlsx", creating(sb), tmp_path / "v")
+    assert "leadsync lead id" not in again.summary["unmapped_columns"]
+    assert again.summary["outcomes"]["valid"] == 2  # two new leads again, as read

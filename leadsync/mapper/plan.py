@@ -168,7 +168,7 @@ def _target_for(header: str, config: Config, by_letter: str | None = None) -> Ta
 
 
 # report.xlsx's own columns: a report fed back in as the next input sends neither
-_REPORT_COLUMNS = frozenset({"leadsyncoutcome", "leadsyncproblems"})
+_REPORT_COLUMNS = frozenset({"leadsyncoutcome", "leadsyncproblems", "leadsyncleadid"})
 
 
 def _target_text(t: Target) -> str:
