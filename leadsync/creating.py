@@ -20,12 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from leadsync.fields import ID_HEADER
+from leadsync.model import Code, Outcome, SendResult
 
 if TYPE_CHECKING:
     from leadsync.config import Config
+    from leadsync.journal import Journal
     from leadsync.model import ColumnPlan
     from leadsync.reader import Table
     from leadsync.run import Run
+    from leadsync.sender import RowSender
 
 _NAME_KEYS = ("first_name", "last_name", "type", "postcode", "advert_postcode")
 
@@ -69,6 +72,72 @@ def scan_people(table: Table, plan: ColumnPlan, config: Config) -> frozenset[str
                 continue
             counts[person_key(row.payload)] += 1
     return frozenset(k for k, n in counts.items() if n > 1)
+
+
+def earlier_lead(
+    journal: Journal, sender: RowSender, person: str, run_id: str
+) -> tuple[str | None, SendResult | None]:
+    """The lead an earlier run made for this person, if any; or, when an earlier create
+    of theirs is still in doubt and looking the person up cannot settle it, the
+    ``unknown`` result that keeps it from being posted again. Creates the lookup shows
+    provably absent are settled as not made."""
+    lead = journal.created_lead(person)
+    if lead is not None:
+        return lead, None
+    for earlier in journal.pending_creates(person, run_id):
+        found, absent = sender.find_created(earlier.payload)
+        # the API said it created that one (its answer had no id): never absent
+        absent = absent and earlier.code != Code.NO_ID_IN_ANSWER
+        if found is None and not absent:
+            why = absent_why(earlier.payload, earlier.code)
+            return None, SendResult(
+                Outcome.UNKNOWN,
+                code=Code.AMBIGUOUS_CREATE,
+                message=f"run {earlier.run_id} posted this lead without learning its id, "
+                f"and looking the person up could not tell ({why}); it is not posted "
+                "again: check the leads, add the lead id to the row if it exists, and re-run",
+            )
+        journal.resolve_create(earlier, run_id, found)
+        if found is not None:
+            return found, None
+    return None, None
+
+
+def post_journalled(
+    journal: Journal,
+    sender: RowSender,
+    run_id: str,
+    row: int,
+    person: str,
+    payload: dict[str, Any],
+) -> SendResult:
+    """Post a new lead: the intent committed before the request, the answer (and the new
+    id) after, so that a crash between the two is settled by a lookup next time."""
+    attempt = journal.begin_create(run_id, row, person, payload)
+    result = sender.send(None, payload)
+    journal.finish_create(
+        attempt,
+        run_id,
+        result.outcome,
+        payload,
+        result.lead_id,
+        result.http_status,
+        result.code,
+        result.message,
+    )
+    return result
+
+
+def absent_why(payload: Mapping[str, Any], code: str = "") -> str:
+    """Why a lost create could not be settled by a lookup (``code``: how it ended)."""
+    if not (payload.get("email") or payload.get("phone")):
+        return "the row has no email or phone to look the person up by"
+    if code == Code.NO_ID_IN_ANSWER:
+        return "the API said it created the lead, and the lookup does not find it"
+    return (
+        "the lookup failed, or found more than one lead like this row's, or one that "
+        "does not show its names"
+    )
 
 
 def check_ids_path(path: str | Path, source: str | Path) -> Path:

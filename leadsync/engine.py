@@ -20,7 +20,13 @@ from typing import Any
 from leadsync import defaults
 from leadsync.client import LeadClient, check_base_url, redact
 from leadsync.config import Config
-from leadsync.creating import check_ids_path, person_key, write_ids_copy
+from leadsync.creating import (
+    check_ids_path,
+    earlier_lead,
+    person_key,
+    post_journalled,
+    write_ids_copy,
+)
 from leadsync.errors import AbortError, ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, update_part
 from leadsync.guards import guards_for
@@ -30,7 +36,7 @@ from leadsync.model import FAILURE_OUTCOMES, Code, ColumnPlan, MappedRow, Outcom
 from leadsync.model import SendResult as Result
 from leadsync.report import ReportWriter
 from leadsync.run import Progress, Run, RunResult
-from leadsync.sender import RowSender, absent_why
+from leadsync.sender import RowSender
 from leadsync.throttle import Throttle
 
 _FLUSH_EVERY = 0.2  # seconds: how far the reports may lag behind the rows that finished
@@ -369,49 +375,20 @@ class SyncEngine:
 
     def create_row(self, job: _Job, sender: RowSender) -> Result:
         """A row with no lead (--create): unless an earlier run made its lead (then it is
-        an update of that lead), the intent is journalled, the lead posted, its id kept.
-        An earlier create of this person left in doubt is settled by a lookup first:
-        found, it is that lead; provably absent, it is created; else ``unknown``."""
+        an update of that lead), the lead is posted, journalled before and after."""
         row, journal = job.row, self.book
-        if journal is None:
-            job.sent = dict(row.payload)
-            result = sender.send(None, job.sent)
-            row.lead_id = result.lead_id
-            return result
-        run_id, person = self.run.run_id, person_key(row.payload)
-        lead = journal.created_lead(person)
-        if lead is None:
-            for earlier in journal.pending_creates(person, run_id):
-                found, absent = sender.find_created(earlier.payload)
-                if found is None and not absent:
-                    return Result(
-                        Outcome.UNKNOWN,
-                        code=Code.AMBIGUOUS_CREATE,
-                        message=f"run {earlier.run_id} posted this lead without learning "
-                        f"whether it was created, and looking the person up could not tell "
-                        f"({absent_why(earlier.payload)}); it is not posted again: check "
-                        "the leads, add the lead id to the row if it exists, and re-run",
-                    )
-                journal.resolve_create(earlier, run_id, found)
-                if found is not None:
-                    lead = found
-                    break
-        if lead is not None:
-            row.lead_id = lead  # an earlier run created it: this row now updates it
-            return self.update_row(job, sender)
         job.sent = dict(row.payload)
-        attempt = journal.begin_create(run_id, row.row, person, job.sent)
-        result = sender.send(None, job.sent)
-        journal.finish_create(
-            attempt,
-            run_id,
-            result.outcome,
-            job.sent,
-            result.lead_id,
-            result.http_status,
-            result.code,
-            result.message,
-        )
+        if journal is None:
+            result = sender.send(None, job.sent)
+        else:
+            person = person_key(row.payload)
+            lead, doubt = earlier_lead(journal, sender, person, self.run.run_id)
+            if doubt is not None:
+                return doubt
+            if lead is not None:
+                row.lead_id = lead  # an earlier run created it: this row now updates it
+                return self.update_row(job, sender)
+            result = post_journalled(journal, sender, self.run.run_id, row.row, person, job.sent)
         row.lead_id = result.lead_id
         return result
 

@@ -143,6 +143,7 @@ class Pending:
     attempt_id: int
     run_id: str
     payload: dict[str, Any]
+    code: str = ""  # what the attempt ended with, if it ended (no_id_in_answer, ...)
 
 
 class Journal:
@@ -507,11 +508,11 @@ class Journal:
         """Creates of earlier runs for this person whose outcome is not known."""
         with self.mutex:
             rows = self.db.execute(
-                "SELECT id, run_id, payload FROM creates WHERE person = ? AND run_id <> ? "
-                f"AND state IN {_PENDING_SQL} ORDER BY id",
+                "SELECT id, run_id, payload, coalesce(code, '') FROM creates WHERE person = ? "
+                f"AND run_id <> ? AND state IN {_PENDING_SQL} ORDER BY id",
                 (person, run_id),
             ).fetchall()
-        return [Pending(i, r, json.loads(p)) for i, r, p in rows]
+        return [Pending(i, r, json.loads(p), c) for i, r, p, c in rows]
 
     def resolve_create(self, pending: Pending, run_id: str, lead_id: str | None) -> None:
         """Settle an earlier create left in doubt, once the person was looked up: the

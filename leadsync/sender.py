@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from leadsync.client import LeadClient, refused_key, response_json, server_message
 from leadsync.config import Config
+from leadsync.creating import absent_why
 from leadsync.errors import AbortError, LeadsyncError
 from leadsync.model import Code, LeadRead, Lookup, Outcome, SendResult, http_code
 from leadsync.quota import asked_wait, retry_after_seconds
@@ -424,16 +425,21 @@ class RowSender:
         if not contacts:
             return None, False
         found: set[str] = set()
-        answered = True
+        sure = True  # every lookup answered, and every lead it found is surely not ours
         for by, value in contacts:
             items, _, _ = self.person_leads(by, value)
             if items is None:
-                answered = False
+                sure = False
                 continue
-            found.update(str(i["id"])[:64] for i in items if same_person(i, payload))
+            for item in items:
+                verdict = same_person(item, payload)
+                if verdict:
+                    found.add(str(item["id"])[:64])
+                elif verdict is None:
+                    sure = False  # a lead that does not show its names: cannot rule it out
         if len(found) == 1:
             return found.pop(), False
-        return None, answered and not found
+        return None, sure and not found
 
     def read_lead(self, lead_id: str) -> LeadRead:
         """``GET /leads/<id>``, throttled and retried like every GET."""
@@ -465,16 +471,17 @@ class RowSender:
 _IDENTITY = ("first_name", "last_name", "type", "postcode", "advert_postcode")
 
 
-def same_person(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool:
-    """Whether ``lead`` (from a lookup) is the one ``payload`` created: the names must be
-    shown and equal; type and postcodes must be equal where the lead shows them."""
+def same_person(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool | None:
+    """Whether ``lead`` (from a lookup) is the one ``payload`` created: its names equal
+    the row's, and its type and postcodes too where it shows them. None: it does not show
+    its names, so it can be neither claimed nor ruled out."""
     for key in _IDENTITY:
         want = payload.get(key)
         if want is None:
             continue
-        if key not in lead:
+        if key not in lead or lead[key] is None:
             if key in ("first_name", "last_name"):
-                return False
+                return None
             continue
         have = lead[key]
         if not isinstance(have, str) or have.strip().casefold() != str(want).strip().casefold():
@@ -490,6 +497,8 @@ def created_id(body: Any) -> str | None:
     if not isinstance(body, dict):
         return None
     inner = body.get("data")
+    if isinstance(inner, list) and len(inner) == 1:
+        inner = inner[0]  # {"data": [lead]}: a list of the one lead made
     for holder in (inner, body) if isinstance(inner, dict) else (body,):
         value = holder.get("id")
         if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -498,13 +507,6 @@ def created_id(body: Any) -> str | None:
         if check_lead_id(text) is None:
             return text
     return None
-
-
-def absent_why(payload: Mapping[str, Any]) -> str:
-    """Why a lost create could not be settled by a lookup."""
-    if not (payload.get("email") or payload.get("phone")):
-        return "the row has no email or phone to look the person up by"
-    return "the lookup failed, or found more than one lead like this row's"
 
 
 def payload_applied(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool | None:

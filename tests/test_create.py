@@ -659,3 +659,46 @@ def test_report_xlsx_shows_each_new_lead_s_id_and_is_read_back_without_it(
         again = leadsync.validate(tmp_path / "o" / "report.xlsx", creating(sb), tmp_path / "v")
     assert "leadsync lead id" not in again.summary["unmapped_columns"]
     assert again.summary["outcomes"]["valid"] == 2  # two new leads again, as read
+
+
+def test_a_create_the_api_accepted_without_an_id_is_never_posted_again_even_if_unfound(
+    tmp_path: Path,
+) -> None:
+    src = write_csv(
+        tmp_path / "new.csv",
+        [["type", "first_name", "last_name", "email", "postcode"],
+         ["vendor", "A", "B", "a@example.com", "BS7 8QR"]],
+    )  # fmt: skip
+    journal = tmp_path / "j.sqlite"
+    quiet = SandboxConfig(create_answer="none", lookup_503=("a@example.com",))
+    with Sandbox(quiet) as sb:  # created, no id in the answer, and the lookup fails
+        cfg = creating(sb, max_attempts=1)
+        leadsync.sync(src, cfg, tmp_path / "o1", api_key=DEFAULT_KEY, journal=journal)
+        assert sb.stats()["created"] == 1
+    line = outcomes(tmp_path / "o1")[2]
+    assert (line["outcome"], line["code"]) == ("unknown", "no_id_in_answer")
+    with Sandbox() as other:  # a lookup that answers, and does not find it
+        leadsync.sync(src, creating(other), tmp_path / "o2", api_key=DEFAULT_KEY, journal=journal)
+        assert other.stats()["created"] == 0  # not posted: the API had said it made it
+    line = outcomes(tmp_path / "o2")[2]
+    assert (line["outcome"], line["code"]) == ("unknown", "ambiguous_create")
+    assert "the API said it created the lead" in line["message"]
+
+
+def test_a_lead_that_does_not_show_its_names_is_neither_claimed_nor_ruled_out() -> None:
+    from leadsync.sender import created_id, same_person
+
+    row = {"first_name": "Ann", "last_name": "Lee", "type": "sale", "advert_postcode": "BA1 5AB"}
+    assert same_person({"id": 1, "first_name": "ann ", "last_name": "LEE"}, row) is True
+    assert (
+        same_person({"id": 1, "first_name": "Ann", "last_name": "Lee", "type": "let"}, row) is False
+    )
+    assert same_person({"id": 1, "email": "ann@example.com"}, row) is None
+    assert [created_id(b) for b in ({"id": 7}, {"data": {"id": "8"}}, {"data": [{"id": 9}]})] == [
+        "7",
+        "8",
+        "9",
+    ]
+    assert [
+        created_id(b) for b in ({"data": []}, {"id": None}, {"id": "../x"}, [1], {"id": True})
+    ] == [None] * 5
