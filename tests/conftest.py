@@ -108,6 +108,42 @@ def wait_until_sandbox(sb: Any, key: str, at_least: int, proc: Any, timeout: flo
         time.sleep(0.02)
 
 
+def kill_then_resume(
+    sb: Any, args: list[str], tmp_path: Path, key: str, at_least: int
+) -> tuple[int, Any]:
+    """`leadsync sync ARGS` against ``sb`` as a real process, ``kill -9``ed once the
+    sandbox's ``key`` stat reaches ``at_least``, then run again to its end (reports in
+    o1 and o2): the stat at the kill, and the second run's CompletedProcess."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from leadsync.sandbox import DEFAULT_KEY
+
+    env = {**os.environ, "LEADSYNC_API_KEY": DEFAULT_KEY, "LEADSYNC_BASE_URL": sb.base_url}
+    cmd = [sys.executable, "-m", "leadsync", "sync", *args]
+    proc = subprocess.Popen(
+        [*cmd, "--report-dir", str(tmp_path / "o1")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until_sandbox(sb, key, at_least, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = int(sb.stats()[key])
+    resumed = subprocess.run(
+        [*cmd, "--report-dir", str(tmp_path / "o2")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return killed_at, resumed
+
+
 @contextlib.contextmanager
 def sandbox_process(
     *args: str, env: dict[str, str] | None = None

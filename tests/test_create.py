@@ -6,10 +6,6 @@ faults after creating, `kill -9` mid-run, re-runs, the answer shapes, `--write-i
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +21,7 @@ from leadsync.mapper import convert_value
 from leadsync.model import Code
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
 from leadsync.validator import check_payload
-from tests.conftest import read_csv_report, wait_until_sandbox, write_csv, write_xlsx
+from tests.conftest import kill_then_resume, read_csv_report, write_csv, write_xlsx
 
 Cli = Callable[..., Result]
 HEADER = ["type", "first_name", "last_name", "email", "phone", "advert_address",
@@ -369,28 +365,11 @@ def test_kill_9_mid_run_then_a_re_run_creates_every_lead_once(tmp_path: Path) ->
     src = new_leads(tmp_path / "new.csv", 60)
     journal = tmp_path / "j.sqlite"
     with Sandbox(SandboxConfig(latency=0.15)) as sb:
-        env = {**os.environ, "LEADSYNC_API_KEY": DEFAULT_KEY, "LEADSYNC_BASE_URL": sb.base_url}
-        cmd = [sys.executable, "-m", "leadsync", "sync", str(src), "--create",
-               "--journal", str(journal), "--concurrency", "4", "--no-check-offices"]  # fmt: skip
-        proc = subprocess.Popen(
-            [*cmd, "--report-dir", str(tmp_path / "o1")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until_sandbox(sb, "created", 15, proc)
-        proc.send_signal(signal.SIGKILL)  # with creates in flight: some made, unanswered
-        proc.wait(timeout=30)
-        killed_at = sb.stats()["created"]
+        args = [str(src), "--create", "--journal", str(journal), "--concurrency", "4",
+                "--no-check-offices"]  # fmt: skip
+        # killed with creates in flight: some made and unanswered
+        killed_at, resumed = kill_then_resume(sb, args, tmp_path, "created", 15)
         assert killed_at < 60
-        resumed = subprocess.run(
-            [*cmd, "--report-dir", str(tmp_path / "o2")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
         stats = sb.stats()
         people = sandbox_people(sb)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -702,3 +681,24 @@ def test_a_lead_that_does_not_show_its_names_is_neither_claimed_nor_ruled_out() 
     assert [
         created_id(b) for b in ({"data": []}, {"id": None}, {"id": "../x"}, [1], {"id": True})
     ] == [None] * 5
+
+
+def test_retry_failed_posts_only_the_creates_that_failed(tmp_path: Path) -> None:
+    src = new_leads(tmp_path / "new.csv", 6)
+    journal = tmp_path / "j.sqlite"
+    with Sandbox(SandboxConfig(script=("503", "503"))) as sb:
+        cfg = creating(sb, max_attempts=1, concurrency=1)
+        first = leadsync.sync(src, cfg, tmp_path / "o1", api_key=DEFAULT_KEY, journal=journal)
+        assert first.summary["outcomes"]["failed"] == 2 and sb.stats()["created"] == 4
+        failed = {
+            r: line for r, line in outcomes(tmp_path / "o1").items() if line["outcome"] == "failed"
+        }
+        again = leadsync.sync(
+            src, cfg, tmp_path / "o2", api_key=DEFAULT_KEY, journal=journal,
+            retry_failed=first.summary["run_id"],
+        )  # fmt: skip
+        assert sb.stats()["created"] == 6 and sb.stats()["duplicate_creates"] == 0
+    assert again.summary["rows_left_out"] == 4
+    assert {r: line["outcome"] for r, line in outcomes(tmp_path / "o2").items()} == {
+        r: "created" for r in failed
+    }

@@ -20,7 +20,13 @@ import leadsync
 from leadsync.config import Config
 from leadsync.journal import Journal
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from tests.conftest import lead_log, read_csv_report, wait_until_sandbox, write_csv
+from tests.conftest import (
+    kill_then_resume,
+    lead_log,
+    read_csv_report,
+    wait_until_sandbox,
+    write_csv,
+)
 
 Cli = Callable[..., Result]
 HEADER = ["id", "first_name", "last_name", "status", "office_id", "questionnaire: Budget?"]
@@ -121,37 +127,9 @@ def test_kill_9_mid_run_then_resume_applies_every_lead_once(tmp_path: Path) -> N
     journal = tmp_path / "j.sqlite"
     src = export(tmp_path / "a.csv", 60)
     with Sandbox(SandboxConfig(latency=0.15)) as sb:
-        env = {**os.environ, "LEADSYNC_API_KEY": DEFAULT_KEY, "LEADSYNC_BASE_URL": sb.base_url}
-        cmd = [
-            sys.executable,
-            "-m",
-            "leadsync",
-            "sync",
-            str(src),
-            "--journal",
-            str(journal),
-            "--concurrency",
-            "4",
-        ]
-        proc = subprocess.Popen(
-            [*cmd, "--report-dir", str(tmp_path / "o1")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_until_sandbox(sb, "applied_requests", 15, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        killed_at = sb.stats()["applied_requests"]
+        args = [str(src), "--journal", str(journal), "--concurrency", "4"]
+        killed_at, resumed = kill_then_resume(sb, args, tmp_path, "applied_requests", 15)
         assert killed_at < 60
-        resumed = subprocess.run(
-            [*cmd, "--report-dir", str(tmp_path / "o2")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
         stats = sb.stats()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert sorted(stats["applied"]) == [str(1000 + i) for i in range(60)]  # every lead applied
