@@ -51,7 +51,12 @@ class CircuitBreaker(Guard):
                     f"circuit breaker: {self.in_a_row} rows in a row failed "
                     f"(last: {result.message})"
                 )
-        elif result.outcome in (Outcome.UPDATED, Outcome.REJECTED, Outcome.UNKNOWN):
+        elif result.outcome in (
+            Outcome.UPDATED,
+            Outcome.CREATED,
+            Outcome.REJECTED,
+            Outcome.UNKNOWN,
+        ):
             self.in_a_row = 0
         return None
 
@@ -67,7 +72,7 @@ class FailureRate(Guard):
         if not result.outcome.was_sent:
             return None
         self.sent += 1
-        self.failures += result.outcome != Outcome.UPDATED
+        self.failures += result.outcome.is_failure
         if self.sent >= self.min_sample and self.failures / self.sent > self.limit:
             return (
                 f"--max-failure-rate {self.limit:g}: {self.failures} of the "

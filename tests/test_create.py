@@ -702,3 +702,11 @@ def test_retry_failed_posts_only_the_creates_that_failed(tmp_path: Path) -> None
     assert {r: line["outcome"] for r, line in outcomes(tmp_path / "o2").items()} == {
         r: "created" for r in failed
     }
+
+
+def test_created_rows_count_as_successes_for_the_failure_rate_guard(tmp_path: Path) -> None:
+    src = new_leads(tmp_path / "new.csv", 30)
+    with Sandbox() as sb:
+        cfg = creating(sb, max_failure_rate=0.01)
+        result = leadsync.sync(src, cfg, tmp_path / "o", api_key=DEFAULT_KEY)
+    assert result.exit_code == 0 and result.summary["outcomes"]["created"] == 30

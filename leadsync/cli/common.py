@@ -216,7 +216,10 @@ def progress_reporter() -> Iterator[Any]:
                     task,
                     completed=done,
                     total=total,
-                    description=f"rows ({counts[Outcome.UPDATED]} updated, {failed} not)",
+                    description=f"rows ({counts[Outcome.UPDATED]} updated, "
+                    f"{counts[Outcome.CREATED]} created, {failed} not)"
+                    if counts[Outcome.CREATED]
+                    else f"rows ({counts[Outcome.UPDATED]} updated, {failed} not)",
                 )
 
             yield update
