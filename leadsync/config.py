@@ -29,6 +29,19 @@ A mapping file (TOML) describes how a particular export maps onto the API::
     read_timeout = 30
     max_attempts = 6
     backoff_initial = 0.5         # seconds, doubled per retry, with jitter
+
+    [guards]                      # refuse or stop a run that looks wrong (unattended runs)
+    min_rows = 100
+    max_shrink = 50               # percent of the last good run's rows
+    max_invalid_rate = 0.1
+
+    [notify]                      # tell someone how the run ended
+    urls = ["https://hooks.slack.com/services/..."]
+    on = "failure"                # or "always"
+    ping = "https://hc-ping.com/<uuid>"
+    metrics_file = "/var/lib/node_exporter/textfile/leadsync.prom"
+
+A job file (:mod:`leadsync.job`) is a mapping file with a ``[run]`` section too.
 """
 
 from __future__ import annotations
@@ -55,7 +68,15 @@ from leadsync.fields import (
 
 IGNORE = "ignore"
 DATE_ORDERS = ("DMY", "MDY", "YMD")
-_SECTIONS = {"columns", "values", "defaults", "dates", "rules", "sending"}
+_SECTIONS = {"columns", "values", "defaults", "dates", "rules", "sending", "guards", "notify"}
+_GUARD_KEYS: dict[str, type | tuple[type, ...]] = {
+    "min_rows": int,
+    "max_shrink": (int, float),
+    "max_invalid_rate": (int, float),
+    "max_changes": int,
+    "max_failure_rate": (int, float),
+}
+NOTIFY_ON = ("failure", "always")
 _DATE_KEYS = {"order", "timezone"}
 _RULE_KEYS = {"require_names", "statuses", "optional_columns", "name_order"}
 FULL_NAME = "full_name"  # a [columns] target: split into first_name and last_name
@@ -131,6 +152,18 @@ class Config:
     # guards for unattended runs
     max_changes: int | None = None  # refuse to send more than this many rows
     max_failure_rate: float | None = None  # stop when this share of sent rows fails
+    min_rows: int | None = None  # refuse a file with fewer data rows
+    max_shrink: float | None = None  # refuse fewer than this % of the last good run's rows
+    max_invalid_rate: float | None = None  # refuse when more than this share is invalid
+    # telling someone (spec §7): webhooks and mailto: addresses, when, a dead-man's
+    # switch, a Prometheus textfile
+    notify: tuple[str, ...] = ()
+    notify_on: str = NOTIFY_ON[0]
+    ping: str | None = None
+    metrics_file: str | None = None
+    keep_runs: float | None = None  # seconds: older runs are pruned (journal and reports)
+    job_name: str | None = None  # the job, for --max-shrink's "last good run" and metrics
+    report_root: str = D.REPORT_ROOT  # each run's reports: <report_root>/<run id>/
     mapping_path: str | None = None
 
     @property
@@ -146,10 +179,13 @@ class Config:
 def build_config(
     mapping: str | Path | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    base: Config | None = None,
     **flags: Any,
 ) -> Config:
-    """Layer the mapping file, then the environment, then flags over the defaults."""
-    config = load_mapping(mapping) if mapping is not None else Config()
+    """Layer the mapping file (or ``base``, a job file's settings), then the environment,
+    then flags over the defaults."""
+    config = load_mapping(mapping) if mapping is not None else (base or Config())
     env = env or {}
     if env.get(D.ENV_BASE_URL):
         config = replace(config, base_url=env[D.ENV_BASE_URL])
@@ -161,18 +197,23 @@ def build_config(
 def load_mapping(path: str | Path) -> Config:
     """Read a TOML mapping file into a :class:`Config`, or raise :class:`MappingError`."""
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise MappingError(f"mapping file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingError(f"cannot read mapping file {p}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MappingError(f"mapping file {p} is not valid TOML: {exc}") from None
+    data = read_toml(p, "mapping file")
     try:
         return parse_mapping(data, source=str(p))
     except MappingError as exc:
         raise MappingError(f"mapping file {p}: {exc}") from None
+
+
+def read_toml(p: Path, what: str) -> dict[str, Any]:
+    """A TOML file's document, or a :class:`MappingError` naming ``what`` it is."""
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise MappingError(f"{what} not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read {what} {p}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"{what} {p} is not valid TOML: {exc}") from None
 
 
 def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
@@ -214,19 +255,9 @@ def parse_mapping(data: Mapping[str, Any], source: str | None = None) -> Config:
     require = rules.get("require_names", D.REQUIRE_NAMES)
     if not isinstance(require, bool):
         raise MappingError("[rules] require_names must be true or false")
-    sending = dict(_table(data, "sending"))
-    _no_unknown(sending, set(_SENDING_KEYS), "sending")
-    for key, value in sending.items():
-        wanted = _SENDING_KEYS[key]
-        if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):
-            kind = (
-                "true or false"
-                if wanted is bool
-                else "a whole number"
-                if wanted is int
-                else "a number"
-            )
-            raise MappingError(f"[sending] {key} must be {kind}, not {value!r}")
+    sending = _typed(data, "sending", _SENDING_KEYS)
+    sending.update(_typed(data, "guards", _GUARD_KEYS))
+    sending.update(_notify_settings(_table(data, "notify")))
     config = Config(
         columns=MappingProxyType(columns),
         column_keys=MappingProxyType(column_keys),
@@ -277,7 +308,106 @@ def _checked(config: Config) -> Config:
         raise MappingError("--max-changes must be 0 or more")
     if config.max_failure_rate is not None and not 0 <= config.max_failure_rate <= 1:
         raise MappingError("--max-failure-rate must be a share between 0 and 1 (e.g. 0.05)")
+    if config.min_rows is not None and config.min_rows < 0:
+        raise MappingError("--min-rows must be 0 or more")
+    if config.max_shrink is not None and not 0 <= config.max_shrink <= 100:
+        raise MappingError("--max-shrink must be a percentage between 0 and 100 (e.g. 50)")
+    if config.max_invalid_rate is not None and not 0 <= config.max_invalid_rate <= 1:
+        raise MappingError("--max-invalid-rate must be a share between 0 and 1 (e.g. 0.1)")
+    if config.notify_on not in NOTIFY_ON:
+        raise MappingError(f"--notify-on must be {' or '.join(NOTIFY_ON)}")
+    for target in (*config.notify, *([config.ping] if config.ping else [])):
+        check_target(target)
+    if config.keep_runs is not None and config.keep_runs <= 0:
+        raise MappingError("--keep-runs must be more than 0 (e.g. 90d)")
     return config
+
+
+def _typed(
+    data: Mapping[str, Any], section: str, known: Mapping[str, type | tuple[type, ...]]
+) -> dict[str, Any]:
+    """A section of settings, each of the type it must have."""
+    table = dict(_table(data, section))
+    _no_unknown(table, set(known), section)
+    for key, value in table.items():
+        wanted = known[key]
+        if isinstance(value, bool) != (wanted is bool) or not isinstance(value, wanted):
+            kind = (
+                "true or false"
+                if wanted is bool
+                else "a whole number"
+                if wanted is int
+                else "a number"
+            )
+            raise MappingError(f"[{section}] {key} must be {kind}, not {value!r}")
+    return table
+
+
+def _notify_settings(table: Mapping[str, Any]) -> dict[str, Any]:
+    """``[notify]``: urls (a list), on, ping, metrics_file, as Config fields."""
+    _no_unknown(table, {"urls", "on", "ping", "metrics_file"}, "notify")
+    out: dict[str, Any] = {}
+    urls = table.get("urls", [])
+    if not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
+        raise MappingError("[notify] urls must be a list of https:// or mailto: addresses")
+    if urls:
+        out["notify"] = tuple(urls)
+    for key, field_name in (
+        ("on", "notify_on"),
+        ("ping", "ping"),
+        ("metrics_file", "metrics_file"),
+    ):
+        if key in table:
+            if not isinstance(table[key], str):
+                raise MappingError(f"[notify] {key} must be text")
+            out[field_name] = table[key]
+    return out
+
+
+def check_target(target: str) -> str:
+    """A notification or ping address: ``https://``, ``http://`` to this machine only
+    (a test receiver), or ``mailto:``. Raises :class:`MappingError` otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    if parts.scheme == "mailto" and "@" in parts.path:
+        return target
+    if parts.scheme == "https" and parts.hostname:
+        return target
+    if parts.scheme == "http" and parts.hostname:
+        from leadsync.client import is_loopback
+
+        if is_loopback(parts.hostname):
+            return target
+        raise MappingError(
+            f"{shown_target(target)}: plain http:// is refused except to this machine "
+            "(the summary would travel unencrypted): use https://"
+        )
+    raise MappingError(f"{shown_target(target)} is not an https:// or mailto: address")
+
+
+def shown_target(target: str) -> str:
+    """A notification address as a message or a log line shows it: never a webhook's
+    path or query (its secret)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(target)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname}{port}/..."
+    return repr(target[:40])
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90d``, ``12h``, ``2w``, ``30m``, ``45s`` -> seconds; raises :class:`MappingError`."""
+    value = text.strip().lower()
+    number, unit = value[:-1], value[-1:]
+    if unit not in _DURATION_UNITS or not number.replace(".", "", 1).isdigit():
+        raise MappingError(f"{text!r} is not a duration like 90d, 12h, 2w, 30m")
+    return float(number) * _DURATION_UNITS[unit]
 
 
 def _table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -28,6 +28,13 @@ ENV_API_KEY = "LEADSYNC_API_KEY"
 ENV_BASE_URL = "LEADSYNC_BASE_URL"
 ENV_JOURNAL = "LEADSYNC_JOURNAL"
 ENV_CA_BUNDLE = "LEADSYNC_CA_BUNDLE"
+ENV_SMTP_URL = "LEADSYNC_SMTP_URL"  # smtp://user:password@host:587 (STARTTLS), smtps://...
+ENV_SMTP_FROM = "LEADSYNC_SMTP_FROM"
+
+# Notifications, pings and the metrics file together may hold a run's end up this long
+# at most (each delivery is tried twice within it); one that fails is logged, never
+# changes the exit code.
+NOTIFY_BUDGET = 8.0  # seconds
 
 # Sending (spec §4)
 CONCURRENCY = 8  # requests in flight; latency hiding is the lever, not CPU

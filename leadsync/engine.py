@@ -29,7 +29,7 @@ from leadsync.creating import (
 )
 from leadsync.errors import AbortError, ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, update_part
-from leadsync.guards import guards_for
+from leadsync.guards import Facts, guards_for
 from leadsync.journal import Journal
 from leadsync.lookups import Lookups, look_up, not_sent
 from leadsync.model import FAILURE_OUTCOMES, Code, ColumnPlan, MappedRow, Outcome, Problem
@@ -154,8 +154,14 @@ class SyncEngine:
         return self.config.create and person_key(row.payload) in self.only_people
 
     def preflight(self) -> str | None:
-        """The offices check, the lookups, then each guard's word: why nothing may be
-        sent, if so."""
+        """The run-size guards, the offices check, the lookups, then the other guards'
+        word: why nothing may be sent, if so."""
+        facts = Facts(self.run.scan.rows, self.count_invalid, self.count_changes, self.last_rows)
+        why = None
+        for guard in (g for g in self.guards if g.early):
+            why = why or guard.before(facts)
+        if why is not None:
+            return why
         why = self._check_offices()
         if why is None and self.config.match_by is not None:
             self.lookups = look_up(
@@ -174,9 +180,22 @@ class SyncEngine:
                     {v: f.lead for v, f in self.lookups.by_value.items() if f.lead or f.failed},
                 )
         if why is None and not self.stop.is_set():
-            for guard in self.guards:
-                why = why or guard.before(self.count_changes)
+            for guard in (g for g in self.guards if not g.early):
+                why = why or guard.before(facts)
         return why
+
+    def count_invalid(self) -> int:
+        """Rows the validator refuses (before any lookup)."""
+        return sum(1 for row, _ in self.run.rows() if row.problems)
+
+    @property
+    def job(self) -> str:
+        """What makes runs "the same job": the job file's name, else the input's path."""
+        return self.config.job_name or str(self.run.table.path.resolve())
+
+    def last_rows(self) -> int | None:
+        """The rows of this job's last finished run (for --max-shrink)."""
+        return self.book.last_rows(self.job, self.run.run_id) if self.book is not None else None
 
     def _check_offices(self) -> str | None:
         if not self.config.check_offices:
@@ -532,7 +551,13 @@ def sync(
         run = Run.open(path, config, report_dir, xlsx_report)
         if book is not None:
             book.start_run(
-                run.run_id, "sync", str(run.table.path), run.sha256, str(run.writer.directory)
+                run.run_id,
+                "sync",
+                str(run.table.path),
+                run.sha256,
+                str(run.writer.directory),
+                job=config.job_name or str(run.table.path.resolve()),
+                rows=run.scan.rows,
             )
         engine = SyncEngine(
             run,
@@ -558,6 +583,10 @@ def sync(
             book.finish_run(
                 run.run_id, int(result.exit_code), run.writer.counts, extra.get("aborted")
             )
+            if config.keep_runs is not None:
+                from leadsync.retention import prune
+
+                extra["pruned"] = prune(book, config.keep_runs)
         return run.finish("sync", result.exit_code, extra)
     finally:
         if book is not None:

@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL,          -- running, done, aborted, crashed
     exit_code INTEGER,
     counts TEXT,                   -- JSON: outcome -> rows
-    aborted TEXT
+    aborted TEXT,
+    job TEXT,                      -- the job file's name, else the input's path
+    rows INTEGER                   -- data rows in the file (--max-shrink compares them)
 );
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
@@ -163,6 +165,7 @@ class Journal:
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(_SCHEMA)
+            self._add_columns()
             self.db.execute(
                 "INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
@@ -175,6 +178,13 @@ class Journal:
             ) from None
         self.mutex = threading.Lock()
         self._lock: Any = None  # a filelock.FileLock while this process holds the journal
+
+    def _add_columns(self) -> None:
+        """A journal written by an earlier leadsync gains the columns added since."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+        for column, kind in (("job", "TEXT"), ("rows", "INTEGER")):
+            if column not in have:
+                self.db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def _refuse_foreign(self) -> None:
         """Another program's SQLite file is refused before anything is written to it."""
@@ -197,6 +207,10 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``), for the retention module."""
+        return self._tx()
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -251,11 +265,21 @@ class Journal:
 
     # -- runs -----------------------------------------------------------------------
 
-    def start_run(self, run_id: str, command: str, file: str, sha256: str, report_dir: str) -> None:
+    def start_run(
+        self,
+        run_id: str,
+        command: str,
+        file: str,
+        sha256: str,
+        report_dir: str,
+        *,
+        job: str | None = None,
+        rows: int | None = None,
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (run_id, command, file, file_sha256, report_dir, pid, host, "
-                "started_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                "started_at, status, job, rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
                 (
                     run_id,
                     command,
@@ -265,8 +289,21 @@ class Journal:
                     os.getpid(),
                     socket.gethostname(),
                     _now(),
+                    job,
+                    rows,
                 ),
             )
+
+    def last_rows(self, job: str, run_id: str) -> int | None:
+        """The data rows of the job's last run that finished (exit 0 or 1: a night with
+        a few invalid rows still counts), other than ``run_id``."""
+        with self.mutex:
+            row = self.db.execute(
+                "SELECT rows FROM runs WHERE job = ? AND run_id <> ? AND status = 'done' "
+                "AND exit_code IN (0, 1) AND rows IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+                (job, run_id),
+            ).fetchone()
+        return int(row[0]) if row else None
 
     def finish_run(
         self, run_id: str, exit_code: int, counts: Mapping[str, int], aborted: str | None

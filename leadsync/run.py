@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from leadsync import defaults
 from leadsync.config import Config
 from leadsync.errors import ExitCode
 from leadsync.mapper import (
@@ -94,7 +93,7 @@ class Run:
             scan = scan_table(table, plan, config)
             if scan.rows == 0:
                 table.notices.append(f"{table.path.name} has a header but no data rows")
-            directory = Path(report_dir) if report_dir else Path(defaults.REPORT_ROOT) / run_id
+            directory = Path(report_dir) if report_dir else Path(config.report_root) / run_id
             writer = ReportWriter(
                 directory,
                 table,

@@ -16,6 +16,7 @@ import click
 
 from leadsync import __version__, defaults
 from leadsync.cli import commands, tools
+from leadsync.cli import sync as sync_command
 from leadsync.cli.common import log, redacted, traceback_if_debug
 from leadsync.errors import ExitCode, LeadsyncError, shown
 
@@ -124,7 +125,8 @@ _REPORTED = ("pandas", "pyarrow", "numpy", "python-calamine", "openpyxl", "xlsxw
 
 for _command in (
     commands.validate,
-    commands.sync,
+    sync_command.sync,
+    commands.forget,
     commands.plan,
     commands.runs,
     commands.offices,

@@ -12,10 +12,8 @@ from typing import Any
 
 import click
 
-from leadsync import defaults
 from leadsync.cli.common import (
     base_url_option,
-    ca_bundle_option,
     create_option,
     journal_option,
     journal_path,
@@ -25,11 +23,9 @@ from leadsync.cli.common import (
     mapping_option,
     match_by_option,
     print_result,
-    progress_reporter,
     read_key,
     report_dir_option,
     sheet_option,
-    signals_stop,
 )
 from leadsync.errors import ExitCode, LeadsyncError
 
@@ -122,168 +118,6 @@ def offices(
     for oid, name in found:
         click.echo(f"{oid!s:>{width}}  {name}")
     return 0
-
-
-@click.command()
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Validate and report only; send nothing.")
-@click.option("--rate", type=float, help="Pin the request rate (requests/s) instead of adapting.")
-@click.option(
-    "--max-rate",
-    type=float,
-    help=f"Upper bound for the adaptive rate (default {defaults.MAX_RATE:g}/s).",
-)
-@click.option(
-    "--concurrency", type=int, help=f"Requests in flight at once (default {defaults.CONCURRENCY})."
-)
-@click.option(
-    "--timeout",
-    "read_timeout",
-    type=float,
-    help=f"Seconds to wait for each answer (default {defaults.READ_TIMEOUT:g}).",
-)
-@click.option(
-    "--resend-ambiguous",
-    is_flag=True,
-    default=None,
-    help="Re-send questionnaire rows whose outcome is unknown (may append twice).",
-)
-@key_file_option
-@base_url_option
-@ca_bundle_option
-@click.option(
-    "--no-check-offices",
-    "check_offices",
-    flag_value=False,
-    default=None,
-    help="Do not fetch the office list first (office_id is then checked by the server only).",
-)
-@match_by_option
-@create_option
-@click.option(
-    "--write-ids",
-    type=click.Path(path_type=Path),
-    help="With --create: write a copy of FILE (.csv or .xlsx) with the id of every lead "
-    "its rows without one found or created, so the next export can carry them.",
-)
-@click.option(
-    "--max-changes",
-    type=int,
-    help="Refuse to run (exit 3, nothing sent) if the file would change more leads than this.",
-)
-@click.option(
-    "--max-failure-rate",
-    type=float,
-    help="Stop (exit 3) once more than this share of the rows sent fail, e.g. 0.05.",
-)
-@journal_option
-@click.option(
-    "--full",
-    is_flag=True,
-    help="Send every field of every row, not only what changed since the last confirmed "
-    "run (questionnaire answers already sent are appended again).",
-)
-@click.option(
-    "--retry-failed",
-    "retry_failed",
-    metavar="RUN",
-    help="Send only the rows that failed or ended unknown in run RUN (an id from "
-    "`leadsync runs`, a prefix of one, or 'last').",
-)
-@mapping_option
-@sheet_option
-@report_dir_option
-@json_option
-@click.pass_context
-def sync(
-    ctx: click.Context,
-    file: Path,
-    dry_run: bool,
-    rate: float | None,
-    max_rate: float | None,
-    concurrency: int | None,
-    read_timeout: float | None,
-    resend_ambiguous: bool | None,
-    api_key_file: Path | None,
-    base_url: str | None,
-    ca_bundle: str | None,
-    check_offices: bool | None,
-    match_by: str | None,
-    create: bool | None,
-    write_ids: Path | None,
-    max_changes: int | None,
-    max_failure_rate: float | None,
-    journal: Path | None,
-    full: bool,
-    retry_failed: str | None,
-    mapping: Path | None,
-    sheet: str | None,
-    report_dir: Path | None,
-    as_json: bool,
-) -> int:
-    """Send every valid row of FILE to the Lead API as a PATCH; report every row.
-
-    Throttled (adaptive by default, or --rate), retried when safe, stopped at once
-    by a refused key. Ctrl-C or SIGTERM stops taking new rows, finishes the ones in
-    flight, writes the reports and exits 3.
-
-    \b
-    Example:
-      export LEADSYNC_API_KEY=...          # or --api-key-file ~/.leadsync-key
-      leadsync sync leads.xlsx --dry-run   # check first
-      leadsync sync leads.xlsx
-    """
-    from leadsync.api import sync as run_sync
-    from leadsync.api import validate as run_validate
-    from leadsync.config import build_config
-
-    if rate is not None and max_rate is not None:
-        raise click.UsageError("--rate pins the rate; --max-rate bounds the adaptive rate: use one")
-    if write_ids is not None and not create:
-        raise click.UsageError("--write-ids writes the ids of created leads: it needs --create")
-    config = build_config(
-        mapping,
-        os.environ,
-        sheet=sheet,
-        rate=rate,
-        max_rate=max_rate,
-        concurrency=concurrency,
-        read_timeout=read_timeout,
-        base_url=base_url,
-        resend_ambiguous=resend_ambiguous,
-        check_offices=check_offices,
-        ca_bundle=ca_bundle,
-        match_by=match_by,
-        create=create,
-        max_changes=max_changes,
-        max_failure_rate=max_failure_rate,
-    )
-    if dry_run:
-        result = run_validate(file, config, report_dir, command="sync --dry-run")
-        print_result(result, as_json)
-        return int(result.exit_code)
-    key = read_key(ctx, api_key_file)
-    if full:
-        log(
-            "warning",
-            "--full sends every field again; questionnaire answers already confirmed will "
-            "be appended to the leads a second time",
-        )
-    with signals_stop() as stop, progress_reporter() as progress:
-        result = run_sync(
-            file,
-            config,
-            report_dir,
-            api_key=key,
-            journal=journal_path(journal),
-            full=full,
-            retry_failed=retry_failed,
-            stop=stop,
-            progress=progress,
-            write_ids=write_ids,
-        )
-    print_result(result, as_json)
-    return int(result.exit_code)
 
 
 @click.command()
@@ -457,3 +291,63 @@ def _duration(start: str | None, end: str | None) -> str:
         return "-"
     seconds = (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+@click.command()
+@click.option("--lead", "lead", metavar="ID", help="The lead id to forget.")
+@click.option("--email", metavar="ADDR", help="Forget the person leadsync knows by this email.")
+@click.option("--phone", metavar="N", help="Forget the person leadsync knows by this phone.")
+@journal_option
+@json_option
+def forget(
+    lead: str | None, email: str | None, phone: str | None, journal: Path | None, as_json: bool
+) -> int:
+    """Remove everything the journal holds about one person (an erasure request).
+
+    By lead id, or by the email or phone leadsync looked them up or created them by:
+    their confirmed field values, questionnaire answers, attempts, lookups and creates.
+    Everyone else's change detection is untouched. Report folders are the user's files:
+    those that still mention the lead are listed (prune them with --keep-runs).
+
+    \b
+    Example:
+      leadsync forget --email olivia@example.com
+    """
+    from leadsync.journal import Journal
+    from leadsync.retention import forget as forget_person
+    from leadsync.retention import report_folders_with
+
+    given = [v for v in (lead, email, phone) if v]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --lead ID, --email ADDR, --phone N")
+    path = journal_path(journal)
+    if not path.exists():
+        raise LeadsyncError(f"no journal at {path}: nothing to forget")
+    with Journal(path) as book:
+        book.acquire()  # not while a run is using it
+        gone = forget_person(book, lead=lead, email=email, phone=phone)
+        folders = [Path(r["report_dir"]) for r in book.runs(100_000) if r["report_dir"]]
+    mentioned = sorted(
+        {f for lead_id in gone["leads"] for f in report_folders_with(folders, lead_id)}
+    )
+    gone["report_folders_mentioning"] = [str(f) for f in mentioned]
+    if as_json:
+        click.echo(json.dumps(gone, indent=2))
+        return 0
+    who = f"lead {lead}" if lead else (email or phone)
+    counts = ", ".join(
+        f"{gone[k]} {label}"
+        for k, label in (
+            ("lead_fields", "field values"),
+            ("lead_pairs", "questionnaire answers"),
+            ("attempts", "attempts"),
+            ("creates", "creates"),
+            ("lookups", "lookups"),
+        )
+        if k in gone
+    )
+    leads = ", ".join(gone["leads"]) or "no lead"
+    click.echo(f"forgot {who} ({leads}): {counts}")
+    for folder in mentioned:
+        click.echo(f"  still in the reports of {folder} (delete it, or prune with --keep-runs)")
+    return 0

@@ -30,6 +30,14 @@ def sample_path(name: str = SAMPLE) -> Path:
     return path
 
 
+def template_path(name: str) -> Path:
+    """A packaged template as a real file (see :func:`sample_path`)."""
+    path = Path(str(files("leadsync.data").joinpath("templates", name)))
+    if not path.is_file():
+        raise LeadsyncError(f"the packaged template {name} is missing: reinstall leadsync")
+    return path
+
+
 def copy_templates(target: Path, *, force: bool = False) -> list[Path]:
     """Copy every packaged template into ``target`` (made if needed); an existing file
     is kept unless ``force``. Returns the files written."""
