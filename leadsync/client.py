@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from leadsync import __version__
+from leadsync.addresses import is_loopback
 from leadsync.config import Config
 from leadsync.defaults import MAX_RESPONSE_BYTES
 from leadsync.errors import LeadsyncError, shown
@@ -81,16 +81,6 @@ def _shown_url(url: str) -> str:
             authority = "***@" + authority.rsplit("@", 1)[1]
         url = f"{scheme}://{authority}{slash}{path}"
     return shown(url)
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` or a loopback address (``[::1]`` with or without brackets)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def redact(text: str, secret: str | None) -> str:

@@ -375,7 +375,7 @@ def check_target(target: str) -> str:
     if parts.scheme == "https" and parts.hostname:
         return target
     if parts.scheme == "http" and parts.hostname:
-        from leadsync.client import is_loopback
+        from leadsync.addresses import is_loopback
 
         if is_loopback(parts.hostname):
             return target

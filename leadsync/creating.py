@@ -81,10 +81,10 @@ def earlier_lead(
     of theirs is still in doubt and looking the person up cannot settle it, the
     ``unknown`` result that keeps it from being posted again. Creates the lookup shows
     provably absent are settled as not made."""
-    lead = journal.created_lead(person)
+    lead = journal.creates.lead_of(person)
     if lead is not None:
         return lead, None
-    for earlier in journal.pending_creates(person, run_id):
+    for earlier in journal.creates.pending(person, run_id):
         found, absent = sender.find_created(earlier.payload)
         # the API said it created that one (its answer had no id): never absent
         absent = absent and earlier.code != Code.NO_ID_IN_ANSWER
@@ -97,7 +97,7 @@ def earlier_lead(
                 f"and looking the person up could not tell ({why}); it is not posted "
                 "again: check the leads, add the lead id to the row if it exists, and re-run",
             )
-        journal.resolve_create(earlier, run_id, found)
+        journal.creates.resolve(earlier, run_id, found)
         if found is not None:
             return found, None
     return None, None
@@ -113,9 +113,9 @@ def post_journalled(
 ) -> SendResult:
     """Post a new lead: the intent committed before the request, the answer (and the new
     id) after, so that a crash between the two is settled by a lookup next time."""
-    attempt = journal.begin_create(run_id, row, person, payload)
+    attempt = journal.creates.begin(run_id, row, person, payload)
     result = sender.send(None, payload)
-    journal.finish_create(
+    journal.creates.finish(
         attempt,
         run_id,
         result.outcome,

@@ -34,12 +34,11 @@ from leadsync.journal import Journal
 from leadsync.lookups import Lookups, look_up, not_sent
 from leadsync.model import FAILURE_OUTCOMES, Code, ColumnPlan, MappedRow, Outcome, Problem
 from leadsync.model import SendResult as Result
-from leadsync.report import ReportWriter
+from leadsync.report import InOrder
 from leadsync.run import Progress, Run, RunResult
 from leadsync.sender import RowSender
 from leadsync.throttle import Throttle
 
-_FLUSH_EVERY = 0.2  # seconds: how far the reports may lag behind the rows that finished
 _SENDS_FIELDS = frozenset({Outcome.UPDATED, Outcome.CREATED})  # fields_sent is filled in
 
 
@@ -52,38 +51,6 @@ class _Job:
 
     def __post_init__(self) -> None:
         self.had_id = self.row.lead_id is not None  # else its lead is looked up or created
-
-
-class _InOrder:
-    """Writes rows to the reports in input order, whatever order they finish in; flushes
-    the files and reports progress every few tenths of a second."""
-
-    def __init__(self, writer: ReportWriter, total: int, progress: Progress | None) -> None:
-        self.writer, self.total, self.progress = writer, total, progress
-        self.pending: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
-        self.next = 0
-        self.lock = threading.Lock()
-        self.flushed = time.monotonic()
-
-    def put(self, seq: int, *args: Any, **kwargs: Any) -> None:
-        with self.lock:
-            self.pending[seq] = (args, kwargs)
-            while self.next in self.pending:
-                a, k = self.pending.pop(self.next)
-                self.writer.write(*a, **k)
-                self.next += 1
-            if time.monotonic() - self.flushed >= _FLUSH_EVERY:
-                self._flush()
-
-    def flush(self) -> None:
-        with self.lock:
-            self._flush()
-
-    def _flush(self) -> None:
-        self.writer.flush()  # a crash leaves the rows finished so far in the reports
-        self.flushed = time.monotonic()
-        if self.progress is not None:
-            self.progress(self.next, self.total, self.writer.counts)
 
 
 @dataclass
@@ -223,7 +190,7 @@ class SyncEngine:
             if self.lookups is not None and self.lookups.result(row) is not None:
                 continue
             if row.lead_id is None:  # --create: a new lead (unless an earlier run made it)
-                known = self.book.created_lead(person_key(row.payload)) if self.book else None
+                known = self.book.creates.lead_of(person_key(row.payload)) if self.book else None
                 if known is None:
                     changes += 1
                     continue
@@ -245,7 +212,7 @@ class SyncEngine:
             self.stop.set()
         requests_before = self.throttle.stats.requests  # not counted in the rate achieved
         started = time.perf_counter()
-        out = _InOrder(self.run.writer, self.run.scan.rows, self.progress)
+        out = InOrder(self.run.writer, self.run.scan.rows, self.progress)
         jobs: queue.Queue[_Job] = queue.Queue(maxsize=self.config.concurrency * 2)
         fed = threading.Event()
         threads = [
@@ -275,7 +242,7 @@ class SyncEngine:
         send_s = time.perf_counter() - started
         return SyncOutcome(self._exit_code(), self._summary(send_s, requests_before))
 
-    def _hand_over(self, jobs: queue.Queue[_Job], job: _Job, out: _InOrder) -> None:
+    def _hand_over(self, jobs: queue.Queue[_Job], job: _Job, out: InOrder) -> None:
         """Queue a row for the workers (waiting while they are busy), unless the run
         stops first: then it was never sent."""
         with self._settling:
@@ -289,7 +256,7 @@ class SyncEngine:
                     self._settle(job, Result(Outcome.NOT_ATTEMPTED), out)
                     return
 
-    def _join(self, threads: list[threading.Thread], out: _InOrder) -> None:
+    def _join(self, threads: list[threading.Thread], out: InOrder) -> None:
         """Wait for the workers; once the run is stopping, for ``stop_grace`` at most.
         Rows still in a request then are ``unknown`` (the journal has them as sent and
         unanswered, so the next run reads their leads back first); rows handed over and
@@ -318,7 +285,7 @@ class SyncEngine:
                 result = Result(Outcome.NOT_ATTEMPTED, code=Code.STOPPED)
             self._settle(job, result, out, force=True)
 
-    def _worker(self, jobs: queue.Queue[_Job], fed: threading.Event, out: _InOrder) -> None:
+    def _worker(self, jobs: queue.Queue[_Job], fed: threading.Event, out: InOrder) -> None:
         sender = self.new_sender()
         try:
             while True:
@@ -357,7 +324,7 @@ class SyncEngine:
                     self.abort = why
                     self.stop.set()
 
-    def _settle(self, job: _Job, result: Result, out: _InOrder, force: bool = False) -> None:
+    def _settle(self, job: _Job, result: Result, out: InOrder, force: bool = False) -> None:
         """Report a row's outcome, once: after the stop grace only the engine reports
         (``force``), a worker's late answer is dropped."""
         with self._settling:
@@ -547,7 +514,7 @@ def sync(
             if config.match_by is not None:
                 only_matches = book.matches_to_retry(retry_of, config.match_by)
             if config.create:
-                only_people = book.people_to_retry(retry_of)
+                only_people = book.creates.to_retry(retry_of)
         run = Run.open(path, config, report_dir, xlsx_report)
         if book is not None:
             book.start_run(

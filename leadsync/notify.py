@@ -248,7 +248,7 @@ class Smtp:
 def smtp_settings(env: Mapping[str, str]) -> Smtp:
     """The SMTP server from the environment, or a :class:`LeadsyncError` saying what to
     set. Plain SMTP (no TLS) is allowed to this machine only."""
-    from leadsync.client import is_loopback
+    from leadsync.addresses import is_loopback
 
     url = env.get(defaults.ENV_SMTP_URL, "")
     if not url:

@@ -73,7 +73,7 @@ def plan(
                     left_out.append(row.row)
                 continue
             if row.lead_id is None:  # --create: a new lead, unless an earlier run made it
-                made = book.created_lead(person_key(row.payload)) if book is not None else None
+                made = book.creates.lead_of(person_key(row.payload)) if book is not None else None
                 if made is None:
                     # with --match-by the lookup (at sync time) may find the lead instead
                     yield from _changes(row.row, NEW_LEAD, row.payload, {})

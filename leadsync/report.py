@@ -13,6 +13,7 @@ import os
 import queue
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -398,3 +399,38 @@ class _Spool:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+
+FLUSH_EVERY = 0.2  # seconds: how far the reports may lag behind the rows that finished
+
+
+class InOrder:
+    """Writes rows to the reports in input order, whatever order they finish in; flushes
+    the files and reports progress every few tenths of a second."""
+
+    def __init__(self, writer: ReportWriter, total: int, progress: Any | None) -> None:
+        self.writer, self.total, self.progress = writer, total, progress
+        self.pending: dict[int, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self.next = 0
+        self.lock = threading.Lock()
+        self.flushed = time.monotonic()
+
+    def put(self, seq: int, *args: Any, **kwargs: Any) -> None:
+        with self.lock:
+            self.pending[seq] = (args, kwargs)
+            while self.next in self.pending:
+                a, k = self.pending.pop(self.next)
+                self.writer.write(*a, **k)
+                self.next += 1
+            if time.monotonic() - self.flushed >= FLUSH_EVERY:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer.flush()  # a crash leaves the rows finished so far in the reports
+        self.flushed = time.monotonic()
+        if self.progress is not None:
+            self.progress(self.next, self.total, self.writer.counts)

@@ -426,7 +426,7 @@ def test_an_earlier_run_s_unsettled_create_provably_absent_is_created_now(
     with Journal(journal) as book:  # a crash between the journal and the request
         book.start_run("crashed-run", "sync", str(src), "", "")
         payload = {"email": "person0@example.com", "first_name": "First0", "last_name": "Last0"}
-        book.begin_create("crashed-run", 2, person_key(payload), payload)
+        book.creates.begin("crashed-run", 2, person_key(payload), payload)
     with Sandbox() as sb:
         leadsync.sync(src, creating(sb), tmp_path / "o", api_key=DEFAULT_KEY, journal=journal)
         lookups = [e for e in sb.requests_log() if e["path"].endswith("/person/leads")]

@@ -474,8 +474,8 @@ def test_forget_by_email_removes_a_created_person(tmp_path: Path) -> None:
         leadsync.sync(src, cfg, tmp_path / "o", api_key=DEFAULT_KEY, journal=journal)
         with Journal(journal) as book:
             gone = forget(book, email="ann.lee@EXAMPLE.com")
-            assert book.created_lead("email:bob@example.com") is not None
-            assert book.created_lead("email:ann.lee@example.com") is None
+            assert book.creates.lead_of("email:bob@example.com") is not None
+            assert book.creates.lead_of("email:ann.lee@example.com") is None
     assert gone["creates"] == 1 and gone["lead_fields"] == 3 and len(gone["leads"]) == 1
 
 

@@ -291,7 +291,7 @@ def sandbox(
       leadsync sandbox --port 8808 --rate-limit 20 --latency 0.1 --fail-503 0.05
       LEADSYNC_BASE_URL=http://127.0.0.1:8808/api/v103 LEADSYNC_API_KEY=sandbox-key ...
     """
-    from leadsync.client import is_loopback
+    from leadsync.addresses import is_loopback
     from leadsync.sandbox import (
         DEFAULT_KEY,
         Sandbox,

@@ -21,20 +21,24 @@ that tells exactly what was confirmed. From it come:
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import hashlib
 import json
 import os
 import socket
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from leadsync.errors import AbortError, InputError
-from leadsync.fields import update_part
+from leadsync.journal.common import (
+    PENDING_SQL,
+    RETRY_SQL,
+    Pending,
+    fingerprint,
+    now,
+)
+from leadsync.journal.creates import CreateLog
 from leadsync.model import Outcome
 from leadsync.private import ensure_private
 
@@ -115,11 +119,6 @@ CREATE INDEX IF NOT EXISTS creates_by_person ON creates(person, state);
 CREATE INDEX IF NOT EXISTS creates_by_run ON creates(run_id, state);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
-SENDING = "sending"  # an attempt's state from before its request until its answer
-PENDING = (SENDING, Outcome.UNKNOWN.value)  # may or may not have been applied
-# --retry-failed takes these: the retryable outcomes, and attempts a crash left in flight
-_PENDING_SQL = "(" + ", ".join(f"'{s}'" for s in PENDING) + ")"
-_RETRY = "(" + ", ".join(f"'{s}'" for s in (SENDING, *(o for o in Outcome if o.retryable))) + ")"
 
 
 def default_path() -> Path:
@@ -127,25 +126,6 @@ def default_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("leadsync")) / "journal.sqlite"
-
-
-def fingerprint(payload: Mapping[str, Any]) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class Pending:
-    """An earlier attempt whose outcome is not known (a crash, or an ambiguous answer)."""
-
-    attempt_id: int
-    run_id: str
-    payload: dict[str, Any]
-    code: str = ""  # what the attempt ended with, if it ended (no_id_in_answer, ...)
 
 
 class Journal:
@@ -178,6 +158,7 @@ class Journal:
             ) from None
         self.mutex = threading.Lock()
         self._lock: Any = None  # a filelock.FileLock while this process holds the journal
+        self.creates = CreateLog(self)  # --create's intents and the leads they made
 
     def _add_columns(self) -> None:
         """A journal written by an earlier leadsync gains the columns added since."""
@@ -250,7 +231,7 @@ class Journal:
                 f"cannot lock the journal {self.path}: {exc.strerror or exc}"
             ) from None
         self._lock = lock
-        holder = f"pid {os.getpid()} on {socket.gethostname()} since {_now()}"
+        holder = f"pid {os.getpid()} on {socket.gethostname()} since {now()}"
         # we hold the lock, so any run still marked running died without finishing
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO settings VALUES ('holder', ?)", (holder,))
@@ -288,7 +269,7 @@ class Journal:
                     report_dir,
                     os.getpid(),
                     socket.gethostname(),
-                    _now(),
+                    now(),
                     job,
                     rows,
                 ),
@@ -313,7 +294,7 @@ class Journal:
                 "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, counts = ?, "
                 "aborted = ? WHERE run_id = ?",
                 (
-                    _now(),
+                    now(),
                     "aborted" if aborted else "done",
                     exit_code,
                     json.dumps(dict(counts)),
@@ -372,7 +353,7 @@ class Journal:
         """Lead ids whose rows in ``run_id`` failed or ended unknown (or never finished)."""
         with self.mutex:
             cur = self.db.execute(
-                f"SELECT DISTINCT lead_id FROM attempts WHERE run_id = ? AND state IN {_RETRY}",
+                f"SELECT DISTINCT lead_id FROM attempts WHERE run_id = ? AND state IN {RETRY_SQL}",
                 (run_id,),
             )
             return {r[0] for r in cur.fetchall()}
@@ -394,23 +375,13 @@ class Journal:
             )
             return int(cur.fetchone()[0])
 
-    def people_to_retry(self, run_id: str) -> set[str]:
-        """--create: the person keys whose create in ``run_id`` failed, ended unknown or
-        never finished."""
-        with self.mutex:
-            cur = self.db.execute(
-                f"SELECT DISTINCT person FROM creates WHERE run_id = ? AND state IN {_RETRY}",
-                (run_id,),
-            )
-            return {r[0] for r in cur.fetchall()}
-
     def matches_to_retry(self, run_id: str, match_by: str) -> set[str]:
         """--match-by values in ``run_id`` whose lookup failed or whose lead's row did."""
         with self.mutex:
             cur = self.db.execute(
                 "SELECT value FROM matches WHERE run_id = ? AND match_by = ? AND (lead_id IS NULL "
                 "OR lead_id IN (SELECT lead_id FROM attempts WHERE run_id = ? "
-                f"AND state IN {_RETRY}))",
+                f"AND state IN {RETRY_SQL}))",
                 (run_id, match_by, run_id),
             )
             return {r[0] for r in cur.fetchall()}
@@ -429,7 +400,7 @@ class Journal:
                     lead_id,
                     fingerprint(payload),
                     json.dumps(payload, ensure_ascii=False),
-                    _now(),
+                    now(),
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -450,34 +421,34 @@ class Journal:
             db.execute(
                 "UPDATE attempts SET state = ?, http_status = ?, code = ?, message = ?, "
                 "finished_at = ? WHERE id = ?",
-                (outcome, http_status, code, message, _now(), attempt_id),
+                (outcome, http_status, code, message, now(), attempt_id),
             )
             if outcome == Outcome.UPDATED:
-                self._confirm(db, lead_id, run_id, payload)
+                self.confirm(db, lead_id, run_id, payload)
                 # an earlier in-flight attempt of this lead is settled by this one
                 db.execute(
                     "UPDATE attempts SET state = 'resolved', finished_at = ? "
-                    f"WHERE lead_id = ? AND id <> ? AND state IN {_PENDING_SQL}",
-                    (_now(), lead_id, attempt_id),
+                    f"WHERE lead_id = ? AND id <> ? AND state IN {PENDING_SQL}",
+                    (now(), lead_id, attempt_id),
                 )
 
     def resolve(self, pending: Pending, lead_id: str, run_id: str, applied: bool) -> None:
         """Settle an earlier ambiguous attempt once the lead has been read back."""
         with self._tx() as db:
             if applied:
-                self._confirm(db, lead_id, pending.run_id, pending.payload)
+                self.confirm(db, lead_id, pending.run_id, pending.payload)
             db.execute(
                 "UPDATE attempts SET state = 'resolved', finished_at = ?, message = "
                 "coalesce(message || '; ', '') || ? WHERE id = ?",
                 (
-                    _now(),
+                    now(),
                     f"checked in run {run_id}: {'applied' if applied else 'not applied'}",
                     pending.attempt_id,
                 ),
             )
 
     @staticmethod
-    def _confirm(
+    def confirm(
         db: sqlite3.Connection, lead_id: str, run_id: str, payload: Mapping[str, Any]
     ) -> None:
         for key, value in payload.items():
@@ -496,79 +467,6 @@ class Journal:
                     "INSERT OR REPLACE INTO lead_fields VALUES (?, ?, ?, ?)",
                     (lead_id, key, json.dumps(value), run_id),
                 )
-
-    # -- creates --------------------------------------------------------------------
-
-    def begin_create(self, run_id: str, row: int, person: str, payload: Mapping[str, Any]) -> int:
-        """Record a create's intent durably, before its ``POST`` goes out."""
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO creates (run_id, row, person, payload, state, started_at) "
-                "VALUES (?, ?, ?, ?, 'sending', ?)",
-                (run_id, row, person, json.dumps(payload, ensure_ascii=False), _now()),
-            )
-            return int(cur.lastrowid or 0)
-
-    def finish_create(
-        self,
-        attempt_id: int,
-        run_id: str,
-        outcome: str,
-        payload: Mapping[str, Any],
-        lead_id: str | None,
-        http_status: int | None,
-        code: str,
-        message: str,
-    ) -> None:
-        """Record a create's answer; a created lead's fields become its known state (its
-        questionnaire answers too: the update that may follow does not append them)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE creates SET state = ?, lead_id = ?, http_status = ?, code = ?, "
-                "message = ?, finished_at = ? WHERE id = ?",
-                (outcome, lead_id, http_status, code, message, _now(), attempt_id),
-            )
-            if outcome == Outcome.CREATED and lead_id is not None:
-                self._confirm(db, lead_id, run_id, update_part(payload))
-
-    def created_lead(self, person: str) -> str | None:
-        """The lead an earlier create made for this person, if one is known."""
-        with self.mutex:
-            row = self.db.execute(
-                "SELECT lead_id FROM creates WHERE person = ? AND state = 'created' "
-                "AND lead_id IS NOT NULL ORDER BY id DESC LIMIT 1",
-                (person,),
-            ).fetchone()
-        return str(row[0]) if row else None
-
-    def pending_creates(self, person: str, run_id: str) -> list[Pending]:
-        """Creates of earlier runs for this person whose outcome is not known."""
-        with self.mutex:
-            rows = self.db.execute(
-                "SELECT id, run_id, payload, coalesce(code, '') FROM creates WHERE person = ? "
-                f"AND run_id <> ? AND state IN {_PENDING_SQL} ORDER BY id",
-                (person, run_id),
-            ).fetchall()
-        return [Pending(i, r, json.loads(p), c) for i, r, p, c in rows]
-
-    def resolve_create(self, pending: Pending, run_id: str, lead_id: str | None) -> None:
-        """Settle an earlier create left in doubt, once the person was looked up: the
-        lead it made (``lead_id``), or provably none (None)."""
-        note = f"checked in run {run_id}: " + (f"created {lead_id}" if lead_id else "not created")
-        with self._tx() as db:
-            db.execute(
-                "UPDATE creates SET state = ?, lead_id = ?, finished_at = ?, message = "
-                "coalesce(message || '; ', '') || ? WHERE id = ?",
-                (
-                    Outcome.CREATED.value if lead_id else "resolved",
-                    lead_id,
-                    _now(),
-                    note,
-                    pending.attempt_id,
-                ),
-            )
-            if lead_id is not None:
-                self._confirm(db, lead_id, pending.run_id, update_part(pending.payload))
 
     # -- what a lead already has ----------------------------------------------------
 
@@ -594,7 +492,7 @@ class Journal:
         with self.mutex:
             rows = self.db.execute(
                 "SELECT id, run_id, payload FROM attempts WHERE lead_id = ? AND run_id <> ? "
-                f"AND state IN {_PENDING_SQL} ORDER BY id",
+                f"AND state IN {PENDING_SQL} ORDER BY id",
                 (lead_id, run_id),
             ).fetchall()
         return [Pending(i, r, json.loads(p)) for i, r, p in rows]
