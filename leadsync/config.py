@@ -148,6 +148,7 @@ class Config:
     ca_bundle: str | None = None  # a CA file for TLS behind an inspecting proxy
     match_by: str | None = None  # "email" or "phone": find rows' leads by contact detail
     create: bool = False  # --create: rows without a lead (no id, or none found) are created
+    snapshot: bool = False  # --snapshot: GET each lead before its PATCH (before-values)
     check_offices: bool = True  # sync: check office_id against GET /offices first
     # guards for unattended runs
     max_changes: int | None = None  # refuse to send more than this many rows

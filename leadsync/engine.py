@@ -31,6 +31,7 @@ from leadsync.errors import AbortError, ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, update_part
 from leadsync.guards import Facts, guards_for
 from leadsync.journal import Journal
+from leadsync.journal.befores import befores_of
 from leadsync.lookups import Lookups, look_up, not_sent
 from leadsync.model import FAILURE_OUTCOMES, Code, ColumnPlan, MappedRow, Outcome, Problem
 from leadsync.model import SendResult as Result
@@ -412,7 +413,8 @@ class SyncEngine:
                 code=Code.UNCHANGED,
                 message="every field already confirmed by an earlier run",
             )
-        attempt = journal.begin(run_id, job.row.row, lead, job.sent)
+        befores = self.befores(lead, job.sent, sender)
+        attempt = journal.begin(run_id, job.row.row, lead, job.sent, befores)
         result = sender.send(lead, job.sent)
         journal.finish(
             attempt,
@@ -426,6 +428,16 @@ class SyncEngine:
         )
         return result
 
+    def befores(
+        self, lead: str, sent: dict[str, Any], sender: RowSender
+    ) -> dict[str, tuple[str, Any]]:
+        """What each field of ``sent`` held before (for ``leadsync revert``): a read of
+        the lead with ``--snapshot`` (one more request, throttled like the rest), else
+        the journal's last confirmed value."""
+        assert self.book is not None
+        read = sender.read_lead(lead).lead if self.config.snapshot else None
+        return befores_of(sent, read, self.book.known(lead)[0])
+
     # -- the end --------------------------------------------------------------------
 
     def _exit_code(self) -> ExitCode:
@@ -435,36 +447,48 @@ class SyncEngine:
         return ExitCode.ROWS_FAILED if any(counts[o] for o in FAILURE_OUTCOMES) else ExitCode.OK
 
     def _summary(self, send_s: float, requests_before: int) -> dict[str, Any]:
-        config, stats = self.config, self.throttle.stats
         aborted = self.abort or (
             "stopped before the end (interrupted)" if self.stop.is_set() else None
         )
-        sent = stats.requests - requests_before
-        summary: dict[str, Any] = {
-            "aborted": aborted,
-            "sending": {
-                "base_url": self.base_url,
-                "mode": f"pinned {config.rate:g}/s"
-                if config.rate
-                else f"adaptive (max {config.max_rate:g}/s)",
-                "concurrency": config.concurrency,
-                "change_detection": self.book is not None and not self.full,
-                "requests": stats.requests,
-                "retries": sum(s.retries for s in self.senders),
-                "rate_limited_429": stats.rate_limited,
-                "waited_for_retry_after": stats.waits_for_retry_after,
-                "paused_for_retry_after": stats.paused,
-                "server_limit": self.throttle.governor.findings(),
-                "duration_s": round(send_s, 3),
-                # over the sending alone: the checks and lookups before it had their own time
-                "achieved_rate": round(sent / send_s, 2) if send_s > 0 else None,
-            },
-        }
+        sending = sending_figures(
+            self.config, self.base_url, self.throttle, self.senders, send_s, requests_before
+        )
+        sending["change_detection"] = self.book is not None and not self.full
         if self.lookups is not None:
-            summary["sending"]["lookups"] = len(self.lookups.by_value)
+            sending["lookups"] = len(self.lookups.by_value)
+        summary: dict[str, Any] = {"aborted": aborted, "sending": sending}
         if self.only is not None:
             summary["rows_left_out"] = self.left_out
         return summary
+
+
+def sending_figures(
+    config: Config,
+    base_url: str,
+    throttle: Throttle,
+    senders: list[RowSender],
+    send_s: float,
+    requests_before: int = 0,
+) -> dict[str, Any]:
+    """The summary's ``sending`` section: requests, retries, 429s, the limit found, the
+    rate achieved (over the sending alone: the checks and lookups before it had their
+    own time)."""
+    stats = throttle.stats
+    sent = stats.requests - requests_before
+    mode = f"pinned {config.rate:g}/s" if config.rate else f"adaptive (max {config.max_rate:g}/s)"
+    return {
+        "base_url": base_url,
+        "mode": mode,
+        "concurrency": config.concurrency,
+        "requests": stats.requests,
+        "retries": sum(s.retries for s in senders),
+        "rate_limited_429": stats.rate_limited,
+        "waited_for_retry_after": stats.waits_for_retry_after,
+        "paused_for_retry_after": stats.paused,
+        "server_limit": throttle.governor.findings(),
+        "duration_s": round(send_s, 3),
+        "achieved_rate": round(sent / send_s, 2) if send_s > 0 else None,
+    }
 
 
 def sync(

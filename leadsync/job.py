@@ -38,6 +38,7 @@ _RUN_KEYS = {
     "match_by",
     "write_ids",
     "full",
+    "snapshot",
 }
 _PATHS = ("input", "mapping", "journal", "report_dir", "write_ids")
 _MAPPING_ONLY = {"columns", "values", "defaults", "dates", "rules"}
@@ -111,13 +112,21 @@ def _run_settings(p: Path, run: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(run["keep_runs"], str):
             raise MappingError(f'job file {p}: [run] keep_runs must be a duration like "90d"')
         out["keep_runs"] = parse_duration(run["keep_runs"])
-    for key, kind in (("sheet", str), ("create", bool), ("match_by", str), ("full", bool)):
+    for key, kind in (
+        ("sheet", str),
+        ("create", bool),
+        ("match_by", str),
+        ("full", bool),
+        ("snapshot", bool),
+    ):
         if key in run and not isinstance(run[key], kind):
             raise MappingError(f"job file {p}: [run] {key} has the wrong type")
     if "sheet" in run:
         out["sheet"] = run["sheet"]
     if "create" in run:
         out["create"] = run["create"]
+    if "snapshot" in run:
+        out["snapshot"] = run["snapshot"]
     if "match_by" in run:
         if run["match_by"] not in ("email", "phone"):
             raise MappingError(f"job file {p}: [run] match_by must be email or phone")

@@ -37,6 +37,10 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # ambiguous, not re-sent
     NOT_ATTEMPTED = "not_attempted"  # the run stopped first
     SKIPPED_BLANK = "skipped_blank"
+    # leadsync revert: one outcome per field of a lead the reverted run changed
+    REVERTED = "reverted"  # put back to its value before the run
+    CONFLICT = "conflict"  # changed by someone since the run: left alone
+    NOT_REVERTIBLE = "not_revertible"  # an appended answer, a field blank before, ...
 
     @property
     def is_failure(self) -> bool:
@@ -56,7 +60,13 @@ class Outcome(StrEnum):
     @property
     def colour(self) -> str | None:
         """The fill of the row's outcome cell in report.xlsx (None: no fill)."""
-        if self in (Outcome.VALID, Outcome.UPDATED, Outcome.CREATED, Outcome.UNCHANGED):
+        if self in (
+            Outcome.VALID,
+            Outcome.UPDATED,
+            Outcome.CREATED,
+            Outcome.UNCHANGED,
+            Outcome.REVERTED,
+        ):
             return GREEN
         if self in (Outcome.INVALID, Outcome.REJECTED):
             return RED
@@ -65,7 +75,15 @@ class Outcome(StrEnum):
 
 RED, AMBER, GREEN = "FFC7CE", "FFEB9C", "C6EFCE"  # report.xlsx fills
 _FAILURES = frozenset(
-    {Outcome.INVALID, Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN, Outcome.NOT_ATTEMPTED}
+    {
+        Outcome.INVALID,
+        Outcome.REJECTED,
+        Outcome.FAILED,
+        Outcome.UNKNOWN,
+        Outcome.NOT_ATTEMPTED,
+        Outcome.CONFLICT,
+        Outcome.NOT_REVERTIBLE,
+    }
 )
 _SENT = frozenset(
     {Outcome.UPDATED, Outcome.CREATED, Outcome.REJECTED, Outcome.FAILED, Outcome.UNKNOWN}
@@ -133,6 +151,13 @@ class Code(StrEnum):
     REDIRECT = "redirect"
     STOPPED = "stopped"
     STOPPED_IN_FLIGHT = "stopped_in_flight"
+    # reverting
+    CHANGED_SINCE = "changed_since"
+    APPENDED = "appended"
+    BLANK_BEFORE = "blank_before"
+    BEFORE_UNKNOWN = "before_unknown"
+    CREATED_BY_RUN = "created_by_run"
+    LEAD_GONE = "lead_gone"
     NOT_ATTEMPTED = "not_attempted"
     INTERNAL = "internal"
 
@@ -214,6 +239,18 @@ CODE_INFO: Mapping[Code, tuple[Stage, str]] = {
         "may have been applied; the next run reads the lead back before sending again",
     ),
     Code.NOT_ATTEMPTED: ("send", "the run stopped before this row"),
+    Code.CHANGED_SINCE: (
+        "send",
+        "revert: the field no longer holds what the run set (someone changed it): left alone",
+    ),
+    Code.APPENDED: ("send", "revert: questionnaire answers cannot be removed through the API"),
+    Code.BLANK_BEFORE: ("send", "revert: the field was blank before, and the API cannot clear it"),
+    Code.BEFORE_UNKNOWN: (
+        "send",
+        "revert: the field's value before the run was not recorded (sync with --snapshot)",
+    ),
+    Code.CREATED_BY_RUN: ("send", "revert: the run created this lead; a revert does not delete"),
+    Code.LEAD_GONE: ("send", "revert: the lead no longer exists (HTTP 404)"),
     Code.INTERNAL: ("send", "a bug in leadsync; the row is reported, not lost"),
 }
 

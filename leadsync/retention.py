@@ -45,6 +45,12 @@ def prune(journal: Journal, keep_seconds: float, now: dt.datetime | None = None)
         if not ids:
             return {"runs": 0}
         pending = ",".join(f"'{s}'" for s in _PENDING)
+        # their before-values go with them: a run that old is not reverted any more
+        gone["before_values"] = db.execute(
+            f"DELETE FROM befores WHERE attempt_id IN (SELECT id FROM attempts "
+            f"WHERE run_id IN ({marks}) AND state NOT IN ({pending}))",
+            ids,
+        ).rowcount
         gone["attempts"] = db.execute(
             f"DELETE FROM attempts WHERE run_id IN ({marks}) AND state NOT IN ({pending})", ids
         ).rowcount
@@ -118,7 +124,7 @@ def forget(
         marks = ",".join("?" * len(found))
         gone: dict[str, Any] = {"leads": found}
         if found:
-            for table in ("lead_fields", "lead_pairs", "attempts"):
+            for table in ("befores", "lead_fields", "lead_pairs", "attempts"):
                 gone[table] = db.execute(
                     f"DELETE FROM {table} WHERE lead_id IN ({marks})", found
                 ).rowcount

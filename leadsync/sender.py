@@ -525,7 +525,7 @@ def payload_applied(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool
             meta = lead.get("meta") or {}
             if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in value.items()):
                 return None
-        elif key not in lead or not _same(lead[key], value):
+        elif key not in lead or not same_value(lead[key], value):
             return None
     if pairs and have[-len(pairs) :] != pairs:
         return None
@@ -538,7 +538,9 @@ def _pair(item: Any) -> tuple[Any, ...]:
     return tuple(item) if isinstance(item, (list, tuple)) else (item,)
 
 
-def _same(have: Any, want: Any) -> bool:
+def same_value(have: Any, want: Any) -> bool:
+    """Whether a lead's ``have`` is the value ``want`` that was sent (a number as text,
+    a date as a date-time, a flag as 0/1)."""
     if isinstance(want, bool) or isinstance(have, bool):
         return bool(have) == want if isinstance(have, (bool, int)) else False
     if isinstance(want, int):

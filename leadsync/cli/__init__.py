@@ -127,6 +127,7 @@ for _command in (
     commands.validate,
     sync_command.sync,
     commands.forget,
+    commands.revert,
     commands.plan,
     commands.runs,
     commands.offices,

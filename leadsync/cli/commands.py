@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from leadsync import defaults
 from leadsync.cli.common import (
     base_url_option,
     create_option,
@@ -26,6 +27,7 @@ from leadsync.cli.common import (
     read_key,
     report_dir_option,
     sheet_option,
+    signals_stop,
 )
 from leadsync.errors import ExitCode, LeadsyncError
 
@@ -236,6 +238,8 @@ def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> i
     path = journal_path(journal)
     if not path.exists():
         raise LeadsyncError(f"no journal at {path} yet: it is created by the first sync")
+    from leadsync.revert import plan_revert, revertible
+
     with Journal(path) as book:
         if show:
             found = book.find_run(show)
@@ -264,6 +268,7 @@ def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> i
                 )
             if not problems:
                 click.echo("  every row sent in this run was confirmed")
+            click.echo(revertible(plan_revert(book, found["run_id"])))
             click.echo(f"reports: {found['report_dir']}")
             return 0
         listed = book.runs(limit)
@@ -351,3 +356,96 @@ def forget(
     for folder in mentioned:
         click.echo(f"  still in the reports of {folder} (delete it, or prune with --keep-runs)")
     return 0
+
+
+_NOT_REVERTIBLE = {
+    "appended": "an appended answer",
+    "blank": "blank before",
+    "unknown": "before not recorded",
+}
+
+
+@click.command()
+@click.argument("run")
+@click.option(
+    "--dry-run", is_flag=True, help="Print what would be put back (old <- new); send nothing."
+)
+@click.option(
+    "--fields",
+    metavar="A,B",
+    help="Revert only these fields (meta for every meta key), e.g. status,office_id.",
+)
+@click.option("--rate", type=float, help="Pin the request rate (requests/s) instead of adapting.")
+@click.option(
+    "--concurrency", type=int, help=f"Leads in flight at once (default {defaults.CONCURRENCY})."
+)
+@journal_option
+@key_file_option
+@base_url_option
+@mapping_option
+@report_dir_option
+@json_option
+@click.pass_context
+def revert(
+    ctx: click.Context,
+    run: str,
+    dry_run: bool,
+    fields: str | None,
+    rate: float | None,
+    concurrency: int | None,
+    journal: Path | None,
+    api_key_file: Path | None,
+    base_url: str | None,
+    mapping: Path | None,
+    report_dir: Path | None,
+    as_json: bool,
+) -> int:
+    """Put back what run RUN changed: each field that still holds what RUN set returns to
+    its value before RUN.
+
+    Fields changed since (by someone else) are left alone and listed as conflict;
+    questionnaire answers, fields blank before and leads RUN created cannot be undone
+    through the API and are listed as not_revertible. A revert is a run: journalled,
+    reported, resumable, and itself revertible.
+
+    \b
+    Example:
+      leadsync runs --show last             # can it be reverted, and how much
+      leadsync revert last --dry-run
+      leadsync revert 20261201T031500Z-3f9a1c
+    """
+    from leadsync.config import build_config
+    from leadsync.journal import Journal
+    from leadsync.revert import plan_revert
+    from leadsync.revert import revert as run_revert
+
+    chosen = {f.strip() for f in fields.split(",") if f.strip()} if fields else None
+    path = journal_path(journal)
+    if not path.exists():
+        raise LeadsyncError(f"no journal at {path}: there is no run to revert")
+    if dry_run:
+        with Journal(path) as book:
+            target = book.find_run(run)["run_id"]
+            items = plan_revert(book, target, chosen)
+        if as_json:
+            click.echo(json.dumps([i.cells() for i in items], indent=2, ensure_ascii=False))
+            return 0
+        for item in items:
+            lead, field, now, back, source = item.cells()
+            if source in ("snapshot", "journal"):
+                click.echo(f"lead {lead}  {field}: {back} <- {now}   (before from the {source})")
+            else:
+                why = _NOT_REVERTIBLE.get(source, "created by the run")
+                click.echo(f"lead {lead}  {field}: not revertible ({why})")
+        click.echo(f"{len(items)} line(s) of run {target}; nothing was sent")
+        return 0
+    config = build_config(
+        mapping, os.environ, base_url=base_url, rate=rate, concurrency=concurrency
+    )
+    key = read_key(ctx, api_key_file)
+    with signals_stop() as stop:
+        result = run_revert(
+            run, config, report_dir, api_key=key, journal=path, fields=chosen, stop=stop
+        )
+    print_result(result, as_json)
+    return int(result.exit_code)

@@ -81,6 +81,13 @@ from leadsync.cli.common import (
     "its rows without one found or created, so the next export can carry them.",
 )
 @click.option(
+    "--snapshot",
+    is_flag=True,
+    default=None,
+    help="Read each lead (GET) just before its PATCH, so that `leadsync revert` can put "
+    "back exactly what it held (one more request per changed lead).",
+)
+@click.option(
     "--max-changes",
     type=int,
     help="Refuse to run (exit 3, nothing sent) if the file would change more leads than this.",
@@ -218,6 +225,7 @@ def _job_and_config(o: dict[str, Any]) -> tuple[Any, Any]:
             "ca_bundle",
             "match_by",
             "create",
+            "snapshot",
             "max_changes",
             "max_failure_rate",
             "min_rows",

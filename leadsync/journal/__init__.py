@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from leadsync.errors import AbortError, InputError
+from leadsync.journal.befores import SCHEMA as BEFORES_SCHEMA
+from leadsync.journal.befores import BeforeLog
 from leadsync.journal.common import (
     PENDING_SQL,
     RETRY_SQL,
@@ -144,7 +146,7 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA + BEFORES_SCHEMA)
             self._add_columns()
             self.db.execute(
                 "INSERT OR IGNORE INTO settings VALUES ('schema_version', ?)",
@@ -159,6 +161,7 @@ class Journal:
         self.mutex = threading.Lock()
         self._lock: Any = None  # a filelock.FileLock while this process holds the journal
         self.creates = CreateLog(self)  # --create's intents and the leads they made
+        self.befores = BeforeLog(self)  # what each field held before a run changed it
 
     def _add_columns(self) -> None:
         """A journal written by an earlier leadsync gains the columns added since."""
@@ -388,8 +391,17 @@ class Journal:
 
     # -- attempts -------------------------------------------------------------------
 
-    def begin(self, run_id: str, row: int, lead_id: str, payload: Mapping[str, Any]) -> int:
-        """Record an attempt durably, before its request goes out."""
+    def begin(
+        self,
+        run_id: str,
+        row: int,
+        lead_id: str,
+        payload: Mapping[str, Any],
+        befores: Mapping[str, tuple[str, Any]] | None = None,
+    ) -> int:
+        """Record an attempt durably, before its request goes out; with ``befores``
+        (field -> (source, value), see :mod:`leadsync.journal.befores`) in the same
+        transaction, what each field held before."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO attempts (run_id, row, lead_id, fingerprint, payload, state, "
@@ -403,7 +415,13 @@ class Journal:
                     now(),
                 ),
             )
-            return int(cur.lastrowid or 0)
+            attempt = int(cur.lastrowid or 0)
+            if befores:
+                db.executemany(
+                    "INSERT INTO befores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    BeforeLog.rows(attempt, run_id, lead_id, payload, befores),
+                )
+            return attempt
 
     def finish(
         self,

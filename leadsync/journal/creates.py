@@ -104,3 +104,13 @@ class CreateLog:
             )
             if lead_id is not None:
                 self.journal.confirm(db, lead_id, pending.run_id, update_part(pending.payload))
+
+    def made_by(self, run_id: str) -> list[str]:
+        """The leads ``run_id`` created."""
+        with self.journal.mutex:
+            rows = self.journal.db.execute(
+                "SELECT lead_id FROM creates WHERE run_id = ? AND state = 'created' "
+                "AND lead_id IS NOT NULL ORDER BY row",
+                (run_id,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
