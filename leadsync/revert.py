@@ -89,9 +89,9 @@ def revertible(items: list[Item]) -> str:
                 item.before.source, "before-values not recorded"
             )
             kinds[label] = kinds.get(label, 0) + 1
-    line = f"revertible: {len(can)} field(s) of {leads} lead(s)"
+    line = f"revertible: {len(can):,} field(s) of {leads:,} lead(s)"
     if kinds:
-        line += "; not revertible: " + ", ".join(f"{n} {k}" for k, n in kinds.items())
+        line += "; not revertible: " + ", ".join(f"{n:,} {k}" for k, n in kinds.items())
     return line + " (if nobody has changed them since)"
 
 

@@ -184,7 +184,7 @@ def test_the_templates_job_file_is_a_valid_job(tmp_path: Path) -> None:
 
     job = load_job(template_path("nightly-job.toml"))
     assert job.config.job_name == "nightly" and job.config.max_shrink == 50
-    assert job.config.keep_runs == 90 * 86400
+    assert job.config.keep_runs == 90 * 86400 and job.config.snapshot is True
 
 
 # -- run-size guards -------------------------------------------------------------------
