@@ -29,7 +29,7 @@ from leadsync.creating import (
 )
 from leadsync.errors import AbortError, ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, update_part
-from leadsync.guards import Facts, guards_for
+from leadsync.guards import Facts, guards_for, judge_all
 from leadsync.journal import Journal
 from leadsync.journal.befores import befores_of
 from leadsync.lookups import Lookups, look_up, not_sent
@@ -319,11 +319,10 @@ class SyncEngine:
         """Every guard sees the result (each keeps its own count); the first to object
         stops the run, before this worker takes another row."""
         with self._judging:
-            for guard in self.guards:
-                why = guard.judge(result)
-                if why and self.abort is None:
-                    self.abort = why
-                    self.stop.set()
+            why = judge_all(self.guards, result)
+            if why and self.abort is None:
+                self.abort = why
+                self.stop.set()
 
     def _settle(self, job: _Job, result: Result, out: InOrder, force: bool = False) -> None:
         """Report a row's outcome, once: after the stop grace only the engine reports

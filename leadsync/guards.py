@@ -168,6 +168,12 @@ class MaxInvalidRate(Guard):
         return None
 
 
+def judge_all(guards: list[Guard], result: SendResult) -> str | None:
+    """Every guard sees ``result`` (each keeps its own count); the first objection."""
+    objections = [guard.judge(result) for guard in guards]
+    return next((why for why in objections if why), None)
+
+
 def _rows(n: int) -> str:
     return f"{n:,} row{'' if n == 1 else 's'}"
 

@@ -33,9 +33,9 @@ from leadsync.config import IGNORE, Config
 from leadsync.engine import sending_figures
 from leadsync.errors import ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, normalise_header
-from leadsync.guards import guards_for
+from leadsync.guards import guards_for, judge_all
 from leadsync.journal import Journal
-from leadsync.journal.befores import APPENDED, BLANK, Before
+from leadsync.journal.befores import APPENDED, BLANK, Before, field_value
 from leadsync.model import FAILURE_OUTCOMES, Code, MappedRow, Outcome, Problem, SendResult
 from leadsync.report import InOrder
 from leadsync.run import Run, RunResult, new_run_id
@@ -276,7 +276,7 @@ class _Reverter:
         for item in fields:
             b = item.before
             assert b is not None
-            now = _value(lead, b.field)
+            now = field_value(lead, b.field)
             if b.source == APPENDED:
                 out.append((item, Outcome.NOT_REVERTIBLE, Code.APPENDED,
                             "questionnaire answers cannot be removed through the API: "
@@ -311,11 +311,11 @@ class _Reverter:
                 if name not in send and isinstance(lead.get(name), str) and lead[name]:
                     send[name] = lead[name]
         # what the lead holds now is this revert's own before-value: a revert is revertible
-        now = {name: _value(lead, name) for name in _names(send)}
+        now = {name: field_value(lead, name) for name in _names(send)}
         befores = {
             name: ("snapshot", value)
             for name, value in now.items()
-            if value is not None and not same_value(value, _value(send, name))
+            if value is not None and not same_value(value, field_value(send, name))
         }
         attempt = self.book.begin(self.run.run_id, items[0].row, lead_id, send, befores)
         result = self._sender().send(lead_id, send)
@@ -328,11 +328,10 @@ class _Reverter:
 
     def _judge(self, result: SendResult) -> None:
         with self.lock:
-            for guard in self.guards:
-                why = guard.judge(result)
-                if why and self.abort is None:
-                    self.abort = why
-                    self.stop.set()
+            why = judge_all(self.guards, result)
+            if why and self.abort is None:
+                self.abort = why
+                self.stop.set()
 
 
 def _names(payload: dict[str, Any]) -> Iterator[str]:
@@ -348,13 +347,6 @@ def _place(payload: dict[str, Any], name: str, value: Any) -> None:
         payload.setdefault("meta", {})[name[5:]] = value
     else:
         payload[name] = value
-
-
-def _value(lead: dict[str, Any], name: str) -> Any:
-    if name.startswith("meta."):
-        meta = lead.get("meta")
-        return meta.get(name[5:]) if isinstance(meta, dict) else None
-    return lead.get(name)
 
 
 def _text(value: Any) -> str:

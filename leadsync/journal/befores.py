@@ -67,7 +67,7 @@ def befores_of(
         names = [f"meta.{k}" for k in value] if key == "meta" else [key]
         for name in names:
             if lead is not None:
-                have = _field(lead, name)
+                have = field_value(lead, name)
                 found = (BLANK, None) if have in (None, "") else (SNAPSHOT, have)
             elif name in known:
                 found = (JOURNAL, known[name])
@@ -90,7 +90,8 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _field(lead: Mapping[str, Any], name: str) -> Any:
+def field_value(lead: Mapping[str, Any], name: str) -> Any:
+    """What ``lead`` (or a payload) holds for ``name``: a field, or ``meta.<key>``."""
     if name.startswith("meta."):
         meta = lead.get("meta")
         return meta.get(name[5:]) if isinstance(meta, dict) else None
