@@ -14,7 +14,7 @@ from leadsync import __version__
 from leadsync.config import Config
 from leadsync.errors import ExitCode, shown
 from leadsync.fields import FIELD_KEYS, FIELDS_BY_NAME, normalise_header
-from leadsync.model import OUTCOMES, ColumnPlan
+from leadsync.model import OUTCOMES, ColumnPlan, Outcome
 
 if TYPE_CHECKING:
     from leadsync.reader import Table
@@ -94,7 +94,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     where = file["name"] + (f" (sheet {file['sheet']!r})" if file.get("sheet") else "")
     rows = f"{summary['rows']} row{'' if summary['rows'] == 1 else 's'}"
     lines = [f"{summary['command']}: {where}: {rows} in {summary['duration_s']:.1f} s"]
-    width = max((len(k) for k in summary["outcomes"]), default=0)
+    # as wide as the longest outcome shown, and never narrower than a sync's own
+    # ("not_attempted"): the figures stay where scripts and eyes expect them
+    shown = [k for k, n in summary["outcomes"].items() if n]
+    width = max([len(Outcome.NOT_ATTEMPTED.value), *map(len, shown)])
     for outcome, n in summary["outcomes"].items():
         if n:
             lines.append(f"  {outcome:<{width}}  {n:>8}")
