@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from leadsync.fields import API_VERSION_PATH, Operation
+from leadsync.rules import check_payload
 from leadsync.sandbox_limits import limit_headers
-from leadsync.validator import check_payload
 
 if TYPE_CHECKING:
     from leadsync.sandbox import Sandbox

@@ -492,7 +492,7 @@ def same_person(lead: Mapping[str, Any], payload: Mapping[str, Any]) -> bool | N
 def created_id(body: Any) -> str | None:
     """The new lead's id in a create's answer: ``{"id": ...}`` or ``{"data": {"id": ...}}``
     (the docs do not say which); None for any other shape, or an id no URL can carry."""
-    from leadsync.validator import check_lead_id
+    from leadsync.rules import check_lead_id
 
     if not isinstance(body, dict):
         return None

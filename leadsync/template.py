@@ -10,7 +10,7 @@ from typing import Any
 
 from leadsync.fields import CREATE_REQUIRED, FIELDS, Field, Kind
 from leadsync.reader import column_letter
-from leadsync.validator import EXAMPLE_ID
+from leadsync.rules import EXAMPLE_ID
 
 _CREATE_FIRST = (
     "type",

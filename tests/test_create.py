@@ -19,8 +19,8 @@ from leadsync.config import Config
 from leadsync.fields import FIELDS_BY_NAME, Operation
 from leadsync.mapper import convert_value
 from leadsync.model import Code
+from leadsync.rules import check_payload
 from leadsync.sandbox import DEFAULT_KEY, Sandbox, SandboxConfig
-from leadsync.validator import check_payload
 from tests.conftest import kill_then_resume, read_csv_report, write_csv, write_xlsx
 
 Cli = Callable[..., Result]

@@ -97,7 +97,7 @@ def test_a_row_with_only_a_bad_id_is_invalid_on_both_paths(tmp_path: Path) -> No
     """It was skipped_blank, and its id went unreported. A row with a good id and
     nothing else is still skipped_blank: there is nothing to send."""
     import leadsync
-    from leadsync.validator import LEAD_ID_RULE
+    from leadsync.rules import LEAD_ID_RULE
 
     src = write_csv(
         tmp_path / "in.csv",

@@ -15,7 +15,8 @@ from leadsync.fields import FIELDS, Kind, json_size, php_json
 from leadsync.mapper import map_chunk, plan_columns
 from leadsync.model import MappedRow
 from leadsync.reader import open_table
-from leadsync.validator import check_lead_id, check_payload, scan_ids, validate_rows
+from leadsync.rules import check_lead_id, check_payload
+from leadsync.validator import scan_ids, validate_rows
 from tests.conftest import write_csv, write_xlsx
 
 

@@ -13,11 +13,15 @@ from leadsync.config import Config
 from leadsync.fields import (
     FIELD_NAMES,
     FIELDS_BY_NAME,
+    Field,
     Kind,
 )
 from leadsync.mapper.convert import (
+    BLANK,
     FALSE_WORDS,
     TRUE_WORDS,
+    Bad,
+    convert_value,
 )
 from leadsync.model import ColumnPlan
 from leadsync.reader import EXCEL_ERRORS, Chunk
@@ -94,26 +98,35 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             simple &= cells.blank | cells.plain
             meta.append((target.name, cells))
             continue
-        kind = FIELDS_BY_NAME[name].kind
-        by_field[name] = cells
+        spec = FIELDS_BY_NAME[name]
+        kind = spec.kind
         if kind is Kind.STRING:
+            by_field[name] = cells
             simple &= cells.blank | cells.plain
             literals[name] = cells.json_string
-        elif kind is Kind.INTEGER:
-            simple &= cells.blank | cells.whole_number
-            literals[name] = partial(getattr, cells, "array")
+            continue
+        if kind not in _SCALARS:  # a JSON questionnaire/meta column: row by row
+            simple &= cells.blank
+            continue
+        # a number, flag or date is judged by the cell's value (a formatted number's
+        # number, not the text its format shows)
+        cells = chunk.number_cells(j)
+        by_field[name] = cells
+        if kind is Kind.INTEGER:
+            ok = cells.whole_number
+            literal: Callable[[], Any] = partial(getattr, cells, "array")
         elif kind is Kind.BOOLEAN:
             lower = pc.ascii_lower(cells.array)
             yes = pc.is_in(lower, value_set=pa.array(_TRUE_ASCII)).to_numpy(zero_copy_only=False)
             no = pc.is_in(lower, value_set=pa.array(_FALSE_ASCII)).to_numpy(zero_copy_only=False)
-            simple &= cells.blank | yes | no
-            literals[name] = partial(pc.if_else, pa.array(yes), "true", "false")
-        elif kind is Kind.DATE:
+            ok = yes | no
+            literal = partial(pc.if_else, pa.array(yes), "true", "false")
+        else:
             ok, iso = _fast_dates(cells, config)
-            simple &= cells.blank | ok
-            literals[name] = partial(pc.binary_join_element_wise, '"', iso, '"', "")
-        else:  # a JSON questionnaire/meta column: row by row
-            simple &= cells.blank
+            literal = partial(pc.binary_join_element_wise, '"', iso, '"', "")
+        ok, literal = _by_distinct_value(cells, ok, literal, spec, config)
+        simple &= cells.blank | ok
+        literals[name] = literal
     simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
     if ids is not None:
         # a row with an id and nothing else: row by row, which checks the id
@@ -121,6 +134,60 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
         simple &= ~id_only
         blank &= ~id_only
     return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
+
+
+_SCALARS = (Kind.INTEGER, Kind.BOOLEAN, Kind.DATE)
+
+
+def _by_distinct_value(
+    cells: Any, ok: Any, literal: Callable[[], Any], spec: Field, config: Config
+) -> tuple[Any, Callable[[], Any]]:
+    """The cells the vector checks above did not clear (``1,213``, ``12 July 2025``,
+    ``2025-07-12 14:30``, ``✓`` ...), judged by the one conversion and the one rule book —
+    :func:`~leadsync.mapper.convert.convert_value` and
+    :func:`~leadsync.validator.check_payload` — once per distinct text, not once per row.
+    A text that converts and passes is cleared, with its JSON; any other leaves its row
+    to the row-by-row path, which says what is wrong."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rest = np.flatnonzero(~cells.blank & ~ok)
+    if not rest.size:
+        return ok, literal
+    texts = cells.array.take(pa.array(rest, pa.int64()))
+    distinct = pc.unique(texts)
+    verdicts = [_judge_one(text, spec, config) for text in distinct.to_pylist()]
+    good = np.array([v is not None for v in verdicts], dtype=bool)
+    where = pc.index_in(texts, value_set=distinct).to_numpy(zero_copy_only=False)
+    cleared = rest[good[where]]
+    if not cleared.size:
+        return ok, literal
+    ok = ok.copy()
+    ok[cleared] = True
+    by_row = [""] * len(cells)
+    for row, k in zip(rest.tolist(), where.tolist(), strict=True):
+        by_row[row] = verdicts[k] or ""
+    mask = np.zeros(len(cells), dtype=bool)
+    mask[cleared] = True
+
+    def combined() -> Any:
+        return pc.if_else(pa.array(mask), pa.array(by_row, pa.string()), literal())
+
+    return ok, combined
+
+
+def _judge_one(text: str, spec: Field, config: Config) -> str | None:
+    """One distinct cell text: its value as JSON text, or None when it does not convert
+    or breaks one of the field's own rules."""
+    from leadsync.rules import check_payload
+
+    value = convert_value(text, spec, config)
+    if value is BLANK or isinstance(value, Bad):
+        return None
+    if check_payload({spec.name: value}, require_names=False):
+        return None
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _maybe_excel_error(cells: Any) -> Any:
