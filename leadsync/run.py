@@ -20,6 +20,7 @@ from typing import Any
 from leadsync.config import Config
 from leadsync.errors import ExitCode
 from leadsync.mapper import (
+    Judgments,
     fast_path_applies,
     fields_sent,
     lead_id_texts,
@@ -297,9 +298,10 @@ def checked_chunks(
     import numpy as np
 
     duplicates = scan.duplicates
+    judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
     assert plan.id_index is not None  # the fast path needs an id column
     for chunk in prefetch(table.chunks(config.chunk_rows)):
-        columns = map_columns(chunk, plan, config)
+        columns = map_columns(chunk, plan, config, judged)
         cleared = check_columns(columns, plan, config, duplicates, office_ids)
         positions = np.flatnonzero(~(cleared | columns.blank)).tolist()
         slow: list[tuple[int, MappedRow]] = []

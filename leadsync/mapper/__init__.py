@@ -11,6 +11,7 @@ shapes) are the validator's business.
 from leadsync.fields import MATCH_ALIASES
 from leadsync.mapper.columns import (
     ColumnarRows,
+    Judgments,
     fast_path_applies,
     fields_sent,
     map_columns,
@@ -34,6 +35,7 @@ __all__ = [
     "MATCH_ALIASES",
     "Bad",
     "ColumnarRows",
+    "Judgments",
     "convert_value",
     "fast_path_applies",
     "fields_sent",

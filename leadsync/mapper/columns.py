@@ -63,8 +63,14 @@ def fast_path_applies(plan: ColumnPlan, config: Config) -> bool:
     )
 
 
-def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
-    """Map ``chunk`` column by column; rows it cannot vouch for come back not simple."""
+Judgments = dict[tuple[str, str], "str | None"]  # (field, cell text) -> JSON, or None
+
+
+def map_columns(
+    chunk: Chunk, plan: ColumnPlan, config: Config, judged: Judgments | None = None
+) -> ColumnarRows:
+    """Map ``chunk`` column by column; rows it cannot vouch for come back not simple.
+    ``judged``: the distinct texts already judged in this file's earlier chunks."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -110,7 +116,7 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
             continue
         # a number, flag or date is judged by the cell's value (a formatted number's
         # number, not the text its format shows)
-        cells = chunk.number_cells(j)
+        cells = chunk.value_cells(j)
         by_field[name] = cells
         if kind is Kind.INTEGER:
             ok = cells.whole_number
@@ -124,7 +130,7 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
         else:
             ok, iso = _fast_dates(cells, config)
             literal = partial(pc.binary_join_element_wise, '"', iso, '"', "")
-        ok, literal = _by_distinct_value(cells, ok, literal, spec, config)
+        ok, literal = _by_distinct_value(cells, ok, literal, spec, config, judged)
         simple &= cells.blank | ok
         literals[name] = literal
     simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
@@ -137,10 +143,16 @@ def map_columns(chunk: Chunk, plan: ColumnPlan, config: Config) -> ColumnarRows:
 
 
 _SCALARS = (Kind.INTEGER, Kind.BOOLEAN, Kind.DATE)
+_JUDGED_MAX = 200_000  # distinct texts remembered across a file's chunks
 
 
 def _by_distinct_value(
-    cells: Any, ok: Any, literal: Callable[[], Any], spec: Field, config: Config
+    cells: Any,
+    ok: Any,
+    literal: Callable[[], Any],
+    spec: Field,
+    config: Config,
+    judged: Judgments | None,
 ) -> tuple[Any, Callable[[], Any]]:
     """The cells the vector checks above did not clear (``1,213``, ``12 July 2025``,
     ``2025-07-12 14:30``, ``✓`` ...), judged by the one conversion and the one rule book —
@@ -157,7 +169,15 @@ def _by_distinct_value(
         return ok, literal
     texts = cells.array.take(pa.array(rest, pa.int64()))
     distinct = pc.unique(texts)
-    verdicts = [_judge_one(text, spec, config) for text in distinct.to_pylist()]
+    judged = {} if judged is None else judged
+    if len(judged) > _JUDGED_MAX:
+        judged.clear()  # a file of ever-new texts: bounded memory, not a growing dict
+    verdicts = []
+    for text in distinct.to_pylist():
+        key = (spec.name, text)
+        if key not in judged:
+            judged[key] = _judge_one(text, spec, config)
+        verdicts.append(judged[key])
     good = np.array([v is not None for v in verdicts], dtype=bool)
     where = pc.index_in(texts, value_set=distinct).to_numpy(zero_copy_only=False)
     cleared = rest[good[where]]

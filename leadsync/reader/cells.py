@@ -77,11 +77,17 @@ class Chunk:
         ``1001`` shown ``001001`` is lead 1001)."""
         return self._cells(index, display=None)
 
+    def value_cells(self, index: int) -> Cells:
+        """:meth:`cells` for a number, flag or date field: what the cell's value reads as
+        (a formatted number's number, a date-time cell in ISO form, a flag cell as
+        true/false), so typed cells take the columnar path too."""
+        return self._cells(index, display="value")
+
     def display_cells(self, index: int) -> Cells:
         """One column as the user sees it, for the reports (cached)."""
         return self._cells(index, display=True)
 
-    def _cells(self, index: int, *, display: bool | None) -> Cells:
+    def _cells(self, index: int, *, display: bool | str | None) -> Cells:
         import pyarrow as pa
 
         from leadsync.columnar import Cells, skip_pandas_probe
@@ -96,7 +102,8 @@ class Chunk:
         if all_text:  # what the checks read is what the user sees: one Cells for all
             found = cache.get((index, not display))
             cells = found if found is not None else Cells(pa.array(column, pa.string()))
-            cache[(index, False)] = cache[(index, True)] = cache[(index, None)] = cells
+            for view in (False, True, None, "value"):
+                cache[(index, view)] = cells
             return cells
         convert = _CONVERTERS[display]
         cache[(index, display)] = cells = Cells(pa.array(map(convert, column), pa.string()))
@@ -144,6 +151,22 @@ def _triage_text(value: Any) -> str:
 
 def _number_text(value: Any) -> str:
     return _triage_text(value.value if value.__class__ is Shown else value)
+
+
+def _value_text(value: Any) -> str:
+    """A cell as the text of its value, for the number, flag and date fields: a formatted
+    number's number, a date-time in ISO form, a flag as true/false, a whole float as its
+    digits (their conversions read these texts as they read the values)."""
+    if value.__class__ is Shown:
+        value = value.value
+    kind = type(value)
+    if kind is dt.datetime:
+        return value.isoformat(sep=" ")  # type: ignore[no-any-return]
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is float and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return _triage_text(value)
 
 
 # What Excel shows in a cell whose formula failed. A CSV saved by Excel holds the text;
@@ -260,4 +283,9 @@ def column_index(letters: bytes) -> int:
 
 # Chunk._cells: a column as the user sees it (True), for the checks (False), or with a
 # formatted number as its number (None)
-_CONVERTERS: dict[bool | None, Any] = {True: display_text, False: _triage_text, None: _number_text}
+_CONVERTERS: dict[bool | str | None, Any] = {
+    True: display_text,
+    False: _triage_text,
+    None: _number_text,
+    "value": _value_text,
+}
