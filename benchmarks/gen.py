@@ -1,9 +1,11 @@
 """Generate realistic lead exports for the benchmarks (seeded, reproducible).
 
-    python benchmarks/gen.py ROWS OUT.csv [--xlsx]
+    python benchmarks/gen.py ROWS OUT.csv [--xlsx] [--mixed]
 
 20 columns: ids, British names and addresses, statuses, office ids, yes/no, dates in two
 formats, 3 questionnaire, 3 meta and 5 utm columns; about 1% of rows carry a mistake.
+``--mixed``: every value form the README accepts, mixed in every column that takes it
+(:data:`FORMS`), non-ASCII answers, and 1-5% of rows invalid across many rules.
 """
 
 from __future__ import annotations
@@ -81,11 +83,70 @@ def rows(n: int, seed: int = 7) -> Iterator[list[str]]:
         yield r
 
 
-def write_csv(path: Path, n: int) -> None:
+def _local(rnd: random.Random) -> str:
+    return f"2025-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d} {rnd.randint(8, 18):02d}:30"
+
+
+# column -> the forms users write in it, each a function of the random source
+FORMS: dict[str, list[object]] = {
+    "next_action_date": [
+        lambda r: f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
+        lambda r: f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/2025",
+        lambda r: f"2025-07-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:00:00Z",
+        lambda r: f"2025-07-{r.randint(1, 28):02d}T10:00:00+01:00",
+        lambda r: f"2025-07-{r.randint(1, 28):02d}T10:00:00+0100",
+        lambda r: f"2025-07-{r.randint(1, 28):02d}T10:00:00.250Z",
+        _local,
+        lambda r: f"{r.randint(1, 28):02d}/07/2025 14:30",
+        lambda r: f"{r.randint(1, 28):02d}.07.25",
+        lambda r: f"{r.randint(1, 28)} July 2025",
+        # the two hours a British clock has twice and never (the reference settles both)
+        lambda r: "2025-10-26 01:30",
+        lambda r: "2025-03-30 01:30",
+    ],
+    "office_id": [lambda r: "1213", lambda r: "1214.0", lambda r: "1,215"],
+    "gdpr_checkbox": [
+        lambda r: r.choice(["yes", "no", "Y", "N", "TRUE", "false", "1", "0", "✓", "✗"])
+    ],
+}
+_MIXED_ANSWERS = ["£250k", "£400k", "Zoë's café", "déjà vu — asap", "🏠 first home", ""]
+
+
+def mixed_rows(n: int, seed: int = 11) -> Iterator[list[str]]:
+    """:func:`rows`, with every value form of :data:`FORMS` mixed in its column, non-ASCII
+    answers, and about 3% of rows invalid (too long, not a number, not a date, not a
+    flag, a bad id, a repeated id, a meta value over its size)."""
+    rnd = random.Random(seed)
+    index = {name: HEADERS.index(name) for name in FORMS}
+    for r in rows(n, seed):
+        for name, forms in FORMS.items():
+            if r[index[name]]:
+                r[index[name]] = forms[rnd.randrange(len(forms))](rnd)  # type: ignore[operator]
+        r[9] = rnd.choice(_MIXED_ANSWERS)
+        if rnd.random() < 0.03:
+            bad = rnd.randrange(7)
+            if bad == 0:
+                r[1] = "Ö" * 51
+            elif bad == 1:
+                r[6] = "Bristol"
+            elif bad == 2:
+                r[8] = "31/02/2025"
+            elif bad == 3:
+                r[7] = "perhaps"
+            elif bad == 4:
+                r[0] = "../1000"
+            elif bad == 5:
+                r[0] = "1000000"  # the first row's id again
+            else:
+                r[13] = "é" * 200  # meta over 1024 bytes as PHP counts them
+        yield r
+
+
+def write_csv(path: Path, n: int, mixed: bool = False) -> None:
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(HEADERS)
-        w.writerows(rows(n))
+        w.writerows(mixed_rows(n) if mixed else rows(n))
 
 
 def write_xlsx(path: Path, n: int, formatted: bool = False) -> None:
@@ -124,4 +185,7 @@ def write_xlsx(path: Path, n: int, formatted: bool = False) -> None:
 
 if __name__ == "__main__":
     count, out = int(sys.argv[1]), Path(sys.argv[2])
-    (write_xlsx if "--xlsx" in sys.argv else write_csv)(out, count)
+    if "--xlsx" in sys.argv:
+        write_xlsx(out, count)
+    else:
+        write_csv(out, count, mixed="--mixed" in sys.argv)

@@ -11,6 +11,9 @@
    the --peer-rows one (needs `pip install -e '.[bench]'`; ~35 s a run at 1M rows).
 3. XLSX: leadsync's reader on a 100k x 20 workbook, beside bare python-calamine.
 4. Start-up: `leadsync --help` and `--version` beside `python -c pass`.
+5. Value forms (`--only forms`): the mixed file (`gen.py --mixed`: every form the README
+   accepts, mixed, ~3% invalid) beside `pandas.read_csv(dtype=str)`, then one file per
+   date form alone (--form-rows rows), each beside the fastest form.
 
 Every figure is the median of --runs runs. Files are generated once into benchmarks/data/.
 """
@@ -30,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks.gen import HEADERS, write_csv, write_xlsx  # noqa: E402
+from benchmarks.gen import FORMS, HEADERS, rows, write_csv, write_xlsx  # noqa: E402
 
 DATA = HERE / "data"
 PEAK = (
@@ -267,12 +270,54 @@ def startup_section() -> None:
     print(f"  python -c pass     {wall(sys.executable, '-c', 'pass'):.3f} s")
 
 
+def forms_section(n: int, form_rows: int, runs: int) -> None:
+    """The mixed file against pandas, then each date form alone against the fastest."""
+    import csv
+    import random
+
+    mixed = DATA / f"mixed-{n}.csv"
+    if not mixed.exists():
+        print(f"  generating {mixed.name} ({n:,} rows) ...", flush=True)
+        write_csv(mixed, n, mixed=True)
+    pandas_s = med([call(READ_CSV_CALL, mixed) for _ in range(runs)])
+    ours = med([call(VALIDATE_CALL, mixed) for _ in range(runs)])
+    print(f"\n5. Value forms (medians of {runs})")
+    print(f"  mixed {n:,} x 20: leadsync validate {ours:.2f} s; pandas.read_csv(dtype=str) "
+          f"{pandas_s:.2f} s ({ours / pandas_s:.2f}x, target <= 1.2x)")  # fmt: skip
+    column = HEADERS.index("next_action_date")
+    times: dict[str, float] = {}
+    for k, form in enumerate(FORMS["next_action_date"]):
+        path = DATA / f"form{k}-{form_rows}.csv"
+        rnd = random.Random(k)
+        sample = form(rnd)  # type: ignore[operator]
+        if not path.exists():
+            with path.open("w", encoding="utf-8", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(HEADERS)
+                for r in rows(form_rows):
+                    r[column] = form(rnd)  # type: ignore[operator]
+                    w.writerow(r)
+        times[sample] = med([call(VALIDATE_CALL, path) for _ in range(runs)])
+    fastest = min(times.values())
+    print(f"  one date form alone, {form_rows:,} rows (target: each <= 1.3x the fastest)")
+    for sample, t in times.items():
+        print(f"    {sample:26s} {t:6.2f} s  {t / fastest:4.2f}x")
+
+
+def call(code: str, path: Path) -> float:
+    """Run ``code`` in a fresh interpreter on ``path``; the seconds it prints."""
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    return float(out.stdout.split()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--peer-rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--only", choices=["csv", "peer", "xlsx", "startup"])
+    parser.add_argument("--form-rows", type=int, default=200_000)
+    parser.add_argument("--only", choices=["csv", "peer", "xlsx", "startup", "forms"])
     args = parser.parse_args()
     DATA.mkdir(exist_ok=True)
     if args.only in (None, "csv"):
@@ -283,6 +328,8 @@ def main() -> None:
         xlsx_section(args.runs)
     if args.only in (None, "startup"):
         startup_section()
+    if args.only in (None, "forms"):
+        forms_section(args.rows, args.form_rows, args.runs)
 
 
 if __name__ == "__main__":
