@@ -208,6 +208,35 @@ FIELDS: tuple[Field, ...] = (
     ),
 )
 
+# Every value form the README promises, per field type, written as a CSV cell carries it.
+# tests/test_contract.py feeds each one to every path (each must clear it column by
+# column, with the reference's payload); a form added here is tested everywhere at once.
+VALUE_FORMS: dict[Kind, tuple[str, ...]] = {
+    Kind.DATE: (
+        "2025-07-12",
+        "12/07/2025",
+        "12-07-2025",
+        "12.07.25",
+        "2025-07-12T10:00:00Z",
+        "2025-07-12T10:00:00+01:00",
+        "2025-07-12T10:00:00+0100",
+        "2025-07-12T10:00:00.250Z",
+        "2025-07-12 14:30",
+        "2025-07-12T14:30:15",
+        "12/07/2025 14:30",
+        "12/07/2025 2:30 pm",
+        "12 July 2025",
+        "12th Jul 2025",
+        "July 12, 2025",
+        "2025-10-26 01:30",  # a British clock shows it twice
+        "2025-03-30 01:30",  # ... and never
+    ),
+    Kind.INTEGER: ("1213", "1213.0", "1,213", "+1213"),
+    Kind.BOOLEAN: (
+        "yes", "no", "Y", "n", "TRUE", "false", "T", "f", "1", "0", "✓", "✔", "☑", "✗", "✘", "☐",
+    ),  # fmt: skip
+}
+
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 FIELD_NAMES: tuple[str, ...] = tuple(FIELDS_BY_NAME)
 REQUIRED_NAMES: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
