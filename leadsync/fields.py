@@ -233,7 +233,24 @@ VALUE_FORMS: dict[Kind, tuple[str, ...]] = {
     ),
     Kind.INTEGER: ("1213", "1213.0", "1,213", "+1213"),
     Kind.BOOLEAN: tuple(
-        "yes no Y n TRUE false T f 1 0 ✓ ✔ ☑ ✗ ✘ ☐".split()  # every spelling, both cases
+        [
+            "yes",
+            "no",
+            "Y",
+            "n",
+            "TRUE",
+            "false",
+            "T",
+            "f",
+            "1",
+            "0",
+            "✓",
+            "✔",
+            "☑",
+            "✗",
+            "✘",
+            "☐",
+        ]  # every spelling, both cases
     ),
 }
 
