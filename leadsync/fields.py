@@ -232,26 +232,9 @@ VALUE_FORMS: dict[Kind, tuple[str, ...]] = {
         "2025-03-30 01:30",  # ... and never
     ),
     Kind.INTEGER: ("1213", "1213.0", "1,213", "+1213"),
-    Kind.BOOLEAN: tuple(
-        [
-            "yes",
-            "no",
-            "Y",
-            "n",
-            "TRUE",
-            "false",
-            "T",
-            "f",
-            "1",
-            "0",
-            "✓",
-            "✔",
-            "☑",
-            "✗",
-            "✘",
-            "☐",
-        ]  # every spelling, both cases
-    ),
+    # every spelling, in both cases, and the ticks
+    Kind.BOOLEAN: ("yes", "no", "Y", "n", "TRUE", "false", "T", "f", "1", "0")
+    + ("✓", "✔", "☑", "✗", "✘", "☐"),
 }
 
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
