@@ -233,8 +233,7 @@ VALUE_FORMS: dict[Kind, tuple[str, ...]] = {
     ),
     Kind.INTEGER: ("1213", "1213.0", "1,213", "+1213"),
     # every spelling, in both cases, and the ticks
-    Kind.BOOLEAN: ("yes", "no", "Y", "n", "TRUE", "false", "T", "f", "1", "0")
-    + ("✓", "✔", "☑", "✗", "✘", "☐"),
+    Kind.BOOLEAN: (*("yes", "no", "Y", "n", "TRUE", "false", "T", "f", "1", "0"), *"✓✔☑✗✘☐"),
 }
 
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
