@@ -30,7 +30,6 @@ from typing import Any
 from leadsync import defaults
 from leadsync.client import LeadClient, check_base_url, redact
 from leadsync.config import IGNORE, Config
-from leadsync.engine import sending_figures
 from leadsync.errors import ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, normalise_header
 from leadsync.guards import guards_for, judge_all
@@ -40,6 +39,7 @@ from leadsync.model import FAILURE_OUTCOMES, Code, MappedRow, Outcome, Problem, 
 from leadsync.report import InOrder
 from leadsync.run import Run, RunResult, new_run_id
 from leadsync.sender import RowSender, same_value
+from leadsync.summary import sending_figures
 from leadsync.throttle import Throttle
 
 PLAN_FILE = "revert-plan.csv"

@@ -18,6 +18,8 @@ from leadsync.model import OUTCOMES, ColumnPlan, Outcome
 
 if TYPE_CHECKING:
     from leadsync.reader import Table
+    from leadsync.sender import RowSender
+    from leadsync.throttle import Throttle
 
 
 def file_sha256(path: Path) -> str:
@@ -131,3 +133,32 @@ def format_summary(summary: dict[str, Any]) -> str:
         names = ", ".join(Path(p).name for p in reports.values())
         lines.append(f"reports: {folder}/ ({names})")
     return "\n".join(lines)
+
+
+def sending_figures(
+    config: Config,
+    base_url: str,
+    throttle: Throttle,
+    senders: list[RowSender],
+    send_s: float,
+    requests_before: int = 0,
+) -> dict[str, Any]:
+    """The summary's ``sending`` section: requests, retries, 429s, the limit found, the
+    rate achieved (over the sending alone: the checks and lookups before it had their
+    own time)."""
+    stats = throttle.stats
+    sent = stats.requests - requests_before
+    mode = f"pinned {config.rate:g}/s" if config.rate else f"adaptive (max {config.max_rate:g}/s)"
+    return {
+        "base_url": base_url,
+        "mode": mode,
+        "concurrency": config.concurrency,
+        "requests": stats.requests,
+        "retries": sum(s.retries for s in senders),
+        "rate_limited_429": stats.rate_limited,
+        "waited_for_retry_after": stats.waits_for_retry_after,
+        "paused_for_retry_after": stats.paused,
+        "server_limit": throttle.governor.findings(),
+        "duration_s": round(send_s, 3),
+        "achieved_rate": round(sent / send_s, 2) if send_s > 0 else None,
+    }
