@@ -14,13 +14,10 @@ import pytest
 import leadsync
 from leadsync.config import Config
 from leadsync.fields import FIELDS, FIELDS_BY_NAME, VALUE_FORMS, Kind, Operation
-from leadsync.mapper import map_columns, plan_columns
 from leadsync.model import CODE_INFO, Code
-from leadsync.reader import open_table
 from leadsync.rules import check_payload
-from leadsync.validator import check_columns
 from tests.conftest import read_csv_report, write_csv
-from tests.test_fast_path import assert_same
+from tests.test_fast_path import assert_same, left_to_row_by_row
 
 # the one column of each type the forms are tried in (every field of a type shares its
 # conversion: the field catalogue says so)
@@ -29,18 +26,6 @@ COLUMN_OF = {
     Kind.INTEGER: "office_id",
     Kind.BOOLEAN: "gdpr_checkbox",
 }
-
-
-def left_to_row_by_row(path: Path, config: Config) -> int:
-    """Rows the columnar path could not clear (they would be mapped one by one)."""
-    table = open_table(path)
-    plan = plan_columns(table.headers, config)
-    judged: dict[tuple[str, str], str | None] = {}
-    left = 0
-    for chunk in table.chunks(config.chunk_rows):
-        columns = map_columns(chunk, plan, config, judged)
-        left += int((~(check_columns(columns, plan, config) | columns.blank)).sum())
-    return left
 
 
 def test_every_field_type_with_forms_has_a_column_to_try_them_in() -> None:
