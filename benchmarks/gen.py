@@ -149,10 +149,11 @@ def write_csv(path: Path, n: int, mixed: bool = False) -> None:
         w.writerows(mixed_rows(n) if mixed else rows(n))
 
 
-def write_xlsx(path: Path, n: int, formatted: bool = False) -> None:
+def write_xlsx(path: Path, n: int, formatted: bool = False, mixed: bool = False) -> None:
     """The rows as a workbook; ``formatted``: with number cells under number formats as
     users have them: the budget a number shown "£"#,##0, the office id shown #,##0, the
-    date a date-time shown dd/mm/yyyy hh:mm (at midnight: calamine reads a plain date)."""
+    date a date-time shown dd/mm/yyyy hh:mm (at midnight: calamine reads a plain date);
+    ``mixed``: the rows of :func:`mixed_rows`, as text cells."""
     import datetime as dt
 
     from openpyxl import Workbook
@@ -168,9 +169,9 @@ def write_xlsx(path: Path, n: int, formatted: bool = False) -> None:
         return c
 
     budgets = {"£250k": 250_000, "£400k": 400_000}
-    for r in rows(n):
+    for r in mixed_rows(n) if mixed else rows(n):
         out: list[object] = list(r)
-        out[0] = int(r[0])
+        out[0] = int(r[0]) if r[0].isdigit() else r[0]
         out[6] = int(r[6]) if r[6].isdigit() else r[6]
         if formatted:
             if isinstance(out[6], int):
