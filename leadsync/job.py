@@ -121,12 +121,7 @@ def _run_settings(p: Path, run: Mapping[str, Any]) -> dict[str, Any]:
     ):
         if key in run and not isinstance(run[key], kind):
             raise MappingError(f"job file {p}: [run] {key} has the wrong type")
-    if "sheet" in run:
-        out["sheet"] = run["sheet"]
-    if "create" in run:
-        out["create"] = run["create"]
-    if "snapshot" in run:
-        out["snapshot"] = run["snapshot"]
+    out.update({key: run[key] for key in ("sheet", "create", "snapshot") if key in run})
     if "match_by" in run:
         if run["match_by"] not in ("email", "phone"):
             raise MappingError(f"job file {p}: [run] match_by must be email or phone")

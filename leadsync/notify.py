@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from leadsync import __version__, defaults
+from leadsync.client import redact
 from leadsync.config import Config, shown_target
 from leadsync.errors import ExitCode, LeadsyncError
 from leadsync.model import OUTCOMES, Outcome
@@ -79,26 +80,23 @@ class Notifier:
         import requests
 
         headers = {"Content-Type": media, "User-Agent": f"leadsync/{__version__}"}
-        for attempt in range(2):
-            left = self._deadline - self.clock()
-            if left <= 0.2:
-                break
+
+        def attempt(timeout: float) -> str | None:
             try:
                 answer = requests.post(
-                    url, data=body, headers=headers, timeout=min(left, 3.0), allow_redirects=False
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=min(timeout, 3.0),
+                    allow_redirects=False,
                 )
             except requests.RequestException as exc:
-                failure = type(exc).__name__
-            else:
-                if answer.status_code < 300:
-                    return
-                failure = f"HTTP {answer.status_code}"
-            if attempt == 0:
-                time.sleep(min(0.3, max(0.0, self._deadline - self.clock())))
-        else:
+                return type(exc).__name__
+            return None if answer.status_code < 300 else f"HTTP {answer.status_code}"
+
+        failure = self._twice(attempt)
+        if failure is not None:
             self.log("warning", f"{what} to {shown_target(url)} not delivered ({failure})")
-            return
-        self.log("warning", f"{what} to {shown_target(url)} not delivered (out of time)")
 
     def _mail(self, target: str, subject: str, text: str) -> None:
         try:
@@ -111,19 +109,32 @@ class Notifier:
         message["From"] = server.sender
         message["To"] = ", ".join(recipients(target))
         message.set_content(text)
-        for attempt in range(2):
+
+        def attempt(timeout: float) -> str | None:
+            try:
+                server.send(message, timeout=min(timeout, 4.0))
+            except (OSError, smtplib.SMTPException) as exc:
+                return type(exc).__name__
+            return None
+
+        failure = self._twice(attempt)
+        if failure is not None:
+            self.log("warning", f"email to {target} not sent via {server.host} ({failure})")
+
+    def _twice(self, attempt: Callable[[float], str | None]) -> str | None:
+        """One delivery, tried twice within what is left of the budget (``attempt`` gets
+        the seconds it may take): None once delivered, else why not."""
+        failure: str | None = None
+        for number in range(2):
             left = self._deadline - self.clock()
             if left <= 0.2:
-                failure = "out of time"
-                break
-            try:
-                server.send(message, timeout=min(left, 4.0))
-                return
-            except (OSError, smtplib.SMTPException) as exc:
-                failure = type(exc).__name__
-            if attempt == 0:
+                return "out of time"
+            failure = attempt(left)
+            if failure is None:
+                return None
+            if number == 0:
                 time.sleep(min(0.3, max(0.0, self._deadline - self.clock())))
-        self.log("warning", f"email to {target} not sent via {server.host} ({failure})")
+        return failure
 
     def _metrics(self, exit_code: int, summary: Mapping[str, Any] | None) -> None:
         assert self.config.metrics_file is not None
@@ -139,7 +150,7 @@ class Notifier:
             self.log("warning", f"metrics not written to {self.config.metrics_file}: {exc}")
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.secret, "[redacted]") if self.secret else text
+        return redact(text, self.secret)
 
 
 def wanted(notify_on: str, exit_code: int, summary: Mapping[str, Any] | None) -> bool:

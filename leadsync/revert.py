@@ -20,7 +20,6 @@ import csv
 import json
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,7 +33,7 @@ from leadsync.errors import ExitCode, LeadsyncError
 from leadsync.fields import REQUIRED_NAMES, normalise_header
 from leadsync.guards import guards_for, judge_all
 from leadsync.journal import Journal
-from leadsync.journal.befores import APPENDED, BLANK, Before, field_value
+from leadsync.journal.befores import APPENDED, BLANK, Before, befores_of, field_value
 from leadsync.model import FAILURE_OUTCOMES, Code, MappedRow, Outcome, Problem, SendResult
 from leadsync.report import InOrder
 from leadsync.run import Run, RunResult, new_run_id
@@ -311,12 +310,7 @@ class _Reverter:
                 if name not in send and isinstance(lead.get(name), str) and lead[name]:
                     send[name] = lead[name]
         # what the lead holds now is this revert's own before-value: a revert is revertible
-        now = {name: field_value(lead, name) for name in _names(send)}
-        befores = {
-            name: ("snapshot", value)
-            for name, value in now.items()
-            if value is not None and not same_value(value, field_value(send, name))
-        }
+        befores = befores_of(send, lead, {})
         attempt = self.book.begin(self.run.run_id, items[0].row, lead_id, send, befores)
         result = self._sender().send(lead_id, send)
         self.book.finish(attempt, lead_id, self.run.run_id, result.outcome, send,
@@ -332,14 +326,6 @@ class _Reverter:
             if why and self.abort is None:
                 self.abort = why
                 self.stop.set()
-
-
-def _names(payload: dict[str, Any]) -> Iterator[str]:
-    for key, value in payload.items():
-        if key == "meta":
-            yield from (f"meta.{k}" for k in value)
-        else:
-            yield key
 
 
 def _place(payload: dict[str, Any], name: str, value: Any) -> None:

@@ -25,6 +25,7 @@ from leadsync.mapper.convert import (
 )
 from leadsync.model import ColumnPlan
 from leadsync.reader import EXCEL_ERRORS, Chunk
+from leadsync.rules import check_payload
 
 # -- the columnar fast path ---------------------------------------------------------
 #
@@ -157,7 +158,7 @@ def _by_distinct_value(
     """The cells the vector checks above did not clear (``1,213``, ``12 July 2025``,
     ``2025-07-12 14:30``, ``✓`` ...), judged by the one conversion and the one rule book —
     :func:`~leadsync.mapper.convert.convert_value` and
-    :func:`~leadsync.validator.check_payload` — once per distinct text, not once per row.
+    :func:`~leadsync.rules.check_payload` — once per distinct text, not once per row.
     A text that converts and passes is cleared, with its JSON; any other leaves its row
     to the row-by-row path, which says what is wrong."""
     import numpy as np
@@ -185,14 +186,14 @@ def _by_distinct_value(
         return ok, literal
     ok = ok.copy()
     ok[cleared] = True
-    by_row = [""] * len(cells)
-    for row, k in zip(rest.tolist(), where.tolist(), strict=True):
-        by_row[row] = verdicts[k] or ""
     mask = np.zeros(len(cells), dtype=bool)
     mask[cleared] = True
+    distinct_of = np.zeros(len(cells), dtype=np.int64)  # each row's distinct text (0: any)
+    distinct_of[rest] = where
+    as_json = pa.array([v or "" for v in verdicts], pa.string())
 
     def combined() -> Any:
-        return pc.if_else(pa.array(mask), pa.array(by_row, pa.string()), literal())
+        return pc.if_else(pa.array(mask), as_json.take(pa.array(distinct_of)), literal())
 
     return ok, combined
 
@@ -200,8 +201,6 @@ def _by_distinct_value(
 def _judge_one(text: str, spec: Field, config: Config) -> str | None:
     """One distinct cell text: its value as JSON text, or None when it does not convert
     or breaks one of the field's own rules."""
-    from leadsync.rules import check_payload
-
     value = convert_value(text, spec, config)
     if value is BLANK or isinstance(value, Bad):
         return None
