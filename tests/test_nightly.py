@@ -49,7 +49,6 @@ class Receiver:
 
     def __init__(self, status: int = 200, stall: float = 0.0) -> None:
         self.requests: list[dict[str, Any]] = []
-        self.event = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,7 +56,6 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 outer.requests.append({"path": self.path, "body": body.decode("utf-8")})
-                outer.event.set()
                 if stall:
                     time.sleep(stall)
                 self.send_response(status)
