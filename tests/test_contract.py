@@ -133,3 +133,24 @@ def test_the_codes_no_cell_can_cause_are_the_rule_book_s_and_the_sandbox_s(code:
     payload = {"first_name": "Ann", "last_name": "Lee", **RULE_BOOK_ONLY[code]}
     found = check_payload(payload, operation=Operation.UPDATE)
     assert code in {c for items in found.values() for c, _ in items}
+
+
+def test_typed_workbook_cells_of_every_promised_kind_are_cleared_column_by_column(
+    tmp_path: Path,
+) -> None:
+    """Excel date and date-time cells, TRUE/FALSE cells and number cells (whole, and a
+    float one) take the columnar path with the reference's payloads, as text does."""
+    import datetime as dt
+
+    from tests.conftest import write_xlsx
+
+    typed = [dt.date(2025, 7, 12), dt.datetime(2025, 7, 12, 14, 30), dt.datetime(2025, 1, 5, 9)]
+    rows: list[list[Any]] = [["id", "first_name", "last_name", *COLUMN_OF.values()]]
+    for i in range(60):
+        office = 1213 if i % 2 else 1214.0
+        rows.append([1000 + i, "Ann", "Lee", typed[i % 3], office, bool(i % 2)])
+    src = write_xlsx(tmp_path / "typed.xlsx", rows)
+    config = Config(chunk_rows=16)
+    assert assert_same(src, config, tmp_path) == 60
+    assert all(not r.problems for r in leadsync.mapped_rows(src, config, fast=False))
+    assert left_to_row_by_row(src, config) == 0
