@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,6 +439,15 @@ class SyncEngine:
         read = sender.read_lead(lead).lead if self.config.snapshot else None
         return befores_of(sent, read, self.book.known(lead)[0])
 
+    def live(self) -> dict[str, int]:
+        """Figures so far, for a progress display: requests, retries, 429s."""
+        stats = self.throttle.stats
+        return {
+            "requests": stats.requests,
+            "retries": sum(s.retries for s in list(self.senders)),
+            "rate_limited_429": stats.rate_limited,
+        }
+
     # -- the end --------------------------------------------------------------------
 
     def _exit_code(self) -> ExitCode:
@@ -475,6 +485,7 @@ def sync(
     progress: Progress | None = None,
     xlsx_report: bool = True,
     write_ids: str | Path | None = None,
+    watch: Callable[[SyncEngine], None] | None = None,
 ) -> RunResult:
     """Validate every row of ``path`` and send each valid one as a PATCH; report all.
 
@@ -486,7 +497,9 @@ def sync(
 
     With ``config.create`` rows without a lead are created (``POST /leads``); then
     ``write_ids`` writes a copy of the input with the id of every lead such a row turned
-    out to be (created now, by an earlier run, or found by ``--match-by``).
+    out to be (created now, by an earlier run, or found by ``--match-by``). ``watch``
+    is handed the engine before it starts (a progress display reads
+    :meth:`SyncEngine.live` from it).
     """
     config = config or Config()
     base_url = check_base_url(config.base_url)
@@ -534,6 +547,8 @@ def sync(
             only_people=only_people,
             progress=progress,
         )
+        if watch is not None:
+            watch(engine)
         result = engine.sync()
         extra = result.summary
         if ids_to is not None:

@@ -17,6 +17,7 @@ import click
 from leadsync import __version__, defaults
 from leadsync.cli import commands, tools
 from leadsync.cli import sync as sync_command
+from leadsync.cli import ui as ui_command
 from leadsync.cli.common import log, redacted, traceback_if_debug
 from leadsync.errors import ExitCode, LeadsyncError, shown
 
@@ -135,6 +136,7 @@ for _command in (
     tools.template,
     tools.templates,
     tools.sandbox,
+    ui_command.ui,
 ):
     main.add_command(_command)
 

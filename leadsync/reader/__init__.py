@@ -33,7 +33,7 @@ from leadsync.reader.text import (
     open_text,
     sniff_delimiter,
 )
-from leadsync.reader.workbook import CFB_MAGIC, EXCEL_SUFFIXES, open_excel
+from leadsync.reader.workbook import CFB_MAGIC, EXCEL_SUFFIXES, open_excel, sheet_names
 
 __all__ = [
     "EXCEL_ERRORS",
@@ -50,6 +50,7 @@ __all__ = [
     "normalise_cell",
     "open_table",
     "scan_sheets",
+    "sheet_names",
     "sniff_delimiter",
 ]
 

@@ -236,6 +236,18 @@ def _unrenderable(formats: Overlay) -> list[tuple[str, str]]:
     )
 
 
+def sheet_names(path: Path) -> list[str]:
+    """The worksheets of a workbook, in the workbook's order (hidden ones too); []
+    for a file that is not one calamine can read."""
+    import python_calamine as pc
+
+    try:
+        workbook = pc.CalamineWorkbook.from_path(str(path))
+    except (pc.CalamineError, pc.ZipError, pc.XmlError, pc.PasswordError, OSError, ValueError):
+        return []
+    return [str(m.name) for m in workbook.sheets_metadata if m.typ == pc.SheetTypeEnum.WorkSheet]
+
+
 def _pick_sheet(workbook: Any, wanted: str | None, path: Path) -> str:
     import python_calamine as pc
 
