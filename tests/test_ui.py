@@ -35,6 +35,19 @@ def _count(driver: Any, outcome: str) -> int:
     return int(found[0].text) if found else 0
 
 
+def _tab_to(driver: Any, target: Any, most: int = 80) -> None:
+    """Press Tab until ``target`` has the focus (it must be reachable from the keyboard)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element("css selector", "body").click()
+    for _ in range(most):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if driver.execute_script("return document.activeElement === arguments[0]", target):
+            return
+    raise AssertionError("the element is not reachable with Tab")
+
+
 def _upload(driver: Any, server: Any, path: Path) -> None:
     driver.get(server.url)  # the token becomes a cookie; the address loses it
     assert "token=" not in driver.current_url
@@ -88,10 +101,20 @@ def test_sample_upload_mapping_sync_and_report(tmp_path: Path, driver: Any) -> N
         assert row35.text.startswith("31/02/2025")
         tip = row35.find_element("css selector", ".tip")
         assert not tip.is_displayed()
-        driver.execute_script("arguments[0].focus()", row35)  # keyboard: Tab lands on it
+        _tab_to(driver, row35)  # the keyboard reaches it, and focus shows its message
         assert tip.is_displayed() and "invalid_date" in tip.text
         assert "Notes" in driver.find_element("id", "unmapped").text
         screenshot(driver, "1-validation")
+        # every row, paged: 50 at a time, pages turned from the keyboard
+        driver.find_element("id", "all-rows").click()
+        wait_for(lambda: "200 rows" in _js_text(driver, "grid-count"), what="all rows")
+        assert len(_css(driver, "#rows tbody tr")) == 50
+        from selenium.webdriver.common.keys import Keys
+
+        driver.find_element("id", "next-page").send_keys(Keys.ENTER)
+        wait_for(lambda: "page 2 of 4" in _js_text(driver, "grid-count"), what="page 2")
+        first = driver.find_element("css selector", "#rows tbody tr")
+        assert first.get_attribute("data-row") == "52"
 
         # the mapping: ignore Notes, and read the consent "maybe" as no
         driver.find_element("link text", "3. Mapping").click()
@@ -195,3 +218,119 @@ def test_past_run_failures_are_listed_and_retried(tmp_path: Path, driver: Any) -
         assert summary["rows_left_out"] == 200 - failed  # only the failed rows went again
         sent_again = summary["outcomes"]["updated"] + summary["outcomes"]["failed"]
         assert sent_again == failed
+
+
+def test_a_file_without_an_id_column_is_fixed_in_the_mapping(tmp_path: Path, driver: Any) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    from tests.conftest import write_xlsx
+
+    book = write_xlsx(
+        tmp_path / "export.xlsx",
+        [
+            ["Ref", "Forename", "Surname", "Stage"],
+            ["1001", "Ann", "Lee", "New"],
+            ["1002", "Bo", "Khan", "Lost"],
+        ],
+        sheet="Export",
+        before=[("Old", "visible")],
+    )
+    with app_with_sandbox(tmp_path) as (server, _):
+        _upload(driver, server, book)
+        # the first sheet is read first: the user picks the right one
+        sheet = Select(driver.find_element("id", "sheet"))
+        assert [o.text for o in sheet.options] == ["Old", "Export"]
+        sheet.select_by_value("Export")
+        driver.find_element("css selector", "form.inline button").click()
+        wait_for(lambda: _css(driver, "#error"), what="the error")
+        error = driver.find_element("id", "error").text
+        assert "id" in error and "\n" not in error.strip(), error  # one line saying what to fix
+        driver.find_element("link text", "3. Mapping").click()
+        wait_for(lambda: _css(driver, "#mapping-form"), what="the mapping page")
+        for header, target in (
+            ("Ref", "id"),
+            ("Forename", "first_name"),
+            ("Surname", "last_name"),
+            ("Stage", "status"),
+        ):
+            Select(
+                driver.find_element("css selector", f'select[data-header="{header}"]')
+            ).select_by_value(target)
+        driver.find_element("id", "apply-mapping").click()
+        wait_for(lambda: _css(driver, "#codes") or _css(driver, "p.ok"), what="the check")
+        assert _count(driver, "valid") == 2 and not _css(driver, "#error")
+
+        # a mapping file loaded from disk replaces it (and is checked like the CLI's)
+        driver.find_element("link text", "3. Mapping").click()
+        wait_for(lambda: _css(driver, "#mapping-file"), what="the mapping page")
+        broken = tmp_path / "broken.toml"
+        broken.write_text('[columns]\n"Ref" = "no_such_field"\n')
+        driver.find_element("id", "mapping-file").send_keys(str(broken))
+        wait_for(
+            lambda: "no_such_field" in driver.find_element("id", "mapping-state").text,
+            what="refusal",
+        )
+        good = tmp_path / "crm.toml"
+        good.write_text(
+            '[columns]\n"Ref" = "id"\n"Forename" = "first_name"\n"Surname" = "last_name"\n'
+            '"Stage" = "status"\n[rules]\nstatuses = ["New"]\n'
+        )
+        driver.find_element("id", "mapping-file").send_keys(str(good))
+        wait_for(
+            lambda: "/mapping" not in driver.current_url and _css(driver, "#codes"), what="re-check"
+        )
+        assert (
+            _count(driver, "valid") == 1 and _count(driver, "invalid") == 1
+        )  # "Lost" is not allowed
+        driver.find_element("link text", "Offices").click()
+        wait_for(lambda: _css(driver, "#offices"), what="the offices")
+        assert len(_css(driver, "#offices tbody tr")) >= 2
+
+
+def test_create_new_leads_then_revert_a_run(tmp_path: Path, driver: Any) -> None:
+    from tests.conftest import write_csv
+
+    first = write_csv(
+        tmp_path / "night1.csv",
+        [
+            ["id", "first_name", "last_name", "status", "type", "email", "postcode"],
+            ["1001", "Ann", "Lee", "New", "", "", ""],
+            ["", "Cat", "New", "New", "vendor", "cat@example.com", "BS1 4DJ"],
+        ],
+    )
+    second = write_csv(
+        tmp_path / "night2.csv",
+        [["id", "first_name", "last_name", "status"], ["1001", "Ann", "Lee", "Contacted"]],
+    )
+    with app_with_sandbox(tmp_path) as (server, sb):
+        _upload(driver, server, first)
+        assert _count(driver, "invalid") == 1  # without --create: the row has no id
+        driver.find_element("id", "create").click()  # the checkbox re-checks at once
+        wait_for(
+            lambda: _count(driver, "invalid") == 0 and _css(driver, "#create:checked"),
+            what="create",
+        )
+        driver.find_element("link text", "4. Plan and sync").click()
+        wait_for(lambda: _css(driver, "#start-sync"), what="the plan")
+        assert "(new)" in driver.find_element("id", "plan").text
+        driver.find_element("id", "start-sync").click()
+        wait_for(lambda: _finished(driver), timeout=60, what="the first sync")
+        assert _count(driver, "created") == 1 and _count(driver, "updated") == 1
+        assert sb.stats()["created"] == 1
+
+        _upload(driver, server, second)
+        driver.find_element("link text", "4. Plan and sync").click()
+        wait_for(lambda: _css(driver, "#start-sync"), what="the plan")
+        assert "Contacted" in driver.find_element("id", "plan").text
+        driver.find_element("id", "start-sync").click()
+        wait_for(lambda: _finished(driver), timeout=60, what="the second sync")
+        assert sb.leads["1001"]["status"] == "Contacted"
+        driver.find_element("css selector", "#outcome a").click()
+        wait_for(lambda: _css(driver, "#revertible"), what="the run page")
+        assert "revertible: 1 field(s) of 1 lead(s)" in driver.find_element("id", "revertible").text
+        driver.find_element("id", "revert").click()
+        driver.switch_to.alert.accept()  # "Put back what this run changed?"
+        wait_for(lambda: "/jobs/" in driver.current_url, what="the revert's job page")
+        wait_for(lambda: _finished(driver), timeout=60, what="the revert")
+        assert _count(driver, "reverted") == 1
+        assert sb.leads["1001"]["status"] == "New"

@@ -27,7 +27,7 @@ from leadsync.mapper.convert import (
     to_integer,
     to_iso_date,
 )
-from leadsync.mapper.plan import plan_columns, plan_table
+from leadsync.mapper.plan import header_targets, plan_columns, plan_table
 from leadsync.mapper.rows import map_chunk
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "map_chunk",
     "map_columns",
     "payload_json",
+    "header_targets",
     "plan_columns",
     "plan_table",
     "to_boolean",

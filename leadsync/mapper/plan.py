@@ -23,10 +23,7 @@ def plan_columns(headers: tuple[str, ...], config: Config, first_column: int = 0
     ``first_column``: where the sheet's first column stands (its letters are the ones a
     mapping file's ``"column F"`` keys name)."""
     prefix = report_prefix(headers)
-    targets: list[Target | None] = [Target("ignore")] * prefix
-    for i, header in enumerate(headers[prefix:], start=prefix):
-        by_letter = config.columns.get(letter_key(column_letter(first_column + i)))
-        targets.append(_target_for(header, config, by_letter))
+    targets = header_targets(headers, config, first_column)
     seen: dict[tuple[str, str], int] = {}
     for i, t in enumerate(targets):
         if t is None or t.kind == "ignore":
@@ -74,6 +71,19 @@ def plan_columns(headers: tuple[str, ...], config: Config, first_column: int = 0
         report_row_index=0 if prefix else None,
         match_index=match_index,
     )
+
+
+def header_targets(
+    headers: tuple[str, ...], config: Config, first_column: int = 0
+) -> list[Target | None]:
+    """What each header maps to, one by one (None: unmapped), before the file-level
+    checks :func:`plan_columns` makes (an id column, no target twice)."""
+    prefix = report_prefix(headers)
+    targets: list[Target | None] = [Target("ignore")] * prefix
+    for i, header in enumerate(headers[prefix:], start=prefix):
+        by_letter = config.columns.get(letter_key(column_letter(first_column + i)))
+        targets.append(_target_for(header, config, by_letter))
+    return targets
 
 
 def letter_key(letter: str) -> str:

@@ -52,6 +52,7 @@ def create_app(workspace: Workspace, secrets: Secrets) -> Gate:
         Route("/file/{fid}", pages.file),
         Route("/file/{fid}/grid", pages.grid),
         Route("/file/{fid}/sheet", pages.sheet, methods=["POST"]),
+        Route("/file/{fid}/create", pages.create, methods=["POST"]),
         Route("/file/{fid}/mapping", pages.mapping, methods=["GET", "POST"]),
         Route("/file/{fid}/mapping.toml", pages.mapping_toml),
         Route("/file/{fid}/mapping-file", pages.load_mapping, methods=["PUT"]),
@@ -64,11 +65,15 @@ def create_app(workspace: Workspace, secrets: Secrets) -> Gate:
         Route("/runs", pages.runs),
         Route("/runs/{run_id}", pages.run),
         Route("/runs/{run_id}/retry", pages.retry, methods=["POST"]),
+        Route("/runs/{run_id}/revert", pages.revert, methods=["POST"]),
         Route("/runs/{run_id}/files/{name}", pages.run_file),
         Route("/offices", pages.offices),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={Exception: pages.failed})
+    # a LeadsyncError is the user's to fix (answered as one line); any other is a bug (the
+    # same answer, and uvicorn logs its traceback on the terminal that started the app)
+    handlers = {LeadsyncError: pages.failed, Exception: pages.failed}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     return Gate(app, secrets)
 
 
@@ -176,6 +181,13 @@ class _Pages:
         await run_in_threadpool(self.ws.check, upload)
         return _go(f"/file/{upload.fid}")
 
+    async def create(self, request: Request) -> Response:
+        upload = self._upload(request)
+        form = await request.form()
+        upload.create = form.get("create") == "on"
+        await run_in_threadpool(self.ws.check, upload)
+        return _go(f"/file/{upload.fid}")
+
     async def validation_file(self, request: Request) -> Response:
         upload = self._upload(request)
         if upload.checked is None:
@@ -188,16 +200,10 @@ class _Pages:
         upload = self._upload(request)
         config = self.ws.config(upload)
         headers = upload.headers
-        try:
-            auto = mf.auto_plan(headers, config)
-            auto_targets = [mf.target_text(t) for t in auto.targets]
-        except LeadsyncError:
-            auto, auto_targets = None, [mf.NOT_MAPPED] * len(headers)
+        auto = mf.auto_targets(headers, config)
         error = None
         if request.method == "POST":
             form = {k: str(v) for k, v in (await request.form()).items()}
-            if auto is None:
-                raise InputError("two columns of this file name the same field: map one of them")
             doc = mf.doc_from_form(form, headers, upload.mapping, auto)
             try:
                 name = upload.mapping_name  # a loaded file's name; None: made here
@@ -205,13 +211,9 @@ class _Pages:
                 return _go(f"/file/{upload.fid}")
             except MappingError as exc:
                 error = str(exc)
-        from leadsync.fields import normalise_header
-
-        current = [
-            config.columns.get(normalise_header(h), auto_targets[i]) for i, h in enumerate(headers)
-        ]
+        current = mf.current_targets(headers, config)
         columns = [
-            (i, h, current[i], auto_targets[i], mf.choices(h, current[i], config))
+            (i, h, current[i], auto[i], mf.choices(h, current[i], config))
             for i, h in enumerate(headers)
         ]
         lines = mf.value_lines(upload.mapping) + [("", "", "")] * mf.BLANK_VALUE_LINES
@@ -329,8 +331,22 @@ class _Pages:
         folder = Path(found["report_dir"] or "")
         files = [n for n in _REPORT_FILES if (folder / n).is_file()]
         return self.page(
-            "run.html", run=found, problems=problems, files=files, has_key=self.ws.has_key
+            "run.html",
+            run=found,
+            problems=problems,
+            files=files,
+            has_key=self.ws.has_key,
+            revertible=self._revertible(found["run_id"]),
         )
+
+    def _revertible(self, run_id: str) -> str | None:
+        """What a revert of the run could put back (None: nothing, or not a sync)."""
+        from leadsync.journal import Journal
+        from leadsync.revert import plan_revert, revertible
+
+        with Journal(self.ws.journal) as book:
+            items = plan_revert(book, run_id)
+        return revertible(items) if items else None
 
     async def retry(self, request: Request) -> Response:
         found, _ = self._run(request.path_params["run_id"])
@@ -343,6 +359,11 @@ class _Pages:
         upload = next((u for u in self.ws.uploads.values() if u.path == path), None)
         config = self.ws.config(upload) if upload else _plain_config(self.ws)
         job = self.ws.start_sync(upload, path=path, config=config, retry_of=found["run_id"])
+        return _go(f"/jobs/{job.jid}")
+
+    async def revert(self, request: Request) -> Response:
+        found, _ = self._run(request.path_params["run_id"])
+        job = self.ws.start_revert(found["run_id"])
         return _go(f"/jobs/{job.jid}")
 
     async def run_file(self, request: Request) -> Response:

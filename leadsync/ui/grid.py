@@ -1,8 +1,9 @@
 """A validated file's rows for the app's grid, kept in SQLite in the private folder so a
 100k-row file is paged (a page of rows in the DOM at a time), not held as objects.
 
-The rows come from :func:`leadsync.run.validated_rows`: the same verdicts, payloads and
-problems as `leadsync validate` (the grid draws them, it does not judge).
+The rows come from :func:`leadsync.run.checked_chunks` (the columnar path, as `leadsync
+validate` reads them) or :func:`leadsync.run.validated_rows`: the same verdicts and
+problems as the reports (the grid draws them, it does not judge).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from leadsync.config import Config
-from leadsync.model import ColumnPlan
+from leadsync.mapper import fast_path_applies
+from leadsync.model import CheckedChunk, ColumnPlan, MappedRow
 from leadsync.private import ensure_private
 from leadsync.reader import Table, display_text
-from leadsync.run import validated_rows
+from leadsync.run import checked_chunks, validated_rows
 from leadsync.validator import IdScan
 
 PAGE_ROWS = 50
@@ -45,8 +47,17 @@ class Grid:
 
     @classmethod
     def build(
-        cls, path: Path, table: Table, plan: ColumnPlan, config: Config, scan: IdScan
+        cls,
+        path: Path,
+        table: Table,
+        plan: ColumnPlan,
+        config: Config,
+        scan: IdScan,
+        *,
+        fast: bool = True,
     ) -> Grid:
+        """Read every row of ``table`` once and keep it for paging (``fast=False``: row
+        by row, the reference the columnar build is tested against)."""
         ensure_private(path)
         grid = cls(path, table.headers)
         db = grid.db
@@ -54,23 +65,25 @@ class Grid:
             "CREATE TABLE rows (seq INTEGER PRIMARY KEY, row INTEGER, outcome TEXT, "
             "cells TEXT, problems TEXT)"
         )
+        insert = "INSERT INTO rows VALUES (?, ?, ?, ?, ?)"
+        seq = 0
         batch: list[tuple[int, int, str, str, str]] = []
-        for seq, (row, cells) in enumerate(validated_rows(table, plan, config, scan)):
-            outcome = "skipped_blank" if row.blank else "invalid" if row.problems else "valid"
-            problems = [(p.column_index, p.code, p.message) for p in row.problems]
-            batch.append(
-                (
-                    seq,
-                    row.row,
-                    outcome,
-                    json.dumps([display_text(c) for c in cells], ensure_ascii=False),
-                    json.dumps(problems, ensure_ascii=False),
-                )
-            )
-            if len(batch) >= 5000:
-                db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)", batch)
-                batch.clear()
-        db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?)", batch)
+        if fast and fast_path_applies(plan, config):
+            # column-wise: the cells joined by pyarrow, a payload never built
+            for checked in checked_chunks(table, plan, config, scan, None):
+                batch = list(_chunk_rows(checked, seq))
+                db.executemany(insert, batch)
+                seq += len(batch)
+        else:
+            for row, cells in validated_rows(table, plan, config, scan, fast=False):
+                outcome = _outcome(row)
+                texts = _SEP.join(display_text(c).replace(_SEP, " ") for c in cells)
+                batch.append((seq, row.row, outcome, texts, _problems(row)))
+                seq += 1
+                if len(batch) >= 5000:
+                    db.executemany(insert, batch)
+                    batch.clear()
+            db.executemany(insert, batch)
         db.execute("CREATE INDEX rows_invalid ON rows (outcome, seq)")
         db.commit()
         return grid
@@ -99,13 +112,50 @@ class Grid:
             self.db.close()
 
 
+_SEP = "\x1f"  # the ASCII unit separator: between a row's cells in the store
+
+
+def _chunk_rows(checked: CheckedChunk, first: int) -> Iterator[tuple[int, int, str, str, str]]:
+    import pyarrow.compute as pc
+
+    chunk = checked.chunk
+    columns = [
+        pc.replace_substring(chunk.display_cells(j).array, _SEP, " ")
+        for j in range(len(chunk.columns))
+    ]
+    if columns:
+        joined = pc.binary_join_element_wise(*columns, _SEP, null_handling="replace").to_pylist()
+    else:
+        joined = [""] * len(chunk)
+    slow = dict(checked.slow)
+    blank = checked.columns.blank
+    numbers = chunk.row_numbers
+    for i, texts in enumerate(joined):
+        row = slow.get(i)
+        if row is not None:
+            yield first + i, row.row, _outcome(row), texts, _problems(row)
+        else:
+            outcome = "skipped_blank" if blank[i] else "valid"
+            yield first + i, int(numbers[i]), outcome, texts, ""
+
+
+def _outcome(row: MappedRow) -> str:
+    return "skipped_blank" if row.blank else "invalid" if row.problems else "valid"
+
+
+def _problems(row: MappedRow) -> str:
+    if not row.problems:
+        return ""
+    found = [(p.column_index, p.code, p.message) for p in row.problems]
+    return json.dumps(found, ensure_ascii=False)
+
+
 def _grid_row(row: int, outcome: str, cells: str, problems: str) -> GridRow:
     by_column: dict[int, list[tuple[str, str]]] = {}
     others: list[tuple[str, str]] = []
-    for column, code, message in json.loads(problems):
+    for column, code, message in json.loads(problems) if problems else []:
         if column is None:
             others.append((code, message))
         else:
             by_column.setdefault(int(column), []).append((code, message))
-    texts: list[Any] = json.loads(cells)
-    return GridRow(row, outcome, [str(t) for t in texts], by_column, others)
+    return GridRow(row, outcome, cells.split(_SEP), by_column, others)

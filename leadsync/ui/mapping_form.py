@@ -14,8 +14,8 @@ import tomli_w
 
 from leadsync.config import DATE_ORDERS, FULL_NAME, IGNORE, Config
 from leadsync.fields import FIELDS, Kind
-from leadsync.mapper import plan_columns
-from leadsync.model import ColumnPlan, Target
+from leadsync.mapper import header_targets
+from leadsync.model import Target
 
 NOT_MAPPED = ""
 BLANK_VALUE_LINES = 3  # empty lines offered below the value maps already there
@@ -36,11 +36,15 @@ def target_text(t: Target | None) -> str:
     return t.name  # id, a field, email/phone (--match-by)
 
 
-def auto_plan(headers: tuple[str, ...], config: Config) -> ColumnPlan:
-    """What the headers map to by their names alone (no [columns] entries)."""
-    return plan_columns(
-        headers, replace(config, columns={}, column_keys={}, optional_columns=frozenset())
-    )
+def auto_targets(headers: tuple[str, ...], config: Config) -> list[str]:
+    """What each header maps to by its name alone (no [columns] entries), as text."""
+    bare = replace(config, columns={}, column_keys={}, optional_columns=frozenset())
+    return [target_text(t) for t in header_targets(headers, bare)]
+
+
+def current_targets(headers: tuple[str, ...], config: Config) -> list[str]:
+    """What each header maps to under ``config`` (its [columns] entries applied)."""
+    return [target_text(t) for t in header_targets(headers, config)]
 
 
 def choices(header: str, current: str, config: Config) -> list[tuple[str, str]]:
@@ -72,7 +76,7 @@ def default_values(doc: Mapping[str, Any]) -> dict[str, str]:
 
 
 def doc_from_form(
-    form: Mapping[str, str], headers: tuple[str, ...], base: Mapping[str, Any], auto: ColumnPlan
+    form: Mapping[str, str], headers: tuple[str, ...], base: Mapping[str, Any], auto: list[str]
 ) -> dict[str, Any]:
     """The mapping document the form describes, over ``base`` (its other sections kept).
 
@@ -84,7 +88,7 @@ def doc_from_form(
     columns: dict[str, str] = {}
     for i, header in enumerate(headers):
         chosen = form.get(f"column-{i}", NOT_MAPPED).strip()
-        if chosen != target_text(auto.targets[i]) and chosen != NOT_MAPPED:
+        if chosen != auto[i] and chosen != NOT_MAPPED:
             columns[header] = chosen
     values: dict[str, dict[str, Any]] = {}
     for n in sorted(

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class Upload:
     checked: RunResult | None = None
     grid: Grid | None = None
     headers: tuple[str, ...] = ()
+    create: bool = False  # rows without a lead id are new leads (sync --create)
     error: str | None = None  # why the file as a whole could not be validated
 
 
@@ -191,7 +192,7 @@ class Workspace:
     def config(self, upload: Upload) -> Config:
         """The upload's settings: its mapping document, then the environment, the sheet."""
         base = parse_mapping(upload.mapping, source=upload.mapping_name)
-        extra: dict[str, Any] = {"sheet": upload.sheet}
+        extra: dict[str, Any] = {"sheet": upload.sheet, "create": upload.create}
         if self.report_root is not None:
             extra["report_root"] = str(self.report_root)
         return build_config(None, self.env, base=base, **extra)
@@ -234,26 +235,47 @@ class Workspace:
         """Start a sync of ``path`` in a thread; its progress is on the returned job."""
         from leadsync.engine import sync
 
+        title = f"retry of {retry_of}" if retry_of else f"sync of {path.name}"
+
+        def work(job: SyncJob, key: str) -> RunResult:
+            return sync(
+                path,
+                config,
+                api_key=key,
+                journal=self.journal,
+                retry_failed=retry_of,
+                stop=job.stop,
+                progress=job.progress,
+                watch=lambda engine: setattr(job, "engine", engine),
+            )
+
+        return self._start(upload, title, work)
+
+    def start_revert(self, run_id: str) -> SyncJob:
+        """Start ``leadsync revert RUN`` in a thread (Stop works as for a sync)."""
+        from leadsync.config import build_config
+        from leadsync.revert import revert
+
+        config = build_config(None, self.env)
+
+        def work(job: SyncJob, key: str) -> RunResult:
+            return revert(run_id, config, api_key=key, journal=self.journal, stop=job.stop)
+
+        return self._start(None, f"revert of {run_id}", work)
+
+    def _start(
+        self, upload: Upload | None, title: str, work: Callable[[SyncJob, str], RunResult]
+    ) -> SyncJob:
         key = self.api_key()
         with self.lock:
             if any(not j.finished.is_set() for j in self.jobs.values()):
                 raise LeadsyncError("a sync is already running: wait for it, or stop it")
-            title = f"retry of {retry_of}" if retry_of else f"sync of {path.name}"
             job = SyncJob(secrets.token_hex(6), upload, title)
             self.jobs[job.jid] = job
 
-        def work() -> None:
+        def run() -> None:
             try:
-                job.result = sync(
-                    path,
-                    config,
-                    api_key=key,
-                    journal=self.journal,
-                    retry_failed=retry_of,
-                    stop=job.stop,
-                    progress=job.progress,
-                    watch=lambda engine: setattr(job, "engine", engine),
-                )
+                job.result = work(job, key)
             except LeadsyncError as exc:
                 job.error = str(exc)
             except Exception as exc:  # the app stays up; the message says what broke
@@ -262,7 +284,7 @@ class Workspace:
                 job.ended = time.monotonic()
                 job.finished.set()
 
-        threading.Thread(target=work, name=f"leadsync-ui-sync-{job.jid}", daemon=True).start()
+        threading.Thread(target=run, name=f"leadsync-ui-job-{job.jid}", daemon=True).start()
         return job
 
     def job(self, jid: str) -> SyncJob:
