@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from leadsync.config import Config
 from leadsync.errors import ExitCode
@@ -37,6 +37,16 @@ from leadsync.threads import in_thread, prefetch
 from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
+
+
+class RunObserver(Protocol):
+    """What :func:`validate` shows each chunk or row it reports (the app's grid)."""
+
+    def opened(self, headers: tuple[str, ...]) -> None: ...
+
+    def checked(self, checked: CheckedChunk) -> None: ...
+
+    def row(self, row: MappedRow, cells: tuple[Any, ...]) -> None: ...
 
 
 @dataclass
@@ -243,18 +253,22 @@ def validate(
     command: str = "validate",
     office_ids: Collection[int] | None = None,
     fast: bool = True,
+    observer: RunObserver | None = None,
 ) -> RunResult:
     """Read, map and validate every row of ``path``; write the reports; send nothing.
 
     Raises :class:`~leadsync.errors.LeadsyncError` when the file as a whole cannot be
     used (missing, unreadable, no id column); row problems are reported, not raised.
     ``fast=False`` maps and checks every row one by one (the reference the columnar
-    fast path is tested against; same verdicts, same reports, slower).
+    fast path is tested against; same verdicts, same reports, slower). ``observer``
+    sees every checked chunk (or every row, off the columnar path) as it is reported.
     """
     config = config or Config()
     run = Run.open(path, config, report_dir, xlsx_report)
     if office_ids is not None:
         run.office_ids = frozenset(office_ids)
+    if observer is not None:
+        observer.opened(run.table.headers)
     writer = run.writer
     if fast and fast_path_applies(run.plan, config):
         chunks = checked_chunks(run.table, run.plan, config, run.scan, run.office_ids)
@@ -264,6 +278,8 @@ def validate(
             done = 0
             for checked in chunks:
                 pending.append((pool.submit(writer.write_chunk, checked), len(checked.chunk)))
+                if observer is not None:
+                    observer.checked(checked)
                 while len(pending) > 1:
                     future, rows = pending.popleft()
                     future.result()
@@ -280,6 +296,8 @@ def validate(
                 writer.write(row, Outcome.INVALID, cells, problems=row.problems)
             else:
                 writer.write(row, Outcome.VALID, cells, payload=row.payload)
+            if observer is not None:
+                observer.row(row, cells)
             if progress is not None and done % 1000 == 0:
                 progress(done, run.scan.rows, writer.counts)
     exit_code = ExitCode.ROWS_FAILED if writer.counts[Outcome.INVALID] else ExitCode.OK

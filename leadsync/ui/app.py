@@ -201,7 +201,7 @@ class _Pages:
         config = self.ws.config(upload)
         headers = upload.headers
         auto = mf.auto_targets(headers, config)
-        error = None
+        error, shown, current = None, upload.mapping, mf.current_targets(headers, config)
         if request.method == "POST":
             form = {k: str(v) for k, v in (await request.form()).items()}
             doc = mf.doc_from_form(form, headers, upload.mapping, auto)
@@ -209,22 +209,22 @@ class _Pages:
                 name = upload.mapping_name  # a loaded file's name; None: made here
                 await run_in_threadpool(self.ws.set_mapping, upload, doc, name)
                 return _go(f"/file/{upload.fid}")
-            except MappingError as exc:
-                error = str(exc)
-        current = mf.current_targets(headers, config)
+            except MappingError as exc:  # shown again as typed, with what to fix
+                error, shown = str(exc), doc
+                current = [form.get(f"column-{i}", mf.NOT_MAPPED) for i in range(len(headers))]
         columns = [
             (i, h, current[i], auto[i], mf.choices(h, current[i], config))
             for i, h in enumerate(headers)
         ]
-        lines = mf.value_lines(upload.mapping) + [("", "", "")] * mf.BLANK_VALUE_LINES
-        dates = upload.mapping.get("dates") or {}
+        lines = mf.value_lines(shown) + [("", "", "")] * mf.BLANK_VALUE_LINES
+        dates = shown.get("dates") or {}
         return self.page(
             "mapping.html",
             u=upload,
             columns=columns,
             unmapped=[h for i, h in enumerate(headers) if current[i] == mf.NOT_MAPPED],
             lines=lines,
-            defaults=mf.default_values(upload.mapping),
+            defaults=mf.default_values(shown),
             default_fields=mf.default_fields(),
             value_fields=[f for f, _ in mf.default_fields()],
             date_orders=DATE_ORDERS,

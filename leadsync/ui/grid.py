@@ -56,37 +56,18 @@ class Grid:
         *,
         fast: bool = True,
     ) -> Grid:
-        """Read every row of ``table`` once and keep it for paging (``fast=False``: row
-        by row, the reference the columnar build is tested against)."""
-        ensure_private(path)
-        grid = cls(path, table.headers)
-        db = grid.db
-        db.execute(
-            "CREATE TABLE rows (seq INTEGER PRIMARY KEY, row INTEGER, outcome TEXT, "
-            "cells TEXT, problems TEXT)"
-        )
-        insert = "INSERT INTO rows VALUES (?, ?, ?, ?, ?)"
-        seq = 0
-        batch: list[tuple[int, int, str, str, str]] = []
+        """Read every row of ``table`` and keep it for paging (``fast=False``: row by
+        row, the reference the columnar build is tested against). A validation run
+        fills one as it goes instead (:class:`GridWriter` observes it)."""
+        writer = GridWriter(path)
+        writer.opened(table.headers)
         if fast and fast_path_applies(plan, config):
-            # column-wise: the cells joined by pyarrow, a payload never built
             for checked in checked_chunks(table, plan, config, scan, None):
-                batch = list(_chunk_rows(checked, seq))
-                db.executemany(insert, batch)
-                seq += len(batch)
+                writer.checked(checked)
         else:
             for row, cells in validated_rows(table, plan, config, scan, fast=False):
-                outcome = _outcome(row)
-                texts = _SEP.join(display_text(c).replace(_SEP, " ") for c in cells)
-                batch.append((seq, row.row, outcome, texts, _problems(row)))
-                seq += 1
-                if len(batch) >= 5000:
-                    db.executemany(insert, batch)
-                    batch.clear()
-            db.executemany(insert, batch)
-        db.execute("CREATE INDEX rows_invalid ON rows (outcome, seq)")
-        db.commit()
-        return grid
+                writer.row(row, cells)
+        return writer.finish()
 
     def count(self, only_problems: bool) -> int:
         with self.mutex:
@@ -113,6 +94,46 @@ class Grid:
 
 
 _SEP = "\x1f"  # the ASCII unit separator: between a row's cells in the store
+_INSERT = "INSERT INTO rows VALUES (?, ?, ?, ?, ?)"
+
+
+class GridWriter:
+    """Fills a :class:`Grid` from a validation run as it reads the file (the run's
+    ``observer``): a checked chunk at a time on the columnar path, else row by row."""
+
+    def __init__(self, path: Path) -> None:
+        ensure_private(path)
+        self.grid = Grid(path, ())
+        self.grid.db.execute(
+            "CREATE TABLE rows (seq INTEGER PRIMARY KEY, row INTEGER, outcome TEXT, "
+            "cells TEXT, problems TEXT)"
+        )
+        self.seq = 0
+        self.batch: list[tuple[int, int, str, str, str]] = []
+
+    def opened(self, headers: tuple[str, ...]) -> None:
+        self.grid.headers = headers
+
+    def checked(self, checked: CheckedChunk) -> None:
+        # column-wise: the cells joined by pyarrow, a payload never built
+        batch = list(_chunk_rows(checked, self.seq))
+        self.grid.db.executemany(_INSERT, batch)
+        self.seq += len(batch)
+
+    def row(self, row: MappedRow, cells: tuple[object, ...]) -> None:
+        texts = _SEP.join(display_text(c).replace(_SEP, " ") for c in cells)
+        self.batch.append((self.seq, row.row, _outcome(row), texts, _problems(row)))
+        self.seq += 1
+        if len(self.batch) >= 5000:
+            self.grid.db.executemany(_INSERT, self.batch)
+            self.batch.clear()
+
+    def finish(self) -> Grid:
+        db = self.grid.db
+        db.executemany(_INSERT, self.batch)
+        db.execute("CREATE INDEX rows_invalid ON rows (outcome, seq)")
+        db.commit()
+        return self.grid
 
 
 def _chunk_rows(checked: CheckedChunk, first: int) -> Iterator[tuple[int, int, str, str, str]]:

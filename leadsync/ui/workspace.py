@@ -8,6 +8,7 @@ Everything here calls the library (:mod:`leadsync.run`, :mod:`leadsync.engine`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -25,7 +26,7 @@ from leadsync.config import Config, build_config, parse_mapping, read_api_key
 from leadsync.errors import ExitCode, InputError, LeadsyncError, MappingError
 from leadsync.reader import open_table, sheet_names
 from leadsync.run import RunResult
-from leadsync.ui.grid import Grid
+from leadsync.ui.grid import Grid, GridWriter
 
 UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 DEFAULT_MAX_UPLOAD = 256 << 20  # bytes: a million-row export fits
@@ -205,25 +206,25 @@ class Workspace:
 
     def check(self, upload: Upload) -> None:
         """Validate ``upload`` as `leadsync validate` would; keep the rows for the grid."""
-        from leadsync.run import open_rows, validate
+        from leadsync.run import validate
 
         run_id = secrets.token_hex(4)
         out = upload.path.parent / f"validation-{run_id}"
         upload.error = None
         try:
             config = self.config(upload)
-            upload.headers = open_table(upload.path, config.sheet).headers
-            result = validate(upload.path, config, out)
-            table, plan, scan = open_rows(upload.path, config)
-            grid = Grid.build(
-                upload.path.parent / f"grid-{run_id}.sqlite", table, plan, config, scan
-            )
+            rows = GridWriter(upload.path.parent / f"grid-{run_id}.sqlite")
+            result = validate(upload.path, config, out, observer=rows)  # one read of the file
+            grid = rows.finish()
+            upload.headers = grid.headers
         except LeadsyncError as exc:
             upload.checked, upload.grid, upload.error = None, None, str(exc)
+            with contextlib.suppress(LeadsyncError):  # the mapping page needs the headers
+                upload.headers = open_table(upload.path, upload.sheet).headers
             return
         old, upload.grid, upload.checked = upload.grid, grid, result
         if upload.sheet is None:
-            upload.sheet = table.sheet
+            upload.sheet = result.summary["file"]["sheet"]
         if old is not None:
             old.close()
 
