@@ -206,3 +206,20 @@ def test_leadsync_ui_command_serves_loopback_and_cleans_up_on_ctrl_c(tmp_path: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_mapping_file_upload_is_capped_and_checked(tmp_path: Path) -> None:
+    with app_with_sandbox(tmp_path) as (server, _):
+        s = _session(server)
+        fid = _put_sample(s, server, server.secrets.csrf).json()["url"].rsplit("/", 1)[1]
+        url = f"{server.origin}/file/{fid}/mapping-file?name=m.toml"
+        headers = {"X-CSRF-Token": server.secrets.csrf, "Accept": "application/json"}
+        big = s.put(url, data=b"# " + b"x" * (2 << 20), headers=headers)
+        assert big.status_code == 400 and "over 1 MB" in big.json()["error"]
+        bad = s.put(url, data=b"[columns\n", headers=headers)
+        assert bad.status_code == 400 and "not valid TOML" in bad.json()["error"]
+        good = s.put(url, data=b'[values.gdpr_checkbox]\n"maybe" = false\n', headers=headers)
+        assert good.status_code == 200
+        (upload,) = server.workspace.uploads.values()
+        assert upload.mapping_name == "m.toml" and upload.checked is not None
+        assert upload.checked.summary["outcomes"]["invalid"] == 7  # the mapping applied

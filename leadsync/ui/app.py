@@ -31,6 +31,7 @@ from leadsync.ui.workspace import Upload, Workspace, exit_text
 
 HERE = Path(__file__).parent
 _REPORT_FILES = ("report.xlsx", "failures.csv", "successes.csv", "summary.json")
+_MAPPING_MAX = 1 << 20  # bytes: a mapping file is a few KB
 PLAN_SHOWN = 1000  # changes listed on the plan page (the counts cover them all)
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -247,9 +248,11 @@ class _Pages:
         import tomllib
 
         upload = self._upload(request)
-        raw = await request.body()
-        if len(raw) > 1 << 20:
-            raise InputError("a mapping file is a few KB of TOML: this one is over 1 MB")
+        raw = b""
+        async for part in request.stream():
+            raw += part
+            if len(raw) > _MAPPING_MAX:
+                raise InputError("a mapping file is a few KB of TOML: this one is over 1 MB")
         name = Path(request.query_params.get("name", "mapping.toml")).name
         try:
             doc = tomllib.loads(raw.decode("utf-8-sig"))
