@@ -327,6 +327,8 @@ def test_create_new_leads_then_revert_a_run(tmp_path: Path, driver: Any) -> None
         assert sb.leads["1001"]["status"] == "Contacted"
         driver.find_element("css selector", "#outcome a").click()
         wait_for(lambda: _css(driver, "#revertible"), what="the run page")
+        assert driver.title.startswith("Run ") and driver.title.endswith(" · leadsync")
+        assert len(_css(driver, "#revertible")) == 1 and "Undo" not in driver.title
         assert "revertible: 1 field(s) of 1 lead(s)" in driver.find_element("id", "revertible").text
         driver.find_element("id", "revert").click()
         driver.switch_to.alert.accept()  # "Put back what this run changed?"
