@@ -186,12 +186,13 @@ def test_leadsync_ui_command_serves_loopback_and_cleans_up_on_ctrl_c(tmp_path: P
     proc = subprocess.Popen(
         [sys.executable, "-m", "leadsync", "ui", "--no-browser"],
         env=env,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()  # printed once the server accepts requests
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()  # printed once the server accepts requests
         found = re.search(r"open (http://127\.0\.0\.1:(\d+)/\?token=\S+)", line)
         assert found, line
         url, port = found.group(1), int(found.group(2))
@@ -202,7 +203,7 @@ def test_leadsync_ui_command_serves_loopback_and_cleans_up_on_ctrl_c(tmp_path: P
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
         assert not private.exists()  # the uploads' folder went with the server
-        assert DEFAULT_KEY not in proc.stderr.read()
+        assert DEFAULT_KEY not in proc.stderr.read() + proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -223,3 +224,22 @@ def test_a_mapping_file_upload_is_capped_and_checked(tmp_path: Path) -> None:
         (upload,) = server.workspace.uploads.values()
         assert upload.mapping_name == "m.toml" and upload.checked is not None
         assert upload.checked.summary["outcomes"]["invalid"] == 7  # the mapping applied
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(cli: object, tmp_path: Path) -> None:
+    import socket
+
+    import tempfile
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    folders = set(Path(tempfile.gettempdir()).glob("leadsync-ui-*"))
+    try:
+        port = taken.getsockname()[1]
+        result = cli("ui", "--no-browser", "--port", str(port))  # type: ignore[operator]
+        assert result.exit_code == 2
+        assert f"port {port} is in use" in result.output and "Traceback" not in result.output
+        assert set(Path(tempfile.gettempdir()).glob("leadsync-ui-*")) == folders  # none left
+    finally:
+        taken.close()

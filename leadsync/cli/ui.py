@@ -56,7 +56,7 @@ def ui(
             os.environ,
             port=port,
             open_browser=not no_browser,
-            announce=lambda text: click.echo(text, err=True),
+            announce=_announce,
             mapping=mapping,
             journal=journal_path(journal),
             key_file=api_key_file,
@@ -71,3 +71,9 @@ def ui(
             ) from None
         raise
     return 0
+
+
+def _announce(text: str) -> None:
+    # the address goes to stdout (a script starting the app reads it there), the rest
+    # to stderr with the other messages
+    click.echo(text, err=not text.startswith("leadsync ui: open "))
