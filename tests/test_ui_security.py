@@ -228,7 +228,6 @@ def test_a_mapping_file_upload_is_capped_and_checked(tmp_path: Path) -> None:
 
 def test_a_port_in_use_is_one_line_and_exit_2(cli: object, tmp_path: Path) -> None:
     import socket
-
     import tempfile
 
     taken = socket.socket()
