@@ -176,7 +176,10 @@ def test_the_key_is_in_no_response(tmp_path: Path, key_from: str) -> None:
         assert sb.stats()["applied_requests"] == 191
 
 
-def test_leadsync_ui_command_serves_loopback_and_cleans_up_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_leadsync_ui_command_serves_loopback_and_cleans_up_when_stopped(
+    tmp_path: Path, stop: str
+) -> None:
     import os
     import signal
     import subprocess
@@ -200,7 +203,7 @@ def test_leadsync_ui_command_serves_loopback_and_cleans_up_on_ctrl_c(tmp_path: P
         assert s.get(url).status_code == 200
         assert requests.get(f"http://127.0.0.1:{port}/").status_code == 403
         (private,) = tmp_path.glob("leadsync-ui-*")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))  # Ctrl-C, or systemd/kill stopping it
         assert proc.wait(timeout=30) == 0
         assert not private.exists()  # the uploads' folder went with the server
         assert DEFAULT_KEY not in proc.stderr.read() + proc.stdout.read()

@@ -4,6 +4,7 @@ per-start token (:mod:`leadsync.ui.security`)."""
 from __future__ import annotations
 
 import secrets
+import signal
 import socket
 import threading
 import webbrowser
@@ -47,13 +48,21 @@ class Server:
         return f"{self.origin}/?token={self.secrets.token}"
 
     def run(self, ready: Callable[[], None] | None = None) -> None:
-        """Serve until interrupted, then remove the private folder."""
+        """Serve until interrupted (Ctrl-C, SIGTERM), then remove the private folder."""
         if ready is not None:
             threading.Thread(target=self._when_ready, args=(ready,), daemon=True).start()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            # uvicorn re-raises the signal that stopped it once it has shut down: with
+            # SIGTERM's default action the process would die before the folder of
+            # uploads is removed, so SIGTERM ends it the way Ctrl-C does
+            previous = signal.signal(signal.SIGTERM, _as_interrupt)
         try:
             self.server.run(sockets=[self.sock])
         finally:
             self.workspace.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     def _when_ready(self, ready: Callable[[], None]) -> None:
         while not self.server.started and not self.server.should_exit:
@@ -82,6 +91,10 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def serve(
