@@ -92,7 +92,7 @@ def test_uploads_are_capped_private_and_removed_on_exit(tmp_path: Path) -> None:
         assert big.status_code == 400 and "upload limit" in big.json()["error"]
         folder = server.workspace.folder
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-        assert list(folder.iterdir()) == []  # the refused upload left nothing
+        assert [p.name for p in folder.iterdir()] == ["pid"]  # the refused upload left nothing
         small = tmp_path / "small.csv"
         small.write_text("id,first_name,last_name\n1001,Ann,Lee\n")
         r = s.put(
@@ -245,3 +245,31 @@ def test_a_port_in_use_is_one_line_and_exit_2(cli: object, tmp_path: Path) -> No
         assert set(Path(tempfile.gettempdir()).glob("leadsync-ui-*")) == folders  # none left
     finally:
         taken.close()
+
+
+def test_a_killed_servers_folder_is_removed_by_the_next_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    from leadsync.ui.workspace import remove_orphans
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = Path(tempfile.mkdtemp(prefix="leadsync-ui-"))
+    (orphan / "pid").write_text(dead.stdout.strip())  # its server is gone (kill -9)
+    (orphan / "upload.csv").write_text("id,first_name\n1001,Ann\n")
+    alive = Path(tempfile.mkdtemp(prefix="leadsync-ui-"))
+    (alive / "pid").write_text(str(__import__("os").getpid()))  # a server still running
+    try:
+        assert orphan in remove_orphans()
+        assert not orphan.exists() and alive.exists()
+    finally:
+        import shutil
+
+        shutil.rmtree(alive, ignore_errors=True)
+        shutil.rmtree(orphan, ignore_errors=True)

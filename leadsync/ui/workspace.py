@@ -107,7 +107,9 @@ class Workspace:
         max_upload: int = DEFAULT_MAX_UPLOAD,
     ) -> None:
         self.env = dict(env)
-        self.folder = Path(tempfile.mkdtemp(prefix="leadsync-ui-"))  # mode 0700
+        remove_orphans()
+        self.folder = Path(tempfile.mkdtemp(prefix=_PREFIX))  # mode 0700
+        (self.folder / _PID).write_text(str(os.getpid()))
         self.max_upload = max_upload
         self.journal = journal or _journal_path(self.env)
         self.report_root = report_root
@@ -304,6 +306,37 @@ class Workspace:
             if upload.grid is not None:
                 upload.grid.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_PREFIX = "leadsync-ui-"
+_PID = "pid"  # the server that owns the folder
+
+
+def remove_orphans() -> list[Path]:
+    """Remove the private folders of `leadsync ui` servers that died without removing
+    theirs (killed, or the machine lost power): uploads hold personal data."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink() or folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / _PID).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being made
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def exit_text(code: int) -> str:
