@@ -500,3 +500,22 @@ def left_to_row_by_row(path: Path, config: Config) -> int:
         columns = map_columns(chunk, plan, config, judged)
         left += int((~(check_columns(columns, plan, config) | columns.blank)).sum())
     return left
+
+
+def test_invalid_rows_lines_are_the_csv_modules_bytes(tmp_path: Path) -> None:
+    """failures.csv's lines for invalid rows are built column by column on the fast
+    path: formula-like ids, quotes, commas and line breaks in the cells and messages
+    come out as the row-by-row path (csv.writer) writes them."""
+    rows = [
+        ["id", "first_name", "last_name", "office_id", "next_action_date"],
+        ["=1+1", "Ann", "Lee", "1213", "2025-07-12"],
+        ["1002", '"Quoted", name', "Lee", "12,5", "2025-07-12"],
+        ["1003", "Line\nbreak", "", "1213", "31/02/2025"],
+        ["1004", "@cmd", "-Lee", "+1", "yes"],
+        ["1005", "Bo", "Khan", "1213", "2025-07-12T10:00:00Z"],
+        ["-1006", "Cy", "O'Neil", "Bristol", "2025-07-12"],
+    ]
+    src = write_csv(tmp_path / "tricky.csv", rows)
+    assert assert_same(src, Config(), tmp_path) == 6
+    lines = (tmp_path / "tricky-True" / "failures.csv").read_bytes().split(b"\r\n")
+    assert any(line.startswith(b"2,'=1+1,invalid") for line in lines)
