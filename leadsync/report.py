@@ -154,43 +154,6 @@ class ReportWriter:
             else:  # the same bytes csv.writer writes
                 self._failures_fh.write(",".join(map(csv_text, fields)) + "," + encoded + "\r\n")
 
-    def _invalid_lines(self, rows: list[MappedRow], cells_csv: list[Any]) -> str:
-        """failures.csv's lines for invalid rows, a line per problem, built column by
-        column: the bytes :meth:`_failure` writes (the tests hold them equal)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        from leadsync.columnar import Cells
-
-        which: list[int] = []
-        numbers: list[str] = []
-        leads: list[str] = []
-        stages: list[str] = []
-        fields: list[str] = []
-        codes: list[str] = []
-        messages: list[str] = []
-        for k, row in enumerate(rows):
-            self.counts[Outcome.INVALID] += 1
-            number, lead = str(row.row), row.lead_id or ""
-            for p in row.problems:
-                self.codes[p.code] += 1
-                which.append(k)
-                numbers.append(number)
-                leads.append(lead)
-                stages.append(p.stage)
-                fields.append(p.field or "")
-                codes.append(p.code)
-                messages.append(p.message)
-        original = pc.binary_join_element_wise(*cells_csv, ",").take(pa.array(which, pa.int64()))
-        columns = [
-            Cells(pa.array(values, pa.string())).csv_field()
-            for values in (numbers, leads, stages, fields, codes, messages)
-        ]
-        lines = pc.binary_join_element_wise(
-            columns[0], columns[1], Outcome.INVALID.value, *columns[2:], "", original, ","
-        )
-        return "\r\n".join(lines.to_pylist()) + "\r\n"
-
     def write_chunk(self, checked: CheckedChunk) -> None:
         """Record a validated chunk: the rows the fast path cleared in bulk, the rest
         (checked row by row) as :meth:`write` would, all in input order."""
@@ -237,7 +200,11 @@ class ReportWriter:
         if failing:  # their cells as CSV text in one go; a line per problem
             part = chunk.take(order)
             cells_csv = [part.display_cells(j).csv_field() for j in range(len(self.headers))]
-            self._failures_fh.write(self._invalid_lines([failing[i] for i in order], cells_csv))
+            lines = pc.binary_join_element_wise(*cells_csv, ",").to_pylist()
+            for i, original in zip(order, lines, strict=True):
+                bad = failing[i]
+                self.counts[Outcome.INVALID] += 1
+                self._failure(bad, Outcome.INVALID, (), bad.problems, None, encoded=original)
         if self._xlsx is not None and (failing or every):
             positions = range(n) if every else order
             if every:
