@@ -39,7 +39,7 @@ from leadsync.model import SendResult as Result
 from leadsync.report import InOrder
 from leadsync.run import Progress, Run, RunResult
 from leadsync.sender import RowSender
-from leadsync.summary import sending_figures
+from leadsync.summary import request_figures, sending_figures
 from leadsync.throttle import Throttle
 
 _SENDS_FIELDS = frozenset({Outcome.UPDATED, Outcome.CREATED})  # fields_sent is filled in
@@ -441,12 +441,7 @@ class SyncEngine:
 
     def live(self) -> dict[str, int]:
         """Figures so far, for a progress display: requests, retries, 429s."""
-        stats = self.throttle.stats
-        return {
-            "requests": stats.requests,
-            "retries": sum(s.retries for s in list(self.senders)),
-            "rate_limited_429": stats.rate_limited,
-        }
+        return request_figures(self.throttle, self.senders)
 
     # -- the end --------------------------------------------------------------------
 

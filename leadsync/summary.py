@@ -135,6 +135,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def request_figures(throttle: Throttle, senders: list[RowSender]) -> dict[str, int]:
+    """Requests, retries and 429s so far: the summary's, and a live display's."""
+    return {
+        "requests": throttle.stats.requests,
+        "retries": sum(s.retries for s in list(senders)),  # a copy: workers may add one
+        "rate_limited_429": throttle.stats.rate_limited,
+    }
+
+
 def sending_figures(
     config: Config,
     base_url: str,
@@ -153,9 +162,7 @@ def sending_figures(
         "base_url": base_url,
         "mode": mode,
         "concurrency": config.concurrency,
-        "requests": stats.requests,
-        "retries": sum(s.retries for s in senders),
-        "rate_limited_429": stats.rate_limited,
+        **request_figures(throttle, senders),
         "waited_for_retry_after": stats.waits_for_retry_after,
         "paused_for_retry_after": stats.paused,
         "server_limit": throttle.governor.findings(),

@@ -153,14 +153,9 @@ def print_result(result: Any, as_json: bool) -> None:
 
 
 def journal_path(given: Path | None) -> Path:
-    if given is not None:
-        return given
-    env = os.environ.get(defaults.ENV_JOURNAL)
-    if env:
-        return Path(env)
-    from leadsync.journal import default_path
+    from leadsync.journal import journal_location
 
-    return default_path()
+    return journal_location(given, os.environ)
 
 
 @contextlib.contextmanager

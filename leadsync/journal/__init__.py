@@ -30,6 +30,7 @@ from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from leadsync.defaults import ENV_JOURNAL
 from leadsync.errors import AbortError, InputError
 from leadsync.journal.befores import SCHEMA as BEFORES_SCHEMA
 from leadsync.journal.befores import BeforeLog
@@ -128,6 +129,15 @@ def default_path() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir("leadsync")) / "journal.sqlite"
+
+
+def journal_location(given: Path | None, env: Mapping[str, str]) -> Path:
+    """The journal to use: ``--journal``, else $LEADSYNC_JOURNAL, else :func:`default_path`."""
+    if given is not None:
+        return given
+    if env.get(ENV_JOURNAL):
+        return Path(env[ENV_JOURNAL])
+    return default_path()
 
 
 class Journal:

@@ -44,7 +44,9 @@ def create_app(workspace: Workspace, secrets: Secrets) -> Gate:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.globals.update(csrf=secrets.csrf, version=__version__, exit_text=exit_text)
+    env.globals.update(
+        csrf=secrets.csrf, version=__version__, exit_text=exit_text, report_files=_REPORT_FILES
+    )
     pages = _Pages(workspace, env)
     routes = [
         Route("/", pages.home),
@@ -360,7 +362,7 @@ class _Pages:
                 "sync it (the journal sends only what did not go through)"
             )
         upload = next((u for u in self.ws.uploads.values() if u.path == path), None)
-        config = self.ws.config(upload) if upload else _plain_config(self.ws)
+        config = self.ws.config(upload) if upload else self.ws.plain_config()
         job = self.ws.start_sync(upload, path=path, config=config, retry_of=found["run_id"])
         return _go(f"/jobs/{job.jid}")
 
@@ -387,18 +389,12 @@ class _Pages:
     async def offices(self, request: Request) -> Response:
         from leadsync.api import list_offices
 
-        config = _plain_config(self.ws)
+        config = self.ws.plain_config()
         found = await run_in_threadpool(list_offices, config, self.ws.api_key())
         return self.page("offices.html", offices=found, base_url=config.base_url)
 
     def _upload(self, request: Request) -> Upload:
         return self.ws.upload(request.path_params["fid"])
-
-
-def _plain_config(ws: Workspace) -> Any:
-    from leadsync.config import build_config
-
-    return build_config(None, ws.env)
 
 
 def _report_file(folder: Path, name: str) -> Response:

@@ -24,11 +24,14 @@ from typing import Any
 from leadsync import defaults
 from leadsync.config import Config, build_config, parse_mapping, read_api_key
 from leadsync.errors import ExitCode, InputError, LeadsyncError, MappingError
+from leadsync.journal import journal_location
 from leadsync.reader import open_table, sheet_names
+from leadsync.reader.text import TEXT_SUFFIXES
+from leadsync.reader.workbook import EXCEL_SUFFIXES
 from leadsync.run import RunResult
 from leadsync.ui.grid import Grid, GridWriter
 
-UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
+UPLOAD_SUFFIXES = TEXT_SUFFIXES + EXCEL_SUFFIXES  # what open_table reads
 DEFAULT_MAX_UPLOAD = 256 << 20  # bytes: a million-row export fits
 
 
@@ -111,7 +114,7 @@ class Workspace:
         self.folder = Path(tempfile.mkdtemp(prefix=_PREFIX))  # mode 0700
         (self.folder / _PID).write_text(str(os.getpid()))
         self.max_upload = max_upload
-        self.journal = journal or _journal_path(self.env)
+        self.journal = journal_location(journal, self.env)
         self.report_root = report_root
         self.uploads: dict[str, Upload] = {}
         self.jobs: dict[str, SyncJob] = {}
@@ -177,7 +180,7 @@ class Workspace:
 
     def register(self, fid: str, path: Path) -> Upload:
         """A file stored by :meth:`reserve`'s caller, validated."""
-        sheets = [] if path.suffix.lower() in (".csv", ".tsv", ".txt") else sheet_names(path)
+        sheets = [] if path.suffix.lower() in TEXT_SUFFIXES else sheet_names(path)
         upload = Upload(
             fid, path.name, path, sheets, None, dict(self.base_mapping), self.base_mapping_name
         )
@@ -199,6 +202,11 @@ class Workspace:
         if self.report_root is not None:
             extra["report_root"] = str(self.report_root)
         return build_config(None, self.env, base=base, **extra)
+
+    def plain_config(self) -> Config:
+        """The settings of what is not an upload's (offices, reverts, retries of runs
+        made elsewhere): the environment over the defaults."""
+        return build_config(None, self.env)
 
     def set_mapping(self, upload: Upload, doc: dict[str, Any], name: str | None) -> None:
         """A new mapping for ``upload`` (refused, and the old one kept, when invalid)."""
@@ -256,10 +264,9 @@ class Workspace:
 
     def start_revert(self, run_id: str) -> SyncJob:
         """Start ``leadsync revert RUN`` in a thread (Stop works as for a sync)."""
-        from leadsync.config import build_config
         from leadsync.revert import revert
 
-        config = build_config(None, self.env)
+        config = self.plain_config()
 
         def work(job: SyncJob, key: str) -> RunResult:
             return revert(run_id, config, api_key=key, journal=self.journal, stop=job.stop)
@@ -355,11 +362,3 @@ def _safe_name(name: str) -> str:
             f"{base}: not a spreadsheet leadsync reads (CSV, TSV, XLSX, XLSM, XLS, XLSB, ODS)"
         )
     return base
-
-
-def _journal_path(env: Mapping[str, str]) -> Path:
-    if env.get(defaults.ENV_JOURNAL):
-        return Path(env[defaults.ENV_JOURNAL])
-    from leadsync.journal import default_path
-
-    return default_path()
