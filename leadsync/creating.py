@@ -58,18 +58,16 @@ def shown_person(key: str) -> str:
 def scan_people(table: Table, plan: ColumnPlan, config: Config) -> frozenset[str]:
     """The person keys that more than one row without a lead id would create (one pass
     over the file, row by row: files of new leads are small)."""
-    from leadsync.mapper import map_chunk
+    from leadsync.mapper import map_chunk, one_per_row
 
     counts: Counter[str] = Counter()
-    seen: set[Any] = set()
-    for chunk in table.chunks(config.chunk_rows):
-        for row, cells in zip(map_chunk(chunk, plan, config), chunk.rows(), strict=True):
-            if plan.report_row_index is not None:  # a report fed back: one line per row
-                if cells[plan.report_row_index] in seen:
-                    continue
-                seen.add(cells[plan.report_row_index])
-            if row.blank or row.lead_id is not None:
-                continue
+    mapped = (
+        pair
+        for chunk in table.chunks(config.chunk_rows)
+        for pair in zip(map_chunk(chunk, plan, config), chunk.rows(), strict=True)
+    )
+    for row, _ in one_per_row(mapped, plan):
+        if not row.blank and row.lead_id is None:
             counts[person_key(row.payload)] += 1
     return frozenset(k for k, n in counts.items() if n > 1)
 

@@ -26,6 +26,7 @@ from leadsync.mapper import (
     lead_id_texts,
     map_chunk,
     map_columns,
+    one_per_row,
     payload_json,
     plan_table,
 )
@@ -171,17 +172,14 @@ def validated_rows(
         for checked in checked_chunks(table, plan, config, scan, office_ids):
             yield from _rows_of(checked, plan)
         return
-    seen: set[Any] = set()
-    report_row = plan.report_row_index
-    for chunk in table.chunks(config.chunk_rows, fast=fast):
-        rows = map_chunk(chunk, plan, config)
-        validate_rows(rows, plan, config, scan.duplicates, office_ids, scan.people)
-        for row, cells in zip(rows, chunk.rows(), strict=True):
-            if report_row is not None:
-                if cells[report_row] in seen:
-                    continue
-                seen.add(cells[report_row])
-            yield row, cells
+
+    def row_by_row() -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+        for chunk in table.chunks(config.chunk_rows, fast=fast):
+            rows = map_chunk(chunk, plan, config)
+            validate_rows(rows, plan, config, scan.duplicates, office_ids, scan.people)
+            yield from zip(rows, chunk.rows(), strict=True)
+
+    yield from one_per_row(row_by_row(), plan)
 
 
 def _rows_of(

@@ -28,7 +28,7 @@ from leadsync.mapper.convert import (
     to_iso_date,
 )
 from leadsync.mapper.plan import header_targets, plan_columns, plan_table
-from leadsync.mapper.rows import map_chunk
+from leadsync.mapper.rows import map_chunk, one_per_row
 
 __all__ = [
     "BLANK",
@@ -44,6 +44,7 @@ __all__ = [
     "lead_id_texts",
     "map_chunk",
     "map_columns",
+    "one_per_row",
     "payload_json",
     "plan_columns",
     "plan_table",

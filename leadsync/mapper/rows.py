@@ -3,7 +3,7 @@ to, and the path of every row the columnar path cannot vouch for."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from leadsync.config import NAME_ORDERS, Config
@@ -98,6 +98,22 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                 )
             )
     return rows
+
+
+def one_per_row(
+    rows: Iterable[tuple[MappedRow, tuple[Any, ...]]], plan: ColumnPlan
+) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
+    """Rows with their cells, each spreadsheet row once: a leadsync report read back as
+    input has a line per problem, all carrying the row's original number."""
+    at = plan.report_row_index
+    if at is None:
+        yield from rows
+        return
+    seen: set[Any] = set()
+    for row, cells in rows:
+        if cells[at] not in seen:
+            seen.add(cells[at])
+            yield row, cells
 
 
 def _cell_problem(row: MappedRow, bad: Bad, plan: ColumnPlan, j: int) -> Problem:
