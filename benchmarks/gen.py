@@ -83,26 +83,54 @@ def rows(n: int, seed: int = 7) -> Iterator[list[str]]:
         yield r
 
 
-def _local(rnd: random.Random) -> str:
-    return f"2025-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d} {rnd.randint(8, 18):02d}:30"
+def _ymd(r: random.Random) -> tuple[int, int, int]:
+    return r.randint(2024, 2026), r.randint(1, 12), r.randint(1, 28)
 
 
-# column -> the forms users write in it, each a function of the random source
+def _hms(r: random.Random) -> tuple[int, int, int]:
+    return r.randint(0, 23), r.randint(0, 59), r.randint(0, 59)
+
+
+def _iso(r: random.Random, zone: str) -> str:
+    (y, m, d), (hh, mi, ss) = _ymd(r), _hms(r)
+    return f"{y}-{m:02d}-{d:02d}T{hh:02d}:{mi:02d}:{ss:02d}{zone}"
+
+
+def _local(r: random.Random) -> str:
+    (y, m, d), (hh, mi, _) = _ymd(r), _hms(r)
+    return f"{y}-{m:02d}-{d:02d} {hh:02d}:{mi:02d}"
+
+
+def _dmy(r: random.Random, sep: str = "/", year_digits: int = 4) -> str:
+    y, m, d = _ymd(r)
+    return f"{d:02d}{sep}{m:02d}{sep}{y % 10**year_digits:0{year_digits}d}"
+
+
+_MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December"]  # fmt: skip
+
+
+# column -> the forms users write in it, each a function of the random source. Every
+# value is drawn at random (dates over three years, times to the second): a real
+# export's dates are nearly all distinct, and a benchmark of a few repeated values would
+# not show what a per-value cost does.
 FORMS: dict[str, list[object]] = {
     "next_action_date": [
-        lambda r: f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
-        lambda r: f"{r.randint(1, 28):02d}/{r.randint(1, 12):02d}/2025",
-        lambda r: f"2025-07-{r.randint(1, 28):02d}T{r.randint(0, 23):02d}:00:00Z",
-        lambda r: f"2025-07-{r.randint(1, 28):02d}T10:00:00+01:00",
-        lambda r: f"2025-07-{r.randint(1, 28):02d}T10:00:00+0100",
-        lambda r: f"2025-07-{r.randint(1, 28):02d}T10:00:00.250Z",
+        lambda r: "{}-{:02d}-{:02d}".format(*_ymd(r)),
+        _dmy,
+        lambda r: _iso(r, "Z"),
+        lambda r: _iso(r, r.choice(["+01:00", "-05:00", "+05:30"])),
+        lambda r: _iso(r, r.choice(["+0100", "-0500"])),
+        lambda r: _iso(r, f".{r.randint(0, 999):03d}Z"),
         _local,
-        lambda r: f"{r.randint(1, 28):02d}/07/2025 14:30",
-        lambda r: f"{r.randint(1, 28):02d}.07.25",
-        lambda r: f"{r.randint(1, 28)} July 2025",
-        # the two hours a British clock has twice and never (the reference settles both)
-        lambda r: "2025-10-26 01:30",
-        lambda r: "2025-03-30 01:30",
+        lambda r: f"{_dmy(r)} {r.randint(0, 23):02d}:{r.randint(0, 59):02d}",
+        lambda r: f"{_dmy(r)} {r.randint(1, 12)}:{r.randint(0, 59):02d} {r.choice(['am', 'pm'])}",
+        lambda r: _dmy(r, ".", 2),
+        lambda r: f"{r.randint(1, 28)} {r.choice(_MONTH_NAMES)} {r.randint(2024, 2026)}",
+        lambda r: f"{r.choice(_MONTH_NAMES)[:3]} {r.randint(1, 28)}, {r.randint(2024, 2026)}",
+        # the hours a British clock shows twice and never (the reference settles both)
+        lambda r: f"2025-10-26 01:{r.randint(0, 59):02d}",
+        lambda r: f"2025-03-30 01:{r.randint(0, 59):02d}",
     ],
     "office_id": [lambda r: "1213", lambda r: "1214.0", lambda r: "1,215"],
     "gdpr_checkbox": [

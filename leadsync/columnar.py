@@ -97,6 +97,23 @@ def skip_pandas_probe() -> None:
         sys.meta_path.remove(_NoPandas)
 
 
+def string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's UTF-8 bytes and where each cell starts (the last entry: where
+    the data ends), from 0, without copying the bytes."""
+    import numpy as np
+
+    n = len(array)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=n + 1 + array.offset)
+    offsets = offsets[array.offset :].astype(np.int64)
+    data_buffer = array.buffers()[2]
+    raw = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, np.uint8)
+    )
+    return raw[offsets[0] : offsets[-1]], offsets - offsets[0]
+
+
 class Cells:
     """One column of a chunk as a pyarrow string array plus per-cell byte facts."""
 
@@ -122,16 +139,7 @@ class Cells:
             array = array.fill_null("")
         self.array = array
         n = len(array)
-        offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=n + 1 + array.offset)
-        offsets = offsets[array.offset :].astype(np.int64)
-        data_buffer = array.buffers()[2]
-        raw = (
-            np.frombuffer(data_buffer, dtype=np.uint8)
-            if data_buffer is not None
-            else np.zeros(0, np.uint8)
-        )
-        self.data = data = raw[offsets[0] : offsets[-1]]
-        self.offsets = offsets = offsets - offsets[0]
+        self.data, self.offsets = data, offsets = string_buffers(array)
         self.nbytes = np.diff(offsets)
         self.blank = self.nbytes == 0
         self.first_byte = np.zeros(n, dtype=np.uint8)

@@ -23,6 +23,7 @@ from leadsync.mapper.convert import (
     Bad,
     convert_value,
 )
+from leadsync.mapper.dates import DATE_OK, parse_dates
 from leadsync.model import ColumnPlan
 from leadsync.reader import EXCEL_ERRORS, Chunk
 from leadsync.rules import check_payload
@@ -128,9 +129,13 @@ def map_columns(
             no = pc.is_in(lower, value_set=pa.array(_FALSE_ASCII)).to_numpy(zero_copy_only=False)
             ok = yes | no
             literal = partial(pc.if_else, pa.array(yes), "true", "false")
-        else:
-            ok, iso = _fast_dates(cells, config)
-            literal = partial(pc.binary_join_element_wise, '"', iso, '"', "")
+        else:  # a date: every form read here, by the one conversion of date text
+            parsed = parse_dates(cells.array, config.date_order, config.timezone)
+            ok = parsed.status == DATE_OK
+            literal = partial(pc.binary_join_element_wise, '"', parsed.iso, '"', "")
+            simple &= cells.blank | ok
+            literals[name] = literal
+            continue
         ok, literal = _by_distinct_value(cells, ok, literal, spec, config, judged)
         simple &= cells.blank | ok
         literals[name] = literal
@@ -143,7 +148,7 @@ def map_columns(
     return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
 
 
-_SCALARS = (Kind.INTEGER, Kind.BOOLEAN, Kind.DATE)
+_SCALARS = (Kind.INTEGER, Kind.BOOLEAN, Kind.DATE)  # dates: read by parse_dates
 _JUDGED_MAX = 200_000  # distinct texts remembered across a file's chunks
 
 
@@ -155,9 +160,8 @@ def _by_distinct_value(
     config: Config,
     judged: Judgments | None,
 ) -> tuple[Any, Callable[[], Any]]:
-    """The cells the vector checks above did not clear (``1,213``, ``12 July 2025``,
-    ``2025-07-12 14:30``, ``✓`` ...), judged by the one conversion and the one rule book —
-    :func:`~leadsync.mapper.convert.convert_value` and
+    """The cells the vector checks above did not clear (``1,213``, ``✓`` ...), judged
+    by the one conversion and the one rule book — :func:`~leadsync.mapper.convert.convert_value` and
     :func:`~leadsync.rules.check_payload` — once per distinct text, not once per row.
     A text that converts and passes is cleared, with its JSON; any other leaves its row
     to the row-by-row path, which says what is wrong."""
@@ -224,76 +228,6 @@ def _maybe_excel_error(cells: Any) -> Any:
     known = pc.is_in(upper, value_set=pa.array(sorted(EXCEL_ERRORS), pa.string()))
     hashed[where] = known.to_numpy(zero_copy_only=False)  # non-ASCII ones stay doubtful
     return hashed
-
-
-def _fast_dates(cells: Any, config: Config) -> tuple[Any, Any]:
-    """Which cells are plain dates (2025-07-12, or 12/07/2025 in the configured order) or
-    UTC date-times as the API writes them (2025-07-12T10:00:00Z), and each as the API
-    takes it: ``YYYY-MM-DD`` or the date-time unchanged (a pyarrow array; "" where not
-    one). Other forms go row by row (:func:`~leadsync.mapper.convert.to_iso_date`, the
-    rule this must agree with: the tests hold it to it)."""
-    import numpy as np
-    import pyarrow as pa
-
-    n = len(cells)
-    ok = np.zeros(n, dtype=bool)
-    buf = np.zeros((n, 20), dtype=np.uint8)  # each row's ISO text, left-aligned
-    lengths = np.zeros(n, dtype=np.int32)
-    starts = cells.offsets[:-1]
-    short = np.flatnonzero(cells.ascii & (cells.nbytes == 10))
-    if short.size:
-        text = cells.data[starts[short, None] + np.arange(10)]  # k x 10 bytes
-        iso = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D)
-        slashed = (text[:, 2] == 0x2F) & (text[:, 5] == 0x2F)
-        # the ten bytes in ISO order, YYYY-MM-DD (slashed dates reordered, whole columns)
-        if config.date_order == "MDY":
-            slash_order = [6, 7, 8, 9, 5, 0, 1, 2, 3, 4]
-        else:
-            slash_order = [6, 7, 8, 9, 5, 3, 4, 2, 0, 1]
-        out = text.copy()
-        if slashed.any():
-            out[slashed] = text[slashed][:, slash_order]
-        out[:, 4] = out[:, 7] = 0x2D
-        good = (iso | slashed) & _real_dates(out)
-        rows = short[good]
-        buf[rows, :10] = out[good]
-        lengths[rows] = 10
-    long = np.flatnonzero(cells.ascii & (cells.nbytes == 20))
-    if long.size:
-        text = cells.data[starts[long, None] + np.arange(20)]  # k x 20 bytes
-        shape = (text[:, 4] == 0x2D) & (text[:, 7] == 0x2D) & (text[:, 10] == 0x54)  # T
-        shape &= (text[:, 13] == 0x3A) & (text[:, 16] == 0x3A) & (text[:, 19] == 0x5A)  # : Z
-        t = text[:, [11, 12, 14, 15, 17, 18]].astype(np.int16) - 0x30
-        clock = ((t >= 0) & (t <= 9)).all(axis=1)
-        clock &= (t[:, 0] * 10 + t[:, 1] <= 23) & (t[:, 2] <= 5) & (t[:, 4] <= 5)
-        good = shape & clock & _real_dates(text[:, :10])
-        rows = long[good]
-        buf[rows] = text[good]
-        lengths[rows] = 20
-    ok = lengths > 0
-    if not ok.any():
-        return ok, pa.array([""] * n, pa.string())
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = buf[np.arange(20) < lengths[:, None]].tobytes()  # row by row, each its length
-    array = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
-    return ok, array
-
-
-def _real_dates(ymd: Any) -> Any:
-    """Which rows of ``ymd`` (k x 10 bytes, YYYY-MM-DD) are real dates of years 1-9999."""
-    import numpy as np
-
-    d = ymd[:, [0, 1, 2, 3, 5, 6, 8, 9]].astype(np.int16) - 0x30  # the eight digits
-    numeric = ((d >= 0) & (d <= 9)).all(axis=1)
-    year = d[:, 0] * 1000 + d[:, 1] * 100 + d[:, 2] * 10 + d[:, 3]
-    month = d[:, 4] * 10 + d[:, 5]
-    day = d[:, 6] * 10 + d[:, 7]
-    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
-    month_days = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int16)
-    last = month_days[np.clip(month, 1, 12) - 1] + ((month == 2) & leap)
-    good = numeric & (year >= 1) & (month >= 1) & (month <= 12)
-    return good & (day >= 1) & (day <= last)
 
 
 def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> Any:

@@ -34,43 +34,6 @@ TRUE_WORDS = frozenset({"yes", "y", "true", "t", "1", "✓", "✔", "☑"})
 FALSE_WORDS = frozenset({"no", "n", "false", "f", "0", "✗", "✘", "☐"})
 _INT_RE = re.compile(r"[+]?\d+(?:\.0*)?")
 _DECIMAL_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
-_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_ISO_DATETIME_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?",
-    re.IGNORECASE,
-)
-_NUMERIC_DATE_RE = re.compile(
-    r"(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{1,4})"
-    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?)?"
-)
-_MONTHS = {
-    name: i
-    for i, names in enumerate(
-        [
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ],
-        start=1,
-    )
-    for name in names
-}
-_NAMED_DATE_RE = re.compile(
-    r"(?:(\d{1,2})(?:st|nd|rd|th)?\s+([A-Za-z]+)\.?,?\s+(\d{4})"
-    r"|([A-Za-z]+)\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4}))"
-    r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
-)
-
-
 # A whole number written through a float (1001.0): a script's export of a numeric id
 _FLOAT_ID_RE = re.compile(r"([0-9]+)\.0+")
 FLOAT_ID_RE2 = r"^([0-9]+)\.0+$"  # the same, in RE2 syntax for pyarrow
@@ -98,13 +61,8 @@ def lead_id_texts(cells: Any) -> Any:
 
 def convert_value(value: Any, spec: Field, config: Config) -> Any:
     """Convert one cell (or a mapped/default value) to the JSON value of ``spec``."""
-    if value.__class__ is Shown and spec.kind is not Kind.STRING:
-        value = value.value  # a formatted number: only text fields take what it shows
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return BLANK
-    elif value is None or (isinstance(value, float) and value != value):
+    value = _prepared(value, spec)
+    if value is BLANK:
         return BLANK
     kind = spec.kind
     if kind is Kind.STRING:
@@ -120,6 +78,30 @@ def convert_value(value: Any, spec: Field, config: Config) -> Any:
         parsed = value if isinstance(value, (list, dict)) else _json_cell(cell_text(value), spec)
         return BLANK if parsed in ([], {}) else parsed
     raise AssertionError(kind)  # pragma: no cover
+
+
+def convert_column(values: list[Any], spec: Field, config: Config) -> list[Any]:
+    """:func:`convert_value` of every cell of a column (a date column in one go)."""
+    if spec.kind is not Kind.DATE:
+        return [convert_value(v, spec, config) for v in values]
+    prepared = [_prepared(v, spec) for v in values]
+    todo = [i for i, v in enumerate(prepared) if v is not BLANK]
+    for i, value in zip(todo, to_iso_dates([prepared[i] for i in todo], config), strict=True):
+        prepared[i] = value
+    return prepared
+
+
+def _prepared(value: Any, spec: Field) -> Any:
+    """A cell as its conversion takes it: trimmed text, a formatted number's number
+    (only text fields take what it shows), or :data:`BLANK`."""
+    if value.__class__ is Shown and spec.kind is not Kind.STRING:
+        value = value.value
+    if isinstance(value, str):
+        value = value.strip()
+        return value if value else BLANK
+    if value is None or (isinstance(value, float) and value != value):
+        return BLANK
+    return value
 
 
 def to_choice(text: str, choices: tuple[str, ...]) -> str:
@@ -174,82 +156,50 @@ def to_boolean(value: Any) -> Any:
 
 
 def to_iso_date(value: Any, config: Config) -> Any:
-    """A date as ``YYYY-MM-DD``; a date-time as UTC ``YYYY-MM-DDTHH:MM:SSZ``.
-
-    A date without a time is never pushed through a time zone (that shifts the day);
-    a naive date-time is read in the configured zone.
-    """
-    if isinstance(value, dt.datetime):
-        return _utc_text(value, config)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if not isinstance(value, str):
-        return Bad(Code.INVALID_DATE, f"expected a date, got {cell_text(value)!r}")
-    text = " ".join(value.split())
-    try:
-        if _ISO_DATE_RE.fullmatch(text):
-            return dt.date.fromisoformat(text).isoformat()
-        if _ISO_DATETIME_RE.fullmatch(text):
-            iso = text.replace(",", ".").replace(" Z", "Z").replace(" +", "+")
-            iso = re.sub(r"([T ])(\d):", r"\g<1>0\2:", iso)
-            return _utc_text(dt.datetime.fromisoformat(iso), config)
-        m = _NUMERIC_DATE_RE.fullmatch(text)
-        if m:
-            return _numeric_date(m, config)
-        m = _NAMED_DATE_RE.fullmatch(text)
-        if m:
-            return _named_date(m, config)
-    except ValueError:
-        return Bad(Code.INVALID_DATE, f"{text!r} is not a real date")
-    return Bad(
-        Code.INVALID_DATE,
-        f"{text!r} is not a date: use 2025-07-12, 12/07/2025 or 2025-07-12 14:30",
-    )
+    """A date as ``YYYY-MM-DD``; a date-time as UTC ``YYYY-MM-DDTHH:MM:SSZ``: one cell
+    through :func:`to_iso_dates`."""
+    return to_iso_dates([value], config)[0]
 
 
-def _numeric_date(m: re.Match[str], config: Config) -> str:
-    a, b, c, hh, mi, ss, ampm = m.groups()
-    if len(a) == 4:
-        y, mo, d = int(a), int(b), int(c)
-    elif len(c) in (2, 4) and len(a) <= 2:
-        y = int(c) if len(c) == 4 else 2000 + int(c)
-        first, second = int(a), int(b)
-        if config.date_order == "MDY":
-            mo, d = first, second
-        else:  # DMY, and YMD can't start with a 1-2 digit year here
-            d, mo = first, second
-    else:
-        raise ValueError(m.group(0))
-    date = dt.date(y, mo, d)
-    if hh is None:
-        return date.isoformat()
-    hour = int(hh)
-    if ampm:
-        if not 1 <= hour <= 12:
-            raise ValueError(m.group(0))
-        hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
-    naive = dt.datetime.combine(date, dt.time(hour, int(mi), int(ss or 0)))
-    return _utc_text(naive, config)
+def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
+    """Each cell of a date field converted (:func:`~leadsync.mapper.dates.parse_dates`
+    reads the text; a date or date-time cell is read as its ISO text, so it takes the
+    same conversion): the API's text, or :class:`Bad`. Cells must not be blank."""
+    import pyarrow as pa
+
+    from leadsync.mapper.dates import DATE_OK, NOT_REAL, parse_dates
+
+    texts: list[str | None] = []
+    for value in values:
+        if isinstance(value, dt.datetime):
+            texts.append(value.isoformat(sep=" "))
+        elif isinstance(value, (dt.date, str)):
+            texts.append(value.isoformat() if isinstance(value, dt.date) else value)
+        else:
+            texts.append(None)  # a number, a flag: not a date
+    parsed = parse_dates(pa.array([t or "" for t in texts], pa.string()), config.date_order,
+                         config.timezone)  # fmt: skip
+    out: list[Any] = []
+    for value, text, iso, status, shown in zip(
+        values,
+        texts,
+        parsed.iso.to_pylist(),
+        parsed.status.tolist(),
+        parsed.text.to_pylist(),
+        strict=True,
+    ):
+        if status == DATE_OK:
+            out.append(iso)
+        elif text is None:
+            out.append(Bad(Code.INVALID_DATE, f"expected a date, got {cell_text(value)!r}"))
+        elif status == NOT_REAL:
+            out.append(Bad(Code.INVALID_DATE, f"{shown!r} is not a real date"))
+        else:
+            out.append(Bad(Code.INVALID_DATE, f"{shown!r} is not a date: use {DATE_FORMS_HINT}"))
+    return out
 
 
-def _named_date(m: re.Match[str], config: Config) -> str:
-    d1, mon1, y1, mon2, d2, y2, hh, mi, ss = m.groups()
-    day, month_name, year = (d1, mon1, y1) if d1 else (d2, mon2, y2)
-    month = _MONTHS.get(month_name.lower())
-    if month is None:
-        raise ValueError(month_name)
-    date = dt.date(int(year), month, int(day))
-    if hh is None:
-        return date.isoformat()
-    naive = dt.datetime.combine(date, dt.time(int(hh), int(mi), int(ss or 0)))
-    return _utc_text(naive, config)
-
-
-def _utc_text(value: dt.datetime, config: Config) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=config.tz)
-    utc = value.astimezone(dt.UTC).replace(tzinfo=None, microsecond=0)
-    return utc.isoformat() + "Z"  # isoformat, not strftime: year 1 is 0001
+DATE_FORMS_HINT = "2025-07-12, 12/07/2025 or 2025-07-12 14:30"
 
 
 def _json_cell(text: str, spec: Field) -> Any:

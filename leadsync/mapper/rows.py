@@ -3,7 +3,7 @@ to, and the path of every row the columnar path cannot vouch for."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from leadsync.config import NAME_ORDERS, Config
@@ -14,7 +14,7 @@ from leadsync.fields import (
 from leadsync.mapper.convert import (
     BLANK,
     Bad,
-    convert_value,
+    convert_column,
     lead_id_text,
     mapped_value,
 )
@@ -55,10 +55,10 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                         has_data[i] = True
             continue
         column = columns[j]
-        convert = _column_converter(target, config)
+        converted = _converted(column, target, config)
         for i, cell in enumerate(column):
             shown = excel_error(cell)
-            value = convert(cell) if shown is None else _excel_error(shown)
+            value = converted[i] if shown is None else _excel_error(shown)
             if value is BLANK:
                 continue
             has_data[i] = True
@@ -145,16 +145,14 @@ def _excel_error(shown: str) -> Bad:
     )
 
 
-def _column_converter(target: Target, config: Config) -> Callable[[Any], Any]:
+def _converted(column: list[Any], target: Target, config: Config) -> list[Any]:
+    """Every cell of a column converted for its target (value maps applied first)."""
+    name = target.name if target.kind == "field" else "questionnaire"
+    if config.values.get(name) and target.kind != "meta":
+        column = [mapped_value(cell, name, config) for cell in column]
     if target.kind == "field":
-        spec = FIELDS_BY_NAME[target.name]
-        if config.values.get(target.name):
-            return lambda cell: convert_value(mapped_value(cell, spec.name, config), spec, config)
-        return lambda cell: convert_value(cell, spec, config)
-    if target.kind == "question":
-        table = config.values.get("questionnaire")
-        return lambda cell: _answer(mapped_value(cell, "questionnaire", config) if table else cell)
-    return _answer  # meta value: text
+        return convert_column(column, FIELDS_BY_NAME[target.name], config)
+    return [_answer(cell) for cell in column]  # a question's answer, a meta value: text
 
 
 def _answer(cell: Any) -> Any:
