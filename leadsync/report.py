@@ -15,9 +15,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from leadsync.csvsafe import neutralise
 from leadsync.defaults import (
@@ -84,7 +84,10 @@ class ReportWriter:
             ) from None
         self._failures = csv.writer(self._failures_fh)
         self._successes = csv.writer(self._successes_fh)
-        self._spool = _Spool(self._successes_fh)
+        self._spool = _Spool(
+            self._successes_fh.buffer.write,  # type: ignore[attr-defined]
+            first=self._successes_fh.flush,
+        )
         self._failures.writerow([*FAILURE_COLUMNS, *map(neutralise, self.headers)])
         self._successes.writerow([*SUCCESS_COLUMNS, *map(neutralise, self.headers)])
         full = total_rows <= xlsx_full_rows
@@ -237,6 +240,11 @@ class ReportWriter:
 _XLSX_PROCESS_ROWS = 2_000
 
 
+# pickled batches of rows the report.xlsx process may lag behind by (~250 KB each: 16 MB): the
+# checks never wait for the workbook, which is written while they run and finished after
+_XLSX_QUEUED = 64
+
+
 class _XlsxProcess:
     """An :class:`XlsxReport` in a process of its own (``python -c``, so nothing of the
     caller's main module runs again), fed pickled batches of rows through a pipe."""
@@ -250,16 +258,14 @@ class _XlsxProcess:
         self.gate = Gate(full, sheet.attention_rows)
         self.batch: list[tuple[Any, ...]] = []
         self.process = process or spawn_xlsx_worker()
+        assert self.process.stdin is not None
+        self.pipe = _Spool(self.process.stdin.write, depth=_XLSX_QUEUED)
         self._send((path, sheet, full))
 
     def _send(self, item: Any) -> None:
         import pickle
 
-        assert self.process.stdin is not None
-        try:
-            pickle.dump(item, self.process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-        except BrokenPipeError:
-            self._fail(_finish(self.process)[1])
+        self.pipe.put([pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)])
 
     def _fail(self, errors: bytes) -> NoReturn:
         message = errors.decode("utf-8", "replace").strip().splitlines()
@@ -279,6 +285,10 @@ class _XlsxProcess:
         if self.batch:
             self._send(self.batch)
         self._send(("close", dict(summary), self.gate.beyond))
+        try:
+            self.pipe.drain()
+        except BrokenPipeError:
+            self._fail(_finish(self.process)[1])
         code, errors = _finish(self.process)
         if code != 0:
             self._fail(errors)
@@ -364,19 +374,26 @@ def _line_parts(
     return neutralise(row.lead_id or ""), status, [neutralise(display_text(c)) for c in cells]
 
 
-class _Spool:
-    """Appends blocks of bytes to a text file's buffer from a thread, so the disk works
-    while the next chunk is checked (the thread holds at most a few chunks)."""
+def _nothing() -> None:
+    return None
 
-    def __init__(self, fh: IO[str]) -> None:
-        self.fh = fh
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=3)
+
+class _Spool:
+    """Writes blocks of bytes from a thread, so the disk (or the report.xlsx process)
+    works while the next chunk is checked; ``put`` waits only when ``depth`` blocks are
+    queued."""
+
+    def __init__(
+        self, write: Callable[[Any], Any], *, depth: int = 3, first: Callable[[], Any] = _nothing
+    ) -> None:
+        self.write, self.first = write, first
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def put(self, blocks: list[memoryview]) -> None:
+    def put(self, blocks: list[Any]) -> None:
         if self.thread is None:
-            self.fh.flush()  # whatever the text layer holds goes first
+            self.first()  # e.g. what a text layer holds goes first
             self.thread = threading.Thread(target=self._run, daemon=True, name="leadsync-spool")
             self.thread.start()
         self.queue.put(blocks)
@@ -386,7 +403,7 @@ class _Spool:
             if self.error is None:
                 try:
                     for block in blocks:
-                        self.fh.buffer.write(block)  # type: ignore[attr-defined]
+                        self.write(block)
                 except BaseException as exc:  # raised in the caller's thread by drain()
                     self.error = exc
 
