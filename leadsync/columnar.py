@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from leadsync.csvsafe import FORMULA_RE, is_formula
+from leadsync.defaults import ARROW_DECAY_MS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -71,18 +72,25 @@ _LUT = None
 _PROBED = False
 
 
-def skip_pandas_probe() -> None:
-    """Stop pyarrow importing pandas (0.3 s) just to ask whether a value is a pandas
-    object: leadsync never hands it one. pyarrow still imports pandas if someone later
+def prepare_pyarrow() -> None:
+    """Once, before leadsync's first pyarrow call: skip pyarrow's pandas probe, and have
+    its jemalloc pool hand freed memory back within :data:`ARROW_DECAY_MS`.
+
+    The probe: pyarrow imports pandas (0.3 s) just to ask whether a value is a pandas
+    object, and leadsync never hands it one; pyarrow still imports pandas if someone later
     asks it for pandas (``to_pandas``): it only skips its first, optional look."""
     import sys
 
     import pyarrow as pa
 
     global _PROBED
-    if _PROBED or "pandas" in sys.modules:
+    if _PROBED:
         return
     _PROBED = True
+    if pa.default_memory_pool().backend_name == "jemalloc":
+        pa.jemalloc_set_decay_ms(ARROW_DECAY_MS)
+    if "pandas" in sys.modules:
+        return
 
     class _NoPandas:
         @staticmethod

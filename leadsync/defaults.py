@@ -66,3 +66,8 @@ PROGRESS_EVERY = 10.0  # seconds between log lines when not on a terminal
 # The CLI collects reference cycles after this many allocations (Python's default is
 # 700): a workbook arrives as millions of small objects and leadsync makes few cycles.
 GC_THRESHOLD = (50_000, 20, 100)
+
+# pyarrow's jemalloc pool (the CLI's on Linux) returns freed memory to the system after
+# this many milliseconds (its default: 1,000): a 1M-row validate peaked at 249 MB instead
+# of 292 MB, at no measurable cost (farm-bench wall 0.96; 0 ms cost 8%)
+ARROW_DECAY_MS = 200

@@ -90,9 +90,9 @@ class Chunk:
     def _cells(self, index: int, *, display: bool | str | None) -> Cells:
         import pyarrow as pa
 
-        from leadsync.columnar import Cells, skip_pandas_probe
+        from leadsync.columnar import Cells, prepare_pyarrow
 
-        skip_pandas_probe()
+        prepare_pyarrow()
         cache = self.__dict__.setdefault("_cache", {})
         found = cache.get((index, display))
         if found is not None:

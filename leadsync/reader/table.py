@@ -127,9 +127,9 @@ def text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
     is lead 1001, as the rows' own pass reads it)."""
     import pyarrow as pa
 
-    from leadsync.columnar import skip_pandas_probe
+    from leadsync.columnar import prepare_pyarrow
 
-    skip_pandas_probe()
+    prepare_pyarrow()
     while block := list(itertools.islice(cells, size)):
         yield pa.array(map(_id_text, block), pa.string())
 

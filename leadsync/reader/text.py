@@ -241,9 +241,9 @@ class _TextSource(Source):
 
         if self.encoding not in ("utf-8", "utf-8-sig") or self.width < 1:
             return None
-        from leadsync.columnar import skip_pandas_probe
+        from leadsync.columnar import prepare_pyarrow
 
-        skip_pandas_probe()
+        prepare_pyarrow()
         names = [f"c{i}" for i in range(self.width)]
         try:
             return pcsv.open_csv(
