@@ -14,6 +14,7 @@ import io
 import json
 import random
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 import leadsync
 from leadsync.columnar import PY_SPACE, Cells, csv_lines, csv_text, trimmed
-from leadsync.config import Config
+from leadsync.config import Config, parse_mapping, read_toml
 from tests.conftest import write_csv, write_xlsx
 
 HEADERS = [
@@ -519,3 +520,139 @@ def test_invalid_rows_lines_are_the_csv_modules_bytes(tmp_path: Path) -> None:
     assert assert_same(src, Config(), tmp_path) == 6
     lines = (tmp_path / "tricky-True" / "failures.csv").read_bytes().split(b"\r\n")
     assert any(line.startswith(b"2,'=1+1,invalid") for line in lines)
+
+
+# -- value maps and full names, column by column ----------------------------------------
+
+MAPPED = """
+[columns]
+"Lead Name" = "full_name"
+"Rooms" = "questionnaire: Rooms?"
+
+[values.status]
+hot = "New"
+" Warm " = "Contacted"
+"straße" = "Lost"
+typo = "Ne\\u0001w"
+
+[values.gdpr_checkbox]
+"opted in" = true
+"opted out" = 0
+"ask" = 2
+
+[values.office_id]
+bath = 1213
+bristol = 1214.0
+half = 1213.5
+
+[values.next_action_date]
+tbc = 2025-12-31
+soon = 2025-07-12T14:30:00
+later = "12 July 2025"
+"""
+
+
+def _mapped_rows(n: int) -> list[list[str]]:
+    rnd = random.Random(14)
+    rows = [["id", "Lead Name", "first_name", "status", "gdpr_checkbox", "office_id",
+             "next_action_date", "Rooms"]]  # fmt: skip
+    names = ["Ann Marie Lee", "Zoë Ó Briain", "Cher", "Lee, Ann", "  ", "", "Bo\tKhan", "Al  Bo"]
+    statuses = ["HOT", "warm", "Straße", "STRASSE", "New", "typo", "Lost", ""]
+    flags = ["Opted In", "opted out", "ask", "yes", "", "maybe"]
+    offices = ["Bath", "BRISTOL", "half", "1215", "", "Leeds"]
+    dates = ["TBC", "soon", "later", "2025-07-12", "", "never"]
+    rooms = ["two", "None", "3", "", "many"]
+    for i in range(n):
+        rows.append([
+            str(5000 + i), rnd.choice(names), rnd.choice(["", "", "Own"]), rnd.choice(statuses),
+            rnd.choice(flags), rnd.choice(offices), rnd.choice(dates), rnd.choice(rooms),
+        ])  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("order", ["first last", "last, first"])
+def test_value_maps_and_full_names_are_mapped_column_by_column_as_row_by_row(
+    tmp_path: Path, order: str
+) -> None:
+    (tmp_path / "m.toml").write_text(MAPPED + f'\n[rules]\nname_order = "{order}"\n')
+    config = replace(parse_mapping(read_toml(tmp_path / "m.toml", "mapping")), chunk_rows=61)
+    src = write_csv(tmp_path / "mapped.csv", _mapped_rows(1200))
+    assert assert_same(src, config, tmp_path) == 1200
+    reference = list(leadsync.mapped_rows(src, config, fast=False))
+    invalid = sum(bool(r.problems) for r in reference)
+    blank = sum(r.blank for r in reference)
+    # every row the reference finds valid is cleared column by column: value maps and
+    # full names no longer send a file row by row
+    assert left_to_row_by_row(src, config) == invalid
+    assert 0 < invalid < 1200 - blank
+    valid = [r for r in reference if not r.problems and not r.blank]
+    assert {r.payload.get("status") for r in valid} >= {"New", "Contacted", "Lost"}
+    assert {r.payload.get("gdpr_checkbox") for r in valid} >= {True, False}
+    assert {r.payload.get("office_id") for r in valid} >= {1213, 1214, 1215}
+    dates = {r.payload.get("next_action_date") for r in valid}
+    assert dates >= {"2025-12-31", "2025-07-12T13:30:00Z", "2025-07-12"}
+    firsts = {r.payload.get("first_name") for r in valid}
+    assert "Own" in firsts and ("Ann Marie" in firsts or "Ann" in firsts)
+
+
+JSON_CELLS = {
+    "questionnaire": [
+        '[["Budget?", "£250k"], ["Rooms?", "3"]]',
+        '[ ["Move by?","ASAP"] ]',
+        '[["Zoë\'s café?", "déjà vu — 🏠"]]',
+        "[]",
+        '[["Budget?"]]',
+        '{"Budget?": "£1"}',
+        "[oops",
+        '[["Budget?", 5]]',
+        '[["Notes?", "' + "é" * 400 + '"]]',  # over 2048 bytes as PHP counts them
+        "",
+    ],
+    "meta": [
+        '{"source": "rightmove", "ref": "A1"}',
+        '{"agent":"Sarah","agent":"Tom"}',  # a repeated key: the last wins, as json.loads
+        "{}",
+        '{"k": 1}',
+        '{"n": NaN}',
+        '["not", "an object"]',
+        '{"note": "' + "é" * 200 + '"}',  # over 1024 bytes
+        "",
+    ],
+}
+
+
+@pytest.mark.parametrize("with_question_column", [False, True])
+def test_json_questionnaire_and_meta_cells_are_checked_once_per_distinct_cell(
+    tmp_path: Path, with_question_column: bool
+) -> None:
+    rnd = random.Random(17)
+    header = ["id", "first_name", "last_name", "questionnaire", "meta"]
+    if with_question_column:
+        header.append("questionnaire: Parking?")  # merged with the JSON: row by row
+    rows = [header]
+    for i in range(900):
+        rows.append([str(7000 + i), "Ann", "Lee", rnd.choice(JSON_CELLS["questionnaire"]),
+                     rnd.choice(JSON_CELLS["meta"]), "yes"][: len(header)])  # fmt: skip
+    rows.append([str(8000), "Ann", "Lee", '[["Ref?", "' + str(rnd.random()) + '"]]', "", ""])
+    src = write_csv(tmp_path / "json.csv", [r[: len(header)] for r in rows])
+    config = Config(chunk_rows=83)
+    assert assert_same(src, config, tmp_path) == 901
+    reference = list(leadsync.mapped_rows(src, config, fast=False))
+    invalid = sum(bool(r.problems) for r in reference)
+    # every valid row is cleared column by column, but those whose [] or {} leaves its
+    # field out (the row by row path settles whether the row is blank)
+    emptied = sum(
+        1
+        for r, cells in zip(reference, rows[1:], strict=True)
+        if not r.problems and (cells[3] == "[]" or cells[4] == "{}")
+    )
+    assert invalid > 100 and 901 - invalid - emptied > 50
+    left = left_to_row_by_row(src, config)
+    if with_question_column:  # only the rows whose JSON cell is blank are cleared
+        assert left == sum(
+            1
+            for r, cells in zip(reference, rows[1:], strict=True)
+            if r.problems or cells[3] != "" or cells[4] == "{}"
+        )
+    else:
+        assert left == invalid + emptied

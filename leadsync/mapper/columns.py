@@ -4,7 +4,8 @@ column at a time, for the rows whose every cell is plain."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -25,7 +26,7 @@ from leadsync.mapper.convert import (
 )
 from leadsync.mapper.dates import DATE_OK, parse_dates
 from leadsync.model import ColumnPlan
-from leadsync.reader import EXCEL_ERRORS, Chunk
+from leadsync.reader import EXCEL_ERRORS, Chunk, cell_text
 from leadsync.rules import check_payload
 
 # -- the columnar fast path ---------------------------------------------------------
@@ -84,6 +85,10 @@ def map_columns(
     by_field: dict[str, Any] = {}
     answers: list[tuple[str, Any]] = []
     meta: list[tuple[str, Any]] = []
+    names: list[Any] = []  # full-name columns
+    # how many columns feed each field (a questionnaire: its JSON column and its question
+    # columns)
+    sources = Counter(t.field for t in plan.targets if t is not None and t.kind != "ignore")
     ids = chunk.number_cells(plan.id_index) if plan.id_index is not None else None
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id", "match"):
@@ -92,12 +97,17 @@ def map_columns(
         blank &= cells.blank
         simple &= ~_maybe_excel_error(cells)
         if target.kind == "name":
-            simple &= cells.blank  # a full name is split row by row
+            simple &= cells.blank | cells.plain
+            names.append(cells)  # split once every column of its own is in
             continue
         name = target.field
-        if config.values.get(name):
-            simple &= cells.blank  # value maps: row by row
+        table = config.values.get(name) if target.kind != "meta" else None
+        if table and "" in table:
+            simple &= cells.blank  # a map that fills blank cells: row by row
             continue
+        if table:
+            cells, substituted = _value_mapped(chunk, j, cells, table)
+            simple &= ~(cells.blank & substituted)  # a value mapped to nothing
         if target.kind == "question":
             simple &= cells.blank | cells.plain
             answers.append((target.name, cells))
@@ -113,12 +123,25 @@ def map_columns(
             simple &= cells.blank | cells.plain
             literals[name] = cells.json_string
             continue
-        if kind not in _SCALARS:  # a JSON questionnaire/meta column: row by row
-            simple &= cells.blank
+        if kind not in _SCALARS:  # a JSON questionnaire/meta column
+            if sources[name] > 1:  # merged with other columns' answers: row by row
+                simple &= cells.blank
+                continue
+            # each distinct cell parsed and checked once, in this chunk (JSON cells are
+            # seldom repeated across a file: not remembered)
+            none = partial(pa.repeat, pa.scalar("", pa.string()), n)
+            parsed, as_json = _by_distinct_value(
+                cells, np.zeros(n, dtype=bool), none, spec, config, None
+            )
+            by_field[name] = cells
+            simple &= cells.blank | parsed
+            literals[name] = as_json
             continue
         # a number, flag or date is judged by the cell's value (a formatted number's
         # number, not the text its format shows)
         cells = chunk.value_cells(j)
+        if table:
+            cells, _ = _value_mapped(chunk, j, cells, table)
         by_field[name] = cells
         if kind is Kind.INTEGER:
             ok = cells.whole_number
@@ -139,6 +162,8 @@ def map_columns(
         ok, literal = _by_distinct_value(cells, ok, literal, spec, config, judged)
         simple &= cells.blank | ok
         literals[name] = literal
+    for cells in names:
+        _split_names(cells, by_field, literals, config)
     simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
     if ids is not None:
         # a row with an id and nothing else: row by row, which checks the id
@@ -146,6 +171,54 @@ def map_columns(
         simple &= ~id_only
         blank &= ~id_only
     return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
+
+
+def _value_mapped(chunk: Chunk, j: int, cells: Any, table: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Column ``j`` with the mapping file's values put in, each as the text it reads as
+    (``cell_text``: the conversions read those texts as they read the values), and which
+    rows were mapped. Each distinct cell is looked up once, as
+    :func:`~leadsync.mapper.convert.mapped_value` looks it up."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import Cells
+
+    shown = chunk.display_cells(j).array
+    distinct = pc.unique(shown)
+    texts = distinct.to_pylist()
+    keys = [cell_text(t).casefold() for t in texts]
+    hit = np.array([k in table for k in keys], dtype=bool)
+    if not hit.any():
+        return cells, np.zeros(len(cells), dtype=bool)
+    values = pa.array([cell_text(table[k]) if k in table else "" for k in keys], pa.string())
+    where = pc.index_in(shown, value_set=distinct)
+    mapped = hit[where.to_numpy(zero_copy_only=False)]
+    text = pc.if_else(pa.array(mapped), values.take(where), cells.array)
+    return Cells(text), mapped
+
+
+def _split_names(
+    cells: Any, by_field: dict[str, Any], literals: dict[str, Callable[[], Any]], config: Config
+) -> None:
+    """A full-name column as first and last names, where the row has no column of its
+    own for them (:func:`~leadsync.mapper.rows.split_name`, once per distinct name)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import Cells
+    from leadsync.mapper.rows import split_name
+
+    distinct = pc.unique(cells.array)
+    parts = [split_name(t, config.name_order) for t in distinct.to_pylist()]
+    where = pc.index_in(cells.array, value_set=distinct)
+    for k, fname in enumerate(("first_name", "last_name")):
+        part = pa.array([p[k] for p in parts], pa.string()).take(where)
+        own = by_field.get(fname)
+        if own is not None:
+            part = pc.if_else(pa.array(own.blank), part, own.array)
+        by_field[fname] = column = Cells(part)
+        literals[fname] = column.json_string
 
 
 _SCALARS = (Kind.INTEGER, Kind.BOOLEAN, Kind.DATE)  # dates: read by parse_dates
@@ -241,7 +314,7 @@ def payload_json(rows: ColumnarRows, plan: ColumnPlan) -> Any:
     # is cut off at the end. (pyarrow's null-skipping join drops all-null rows.)
     fragments: list[Any] = []
     for fname in FIELD_NAMES:
-        if fname in ("questionnaire", "meta"):
+        if fname in ("questionnaire", "meta") and fname not in rows.literals:
             parts = rows.answers if fname == "questionnaire" else rows.meta
             if not parts:
                 continue
