@@ -241,3 +241,12 @@ def test_one_cell_and_a_column_are_the_same_conversion() -> None:
 def test_a_cell_s_spaces_are_read_as_one_and_quoted_so() -> None:
     (bad,) = to_iso_dates(["  31 /02/2025\t "], Config())
     assert isinstance(bad, Bad) and bad.message.startswith("'31 /02/2025' is not a date")
+
+
+def test_a_column_of_repeated_cells_is_read_once_per_text_and_alike() -> None:
+    r = random.Random(9)
+    distinct = [_random_cell(r) for _ in range(150)] + list(VALUE_FORMS[Kind.DATE])
+    cells = [r.choice(distinct) for _ in range(3000)]  # few texts: read once each
+    assert 2 * len(set(cells)) <= len(cells)
+    assert_agree(cells, "DMY", "Europe/London")
+    assert_agree(cells, "MDY", "America/New_York")

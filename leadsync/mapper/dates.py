@@ -190,8 +190,18 @@ def parse_dates(texts: pa.Array, order: str, timezone: str) -> ParsedDates:
         _SHAPE[0x30:0x3A] = 0x30
     if texts.null_count:
         texts = texts.fill_null("")
-    texts = _normalised(texts)
     n = len(texts)
+    sample = texts.slice(0, 2048)
+    if n > 1 and 2 * pc.count_distinct(sample).as_py() <= len(sample):
+        # a column of few distinct texts (dates without a time repeat: a few hundred days
+        # a year) is read once per distinct text
+        encoded = texts.dictionary_encode()
+        if 2 * len(encoded.dictionary) <= n:
+            once = parse_dates(encoded.dictionary, order, timezone)
+            where = encoded.indices
+            status_of = once.status[where.to_numpy(zero_copy_only=False)]
+            return ParsedDates(once.iso.take(where), status_of, once.text.take(where))
+    texts = _normalised(texts)
     data, offsets = string_buffers(texts)
     starts, lengths = offsets[:-1], np.diff(offsets)
     status = np.full(n, NOT_A_DATE, dtype=np.int8)
