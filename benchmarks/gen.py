@@ -5,8 +5,8 @@
 20 columns: ids, British names and addresses, statuses, office ids, yes/no, dates in two
 formats, 3 questionnaire, 3 meta and 5 utm columns; about 1% of rows carry a mistake.
 ``--mixed``: every value form the README accepts, mixed in every column that takes it, each
-value drawn at random
-(:data:`FORMS`), non-ASCII answers, and 1-5% of rows invalid across many rules.
+value drawn at random (:data:`FORMS`), non-ASCII answers, and 1-5% of rows invalid across
+many rules.
 """
 
 from __future__ import annotations
