@@ -105,9 +105,10 @@ def map_columns(
         if table and "" in table:
             simple &= cells.blank  # a map that fills blank cells: row by row
             continue
-        if table:
-            cells, substituted = _value_mapped(chunk, j, cells, table)
-            simple &= ~(cells.blank & substituted)  # a value mapped to nothing
+        mapped = _mapped_texts(chunk, j, table) if table else None
+        if mapped is not None:
+            cells = _put_in(cells, mapped)
+            simple &= ~(cells.blank & mapped[0])  # a value mapped to nothing
         if target.kind == "question":
             simple &= cells.blank | cells.plain
             answers.append((target.name, cells))
@@ -140,8 +141,8 @@ def map_columns(
         # a number, flag or date is judged by the cell's value (a formatted number's
         # number, not the text its format shows)
         cells = chunk.value_cells(j)
-        if table:
-            cells, _ = _value_mapped(chunk, j, cells, table)
+        if mapped is not None:
+            cells = _put_in(cells, mapped)
         by_field[name] = cells
         if kind is Kind.INTEGER:
             ok = cells.whole_number
@@ -173,29 +174,35 @@ def map_columns(
     return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
 
 
-def _value_mapped(chunk: Chunk, j: int, cells: Any, table: Mapping[str, Any]) -> tuple[Any, Any]:
-    """Column ``j`` with the mapping file's values put in, each as the text it reads as
-    (``cell_text``: the conversions read those texts as they read the values), and which
-    rows were mapped. Each distinct cell is looked up once, as
+def _mapped_texts(chunk: Chunk, j: int, table: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """Which rows of column ``j`` the mapping file's value map maps, and the text each
+    mapped value reads as (``cell_text``: the conversions read those texts as they read
+    the values); None when it maps none. Each distinct cell is looked up once, as
     :func:`~leadsync.mapper.convert.mapped_value` looks it up."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from leadsync.columnar import Cells
-
     shown = chunk.display_cells(j).array
     distinct = pc.unique(shown)
-    texts = distinct.to_pylist()
-    keys = [cell_text(t).casefold() for t in texts]
+    keys = [cell_text(t).casefold() for t in distinct.to_pylist()]
     hit = np.array([k in table for k in keys], dtype=bool)
     if not hit.any():
-        return cells, np.zeros(len(cells), dtype=bool)
+        return None
     values = pa.array([cell_text(table[k]) if k in table else "" for k in keys], pa.string())
     where = pc.index_in(shown, value_set=distinct)
-    mapped = hit[where.to_numpy(zero_copy_only=False)]
-    text = pc.if_else(pa.array(mapped), values.take(where), cells.array)
-    return Cells(text), mapped
+    return hit[where.to_numpy(zero_copy_only=False)], values.take(where)
+
+
+def _put_in(cells: Any, mapped: tuple[Any, Any]) -> Any:
+    """``cells`` with the mapped rows' texts in their place."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import Cells
+
+    rows, texts = mapped
+    return Cells(pc.if_else(pa.array(rows), texts, cells.array))
 
 
 def _split_names(
@@ -234,7 +241,8 @@ def _by_distinct_value(
     judged: Judgments | None,
 ) -> tuple[Any, Callable[[], Any]]:
     """The cells the vector checks above did not clear (``1,213``, ``✓`` ...), judged
-    by the one conversion and the one rule book — :func:`~leadsync.mapper.convert.convert_value` and
+    by the one conversion and the one rule book —
+    :func:`~leadsync.mapper.convert.convert_value` and
     :func:`~leadsync.rules.check_payload` — once per distinct text, not once per row.
     A text that converts and passes is cleared, with its JSON; any other leaves its row
     to the row-by-row path, which says what is wrong."""

@@ -155,6 +155,9 @@ def to_boolean(value: Any) -> Any:
     )
 
 
+DATE_FORMS_HINT = "2025-07-12, 12/07/2025 or 2025-07-12 14:30"  # the bad-date message's
+
+
 def to_iso_date(value: Any, config: Config) -> Any:
     """A date as ``YYYY-MM-DD``; a date-time as UTC ``YYYY-MM-DDTHH:MM:SSZ``: one cell
     through :func:`to_iso_dates`."""
@@ -169,14 +172,8 @@ def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
 
     from leadsync.mapper.dates import DATE_OK, NOT_REAL, parse_dates
 
-    texts: list[str | None] = []
-    for value in values:
-        if isinstance(value, dt.datetime):
-            texts.append(value.isoformat(sep=" "))
-        elif isinstance(value, (dt.date, str)):
-            texts.append(value.isoformat() if isinstance(value, dt.date) else value)
-        else:
-            texts.append(None)  # a number, a flag: not a date
+    # a date or date-time cell as the text it shows; a number or a flag is not a date
+    texts = [cell_text(v) if isinstance(v, (dt.date, str)) else None for v in values]
     parsed = parse_dates(pa.array([t or "" for t in texts], pa.string()), config.date_order,
                          config.timezone)  # fmt: skip
     out: list[Any] = []
@@ -197,9 +194,6 @@ def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
         else:
             out.append(Bad(Code.INVALID_DATE, f"{shown!r} is not a date: use {DATE_FORMS_HINT}"))
     return out
-
-
-DATE_FORMS_HINT = "2025-07-12, 12/07/2025 or 2025-07-12 14:30"
 
 
 def _json_cell(text: str, spec: Field) -> Any:

@@ -161,7 +161,7 @@ def _value_text(value: Any) -> str:
         value = value.value
     kind = type(value)
     if kind is dt.datetime:
-        return value.isoformat(sep=" ")  # type: ignore[no-any-return]
+        return cell_text(value)  # the text the date conversion reads a date-time cell as
     if kind is bool:
         return "true" if value else "false"
     if kind is float and value.is_integer() and abs(value) < 1e15:
