@@ -119,16 +119,20 @@ FORMS: dict[str, list[object]] = {
     "next_action_date": [
         lambda r: "{}-{:02d}-{:02d}".format(*_ymd(r)),
         _dmy,
+        lambda r: _dmy(r, "-"),
+        lambda r: "{}/{}/{}".format(*_ymd(r)),
         lambda r: _iso(r, "Z"),
         lambda r: _iso(r, r.choice(["+01:00", "-05:00", "+05:30"])),
         lambda r: _iso(r, r.choice(["+0100", "-0500"])),
         lambda r: _iso(r, f".{r.randint(0, 999):03d}Z"),
         _local,
+        lambda r: _iso(r, "")[:19],  # 2025-07-12T14:30:15: naive, to the second
         lambda r: f"{_dmy(r)} {r.randint(0, 23):02d}:{r.randint(0, 59):02d}",
         lambda r: f"{_dmy(r)} {r.randint(1, 12)}:{r.randint(0, 59):02d} {r.choice(['am', 'pm'])}",
         lambda r: _dmy(r, ".", 2),
         lambda r: f"{r.randint(1, 28)} {r.choice(_MONTH_NAMES)} {r.randint(2024, 2026)}",
         lambda r: f"{r.choice(_MONTH_NAMES)[:3]} {r.randint(1, 28)}, {r.randint(2024, 2026)}",
+        lambda r: f"{r.randint(4, 20)}th {r.choice(_MONTH_NAMES)[:3]} {r.randint(2024, 2026)}",
         # the hours a British clock shows twice and never (the reference settles both)
         lambda r: f"2025-10-26 01:{r.randint(0, 59):02d}",
         lambda r: f"2025-03-30 01:{r.randint(0, 59):02d}",

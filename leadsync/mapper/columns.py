@@ -23,6 +23,7 @@ from leadsync.mapper.convert import (
     TRUE_WORDS,
     Bad,
     convert_value,
+    value_map_key,
 )
 from leadsync.mapper.dates import DATE_OK, parse_dates
 from leadsync.model import ColumnPlan
@@ -185,7 +186,7 @@ def _mapped_texts(chunk: Chunk, j: int, table: Mapping[str, Any]) -> tuple[Any, 
 
     shown = chunk.display_cells(j).array
     distinct = pc.unique(shown)
-    keys = [cell_text(t).casefold() for t in distinct.to_pylist()]
+    keys = [value_map_key(t) for t in distinct.to_pylist()]
     hit = np.array([k in table for k in keys], dtype=bool)
     if not hit.any():
         return None

@@ -224,5 +224,9 @@ def mapped_value(value: Any, fname: str, config: Config) -> Any:
     table = config.values.get(fname)
     if not table:
         return value
-    key = cell_text(value).casefold()
-    return table.get(key, value)
+    return table.get(value_map_key(value), value)
+
+
+def value_map_key(value: Any) -> str:
+    """The key a cell is looked up by in a value map: its text, trimmed, any case."""
+    return cell_text(value).casefold()
