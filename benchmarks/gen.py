@@ -136,6 +136,9 @@ FORMS: dict[str, list[object]] = {
         # the hours a British clock shows twice and never (the reference settles both)
         lambda r: f"2025-10-26 01:{r.randint(0, 59):02d}",
         lambda r: f"2025-03-30 01:{r.randint(0, 59):02d}",
+        # Excel serials (a date cell that lost its format): days, and days with a time
+        lambda r: str(r.randint(45292, 46387)),
+        lambda r: f"{r.randint(45292, 46387)}.{r.randint(0, 10**10 - 1):010d}",
     ],
     "office_id": [lambda r: "1213", lambda r: "1214.0", lambda r: "1,215"],
     "gdpr_checkbox": [

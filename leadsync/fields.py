@@ -231,6 +231,8 @@ VALUE_FORMS: dict[Kind, tuple[str, ...]] = {
         "July 12, 2025",
         "2025-10-26 01:30",  # a British clock shows it twice
         "2025-03-30 01:30",  # ... and never
+        "45850",  # an Excel serial (a date cell that lost its format)
+        "45850.5625",  # ... with a time: 13:30 in the configured zone
     ),
     Kind.INTEGER: ("1213", "1213.0", "1,213", "+1213"),
     # every spelling, in both cases, and the ticks

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,6 +48,8 @@ _NAMED = re.compile(
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?",
     re.ASCII,
 )
+_SERIAL = re.compile(r"([1-9]\d{4})(?:\.(\d{1,12}))?", re.ASCII)  # Excel's day count
+_EXCEL_EPOCH = dt.datetime(1899, 12, 30)  # serial 0 in the 1900 system (after its leap bug)
 
 
 def oracle(text: str, order: str, zone: str) -> tuple[int, str]:
@@ -69,6 +72,9 @@ def oracle(text: str, order: str, zone: str) -> tuple[int, str]:
         m = _NAMED.fullmatch(text)
         if m:
             return DATE_OK, _named(m, zone)
+        m = _SERIAL.fullmatch(text)
+        if m:
+            return DATE_OK, _serial(m, zone)
     except (ValueError, OverflowError):  # OverflowError: a UTC time outside years 1-9999
         return NOT_REAL, ""
     return NOT_A_DATE, ""
@@ -104,6 +110,14 @@ def _named(m: re.Match[str], zone: str) -> str:
     if hh is None:
         return date.isoformat()
     return _utc(dt.datetime.combine(date, dt.time(int(hh), int(mi), int(ss or 0))), zone)
+
+
+def _serial(m: re.Match[str], zone: str) -> str:
+    days, fraction = m.groups()
+    # the fraction of a day to the nearest second, half up (exact: Fraction, not float)
+    seconds = int(Fraction(f"0.{fraction or 0}") * 86400 + Fraction(1, 2))
+    moment = _EXCEL_EPOCH + dt.timedelta(days=int(days), seconds=seconds)
+    return moment.date().isoformat() if not seconds else _utc(moment, zone)
 
 
 def _utc(value: dt.datetime, zone: str) -> str:
@@ -163,6 +177,11 @@ def _random_cell(r: random.Random) -> str:
         f"  {d:02d}/{m:02d}/{y}\t{hh:02d}:{mi:02d} ",
         f"{d}\u00a0July\u2003{y}",
         f"{y}{m:02d}{d:02d}",
+        # Excel serials: around the five-digit ends, whole, with a fraction (to half a
+        # second either side of midnight), a leading zero, four or six digits
+        f"{r.choice([r.randint(10000, 99999), 10000, 99999, 45850, 45956, 45746])}"
+        f"{r.choice(['', '.0', '.5', '.99999', '.999994', '.000005', '.0625', '.' + str(r.randint(0, 10**12 - 1)).zfill(12)])}",
+        r.choice(["01234", "9999", "100000", "45850.", "45850.1234567890123", "4585O"]),
         r.choice(["tomorrow", "", "#N/A", "2025-07-12T", "12/07", "1.2.3", "٢٠٢٥-07-12"]),
     ]
     return r.choice(forms)
@@ -225,16 +244,18 @@ def test_where_the_old_reading_was_wrong() -> None:
 def test_one_cell_and_a_column_are_the_same_conversion() -> None:
     config = Config()
     cells: list[Any] = ["12/07/2025 14:30", "31/02/2025", "tomorrow", dt.date(2025, 7, 12)]
-    cells += [dt.datetime(2025, 7, 12, 0, 30, 5, 999), 45850]
+    cells += [dt.datetime(2025, 7, 12, 0, 30, 5, 999), 45850, 45850.5, 2025, True]
     column = to_iso_dates(cells, config)
     assert [to_iso_date(c, config) for c in cells][:1] == column[:1]
     assert column[0] == "2025-07-12T13:30:00Z"
-    assert column[3:5] == ["2025-07-12", "2025-07-11T23:30:05Z"]
+    # an Excel serial cell (a number: the date lost its format) reads as its text would
+    assert column[3:7] == ["2025-07-12", "2025-07-11T23:30:05Z", "2025-07-12", "2025-07-12T11:00:00Z"]
     messages = [v.message for v in column if isinstance(v, Bad)]
     assert messages == [
         "'31/02/2025' is not a real date",
         "'tomorrow' is not a date: use 2025-07-12, 12/07/2025 or 2025-07-12 14:30",
-        "expected a date, got '45850'",
+        "'2025' is not a date: use 2025-07-12, 12/07/2025 or 2025-07-12 14:30",
+        "expected a date, got 'TRUE'",
     ]
 
 

@@ -319,6 +319,8 @@ def test_fast_path_matches_reference_on_xlsx_with_typed_cells(tmp_path: Path) ->
         2**60,
         None,
         -3,
+        45850,  # an Excel serial (a date that lost its format) ...
+        45850.5625,  # ... with a time
     ]
     for row in rows:
         for j in (0, 5, 6, 7, 8, 11):
@@ -485,6 +487,22 @@ def test_every_value_form_mixed_is_cleared_by_the_columnar_path_as_the_reference
     invalid = sum(1 for r in leadsync.mapped_rows(src, config, fast=False) if r.problems)
     left = left_to_row_by_row(src, config)
     assert invalid > 0 and left <= invalid
+
+
+def test_excel_serial_cells_of_a_workbook_are_cleared_in_bulk(tmp_path: Path) -> None:
+    header = ["id", "first_name", "last_name", "next_action_date"]
+    serials: list[Any] = [45850, 45850.5625, 45850.0, 45956.0625, "45850", "45850.25"]
+    rows = [[1000 + i, "Ann", "Lee", serials[i % len(serials)]] for i in range(300)]
+    src = write_xlsx(tmp_path / "serials.xlsx", [header, *rows])
+    config = Config(chunk_rows=70)
+    assert left_to_row_by_row(src, config) == 0
+    assert assert_same(src, config, tmp_path) == 300
+    sent = [r.payload["next_action_date"] for r in leadsync.mapped_rows(src, config)]
+    # 26 October 2025 01:30 is read as the first of the two (BST)
+    assert sent[:6] == [
+        "2025-07-12", "2025-07-12T12:30:00Z", "2025-07-12",
+        "2025-10-26T00:30:00Z", "2025-07-12", "2025-07-12T05:00:00Z",
+    ]  # fmt: skip
 
 
 def left_to_row_by_row(path: Path, config: Config) -> int:

@@ -210,7 +210,9 @@ def test_a_plain_date_is_never_shifted_by_the_time_zone() -> None:
     assert to_iso_date(dt.date(2025, 7, 12), far_east) == "2025-07-12"
 
 
-@pytest.mark.parametrize("cell", ["31/02/2025", "13/13/2025", "tomorrow", "2025-13-01", 45850])
+@pytest.mark.parametrize(
+    "cell", ["31/02/2025", "13/13/2025", "tomorrow", "2025-13-01", 2025, "01234", 100000, True]
+)
 def test_not_dates(cell: Any) -> None:
     result = to_iso_date(cell, Config())
     assert isinstance(result, Bad) and result.code == "invalid_date"
@@ -253,6 +255,19 @@ def test_excel_cells_keep_their_types(tmp_path: Path) -> None:
         ("office_id", "not_whole_number", 1)
     ]
     assert rows[2].payload["next_action_date"] == "2025-07-12T13:30:00Z"
+
+
+def test_excel_serials_are_dates_in_a_workbook_and_a_csv(tmp_path: Path) -> None:
+    # a date cell that lost its format shows its serial; its CSV holds the same digits
+    header = ["id", "next_action_date"]
+    body: list[list[Any]] = [[1001, 45850], [1002, 45850.5625], [1003, 2025], [1004, 45850.0]]
+    book = write_xlsx(tmp_path / "serials.xlsx", [header, *body])
+    sheet = write_csv(tmp_path / "serials.csv", [header, *([i, str(d)] for i, d in body)])
+    for path in (book, sheet):
+        rows = mapped(path)
+        dates = [r.payload.get("next_action_date") for r in rows]
+        assert dates == ["2025-07-12", "2025-07-12T12:30:00Z", None, "2025-07-12"], path
+        assert [p.code for p in rows[2].problems] == ["invalid_date"]
 
 
 def test_mapping_file_renames_maps_values_and_sets_defaults(tmp_path: Path) -> None:

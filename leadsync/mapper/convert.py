@@ -172,8 +172,13 @@ def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
 
     from leadsync.mapper.dates import DATE_OK, NOT_REAL, parse_dates
 
-    # a date or date-time cell as the text it shows; a number or a flag is not a date
-    texts = [cell_text(v) if isinstance(v, (dt.date, str)) else None for v in values]
+    # a date or date-time cell as the text it shows, a number as its digits (an Excel
+    # serial); a flag is not a date
+    texts = [
+        cell_text(v) if isinstance(v, (dt.date, str, int, float)) and v is not True
+        and v is not False else None
+        for v in values
+    ]
     parsed = parse_dates(pa.array([t or "" for t in texts], pa.string()), config.date_order,
                          config.timezone)  # fmt: skip
     out: list[Any] = []

@@ -5,7 +5,7 @@ a chunk's column, the row-by-row mapper on the column of the rows it maps, and
 :func:`~leadsync.mapper.convert.to_iso_date` on a single cell.
 
 A cell is read by its *shape* — its text with every digit written ``0``. The grammar
-(:data:`_GRAMMAR`, three regular expressions) is matched once per distinct shape, not per
+(:data:`_GRAMMAR`, four regular expressions) is matched once per distinct shape, not per
 cell: where it matches, its groups say at which characters the year, month, day, hour,
 minute, second and UTC offset stand, and every cell of that shape is read at those
 places with numpy. A 1,000,000-row column holds a few dozen shapes. The calendar and the
@@ -57,7 +57,13 @@ _NAMED = re.compile(
     r"(?:[ T]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?",
     re.ASCII,
 )
-_GRAMMAR = (_ISO, _NUMERIC, _NAMED)
+# an Excel serial: days since 1899-12-30, a fraction of a day for the time (the 1900
+# system; five digits, 1927-05-18 to 2173-10-13: a four-digit number is more likely a
+# year typed alone than a date)
+_SERIAL = re.compile(r"(?P<serial>\d{5})(?:\.(?P<fraction>\d{1,12}))?", re.ASCII)
+_GRAMMAR = (_ISO, _NUMERIC, _NAMED, _SERIAL)
+_SERIAL_1970 = 25569  # the serial of 1970-01-01
+_SERIAL_MIN = 10000  # five digits, the first not 0
 MONTHS = {
     name: i
     for i, names in enumerate(
@@ -101,6 +107,8 @@ class Layout:
     sign: int = 0  # an offset of its own: +1 or -1 (0: none)
     zone_hours: Span | None = None
     zone_minutes: Span | None = None
+    serial: Span | None = None  # an Excel serial's days (year, day, month unused)
+    fraction: Span | None = None  # ... and its fraction of a day
 
 
 @lru_cache(maxsize=4096)
@@ -119,6 +127,8 @@ def layout(shape: str, order: str) -> Layout | int:
     def span(name: str) -> Span | None:
         return m.span(name) if g.get(name) is not None else None
 
+    if grammar is _SERIAL:
+        return Layout((0, 0), (0, 0), (0, 0), serial=span("serial"), fraction=span("fraction"))
     clock: dict[str, Any] = {"hour": span("H"), "minute": span("M"), "second": span("S")}
     if grammar is _ISO:
         zone: dict[str, Any] = {}
@@ -249,6 +259,10 @@ def parse_dates(texts: pa.Array, order: str, timezone: str) -> ParsedDates:
             else:
                 block = data[starts[rows, None] + np.arange(len(shape))]
             read = partial(_number, block)
+            if found.serial is not None:
+                refused = _serial_fields(fields, timed, naive, rows, read, found)
+                status[refused] = NOT_A_DATE
+                continue
             fields[0, rows] = read(found.year)
             fields[2, rows] = read(found.day)
             fields[1, rows] = read(found.month) if found.month else found.month_number
@@ -271,6 +285,34 @@ def parse_dates(texts: pa.Array, order: str, timezone: str) -> ParsedDates:
     if same.any():  # already in the API's form: the cell's own text
         iso = pc.if_else(pa.array(same & ok), texts, iso)
     return ParsedDates(iso, status, texts)
+
+
+def _serial_fields(
+    fields: np.ndarray,
+    timed: np.ndarray,
+    naive: np.ndarray,
+    rows: np.ndarray,
+    read: Any,
+    found: Layout,
+) -> np.ndarray:
+    """An Excel serial's date (and its fraction's time, to the nearest second, read in the
+    configured zone) put in ``fields`` at ``rows``; the rows that are not a serial (a
+    leading 0) are returned."""
+    import numpy as np
+
+    serial = read(found.serial)
+    seconds = np.zeros_like(serial)
+    if found.fraction is not None:
+        s, e = found.fraction
+        scale = 10 ** (e - s)  # at most 12 digits: exact in int64, times 2 * 86400
+        seconds = (read(found.fraction) * (2 * 86400) + scale) // (2 * scale)  # half up
+    local = (serial - _SERIAL_1970) * 86400 + seconds
+    days, clock = local // 86400, local % 86400
+    year, month, day = _civil_from_days(days)
+    fields[0, rows], fields[1, rows], fields[2, rows] = year, month, day
+    fields[3, rows], fields[4, rows], fields[5, rows] = clock // 3600, clock // 60 % 60, clock % 60
+    timed[rows] = naive[rows] = seconds > 0
+    return rows[serial < _SERIAL_MIN]  # type: ignore[no-any-return]
 
 
 def _number(block: np.ndarray, span: Span | None) -> np.ndarray:

@@ -155,8 +155,8 @@ def _number_text(value: Any) -> str:
 
 def _value_text(value: Any) -> str:
     """A cell as the text of its value, for the number, flag and date fields: a formatted
-    number's number, a date-time in ISO form, a flag as true/false, a whole float as its
-    digits (their conversions read these texts as they read the values)."""
+    number's number, a date-time in ISO form, a flag as true/false, a float as its digits
+    (their conversions read these texts as they read the values)."""
     if value.__class__ is Shown:
         value = value.value
     kind = type(value)
@@ -164,8 +164,10 @@ def _value_text(value: Any) -> str:
         return cell_text(value)  # the text the date conversion reads a date-time cell as
     if kind is bool:
         return "true" if value else "false"
-    if kind is float and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
+    if kind is float and abs(value) < 1e15:  # (NaN and infinities are not)
+        # a whole float as its digits; another as the text a CSV of it holds (an Excel
+        # serial with a time, 45850.5625, is a date-time)
+        return str(int(value)) if value.is_integer() else cell_text(value)
     return _triage_text(value)
 
 
