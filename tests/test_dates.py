@@ -249,7 +249,12 @@ def test_one_cell_and_a_column_are_the_same_conversion() -> None:
     assert [to_iso_date(c, config) for c in cells][:1] == column[:1]
     assert column[0] == "2025-07-12T13:30:00Z"
     # an Excel serial cell (a number: the date lost its format) reads as its text would
-    assert column[3:7] == ["2025-07-12", "2025-07-11T23:30:05Z", "2025-07-12", "2025-07-12T11:00:00Z"]
+    assert column[3:7] == [
+        "2025-07-12",
+        "2025-07-11T23:30:05Z",
+        "2025-07-12",
+        "2025-07-12T11:00:00Z",
+    ]
     messages = [v.message for v in column if isinstance(v, Bad)]
     assert messages == [
         "'31/02/2025' is not a real date",

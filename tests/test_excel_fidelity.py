@@ -183,3 +183,27 @@ def test_the_styled_cell_scan_finds_every_cell_whatever_the_block_size() -> None
     assert whole[5] == [(0, "00000"), (2, '"£"#,##0')] and len(whole) == 39
     for block_size in (1, 7, 64, 100, 333):
         assert found(block_size) == whole, block_size
+
+
+@pytest.mark.parametrize("name", ["leads.xlsx", "leads.ods", "leads.xls", "formatted"])
+def test_a_single_column_pass_reads_each_cell_as_the_rows_do(name: str, tmp_path: Path) -> None:
+    """The id scan reads one column of a workbook (only its formats and error cells put
+    back); every column must read as the row-by-row pass reads it."""
+    from leadsync.reader import open_table
+    from leadsync.reader.table import Source
+
+    if name == "formatted":
+        rows: list[list[Any]] = [["id", "postcode", "office_id"]]
+        rows += [[1000 + i, i % 9, 1213.0 + i % 2] for i in range(40)]
+        formats = {f"A{r}": "000000" for r in range(2, 20)} | {"B5": "00000", "C7": "#,##0"}
+        path = write_xlsx(tmp_path / "f.xlsx", rows, number_formats=formats)
+    else:
+        path = FIXTURES / name
+    table = open_table(path)
+    for index in range(len(table.headers)):
+        scanned = [a.to_pylist() for a in table.column_text(index, 7)]
+        reference = [a.to_pylist() for a in Source.column_text(table.source, table, index, 7)]
+        assert scanned == reference, (name, table.headers[index])
+    if name == "formatted":  # the id shown 001001 is lead 1001, as the rows read it
+        first = next(iter(table.column_text(0, 100))).to_pylist()
+        assert first[:2] == ["1000", "1001"]

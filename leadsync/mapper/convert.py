@@ -175,8 +175,9 @@ def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
     # a date or date-time cell as the text it shows, a number as its digits (an Excel
     # serial); a flag is not a date
     texts = [
-        cell_text(v) if isinstance(v, (dt.date, str, int, float)) and v is not True
-        and v is not False else None
+        cell_text(v)
+        if isinstance(v, (dt.date, str, int, float)) and v is not True and v is not False
+        else None
         for v in values
     ]
     parsed = parse_dates(pa.array([t or "" for t in texts], pa.string()), config.date_order,

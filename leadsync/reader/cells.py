@@ -98,10 +98,16 @@ class Chunk:
         if found is not None:
             return found  # type: ignore[no-any-return]
         column = self.columns[index]
-        all_text = not isinstance(column, list) or set(map(type, column)) <= {str}
-        if all_text:  # what the checks read is what the user sees: one Cells for all
-            found = cache.get((index, not display))
-            cells = found if found is not None else Cells(pa.array(column, pa.string()))
+        kinds = {str} if not isinstance(column, list) else set(map(type, column))
+        if kinds <= _SAME_IN_EVERY_VIEW:
+            # what the checks read is what the user sees: one Cells for every view (text,
+            # whole numbers and dates read alike in each: ids, office ids, date cells)
+            if kinds <= {str}:
+                cells = Cells(pa.array(column, pa.string()))
+            elif kinds == {int}:  # whole numbers (calamine's, within 2**53): Arrow's digits
+                cells = Cells(pa.array(column, pa.int64()).cast(pa.string()))
+            else:
+                cells = Cells(pa.array(map(_triage_text, column), pa.string()))
             for view in (False, True, None, "value"):
                 cache[(index, view)] = cells
             return cells
@@ -282,6 +288,11 @@ def column_index(letters: bytes) -> int:
         index = index * 26 + ch - 64
     return index - 1
 
+
+# cell types whose text is the same in every view of Chunk._cells: the text itself, a
+# whole number's digits, a date's ISO form (a float, a flag, a date-time or a formatted
+# number reads one way for the user and another for the checks)
+_SAME_IN_EVERY_VIEW = frozenset({str, int, dt.date})
 
 # Chunk._cells: a column as the user sees it (True), for the checks (False), or with a
 # formatted number as its number (None)

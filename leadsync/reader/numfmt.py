@@ -312,17 +312,25 @@ def _scientific(value: float, tokens: list[str], exp_at: int) -> str | None:
     return f"{base}E{sign}{str(abs(int(power))).zfill(len(exponent))}{rest}"
 
 
+@functools.lru_cache(maxsize=65536, typed=True)
+def _shown(value: float, code: str) -> str | None:
+    """What a number shows under ``code``; None where it is read as it is (not a number
+    format, one leadsync cannot show, or the text General would show)."""
+    if kind(code) != "number":
+        return None
+    text = render(value, code)
+    return None if text is None or text == general(value) else text
+
+
 def formatted(value: Any, code: str) -> Any:
     """A calamine cell under the number format ``code``: a number as the text it shows
     (:class:`~leadsync.reader.cells.Shown`, keeping the number), a date under a
     date-and-time format as a date-time (calamine reads midnight as a plain date)."""
     if value.__class__ in (float, int):
-        if kind(code) != "number":
-            return value
-        text = render(value, code)
-        if text is None or text == general(value):  # shown as General shows it: as read
-            return value
-        return Shown(text, normalise_cell(value))
+        # a column under one format repeats its values (office ids, prices): each
+        # distinct number is rendered once (0 is not cached: -0.0 == 0.0 as a key)
+        text = _shown(value, code) if value else _shown.__wrapped__(value, code)
+        return value if text is None else Shown(text, normalise_cell(value))
     if value.__class__ is dt.date and kind(code) == "datetime":
         return dt.datetime.combine(value, dt.time())
     return value

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from leadsync.errors import InputError
 from leadsync.reader.cells import (
@@ -25,8 +25,11 @@ from leadsync.reader.legacy import scan_xls
 from leadsync.reader.numfmt import formatted, kind, render
 from leadsync.reader.odsxml import OdsScan, scan_ods
 from leadsync.reader.sheetxml import scan_sheets
-from leadsync.reader.table import Source, Table
+from leadsync.reader.table import Source, Table, text_blocks
 from leadsync.threads import in_thread
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workbook
@@ -136,6 +139,21 @@ class _SheetSource(Source):
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
         return enumerate(self.data_rows(), start=self.header_row + 1)
+
+    def column_text(self, table: Table, index: int, size: int) -> Iterator[pa.Array]:
+        # the id scan's pass: one cell of each row taken, and only that column's error
+        # cells and formats put back (a formatted sheet's other cells are not rendered)
+        rows = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
+        cells: Iterator[list[Any]] = ([r[index]] if index < len(r) else [""] for r in rows)
+        at = self.left + index
+        errors, formats, shown = (
+            {row: [(c, v) for c, v in put if c == at] for row, put in overlay.items()}
+            for overlay in self.overlays
+        )
+        one = (errors, formats, shown)
+        if any(any(put.values()) for put in one):
+            cells = _overlaid(cells, one, self.header_row + 1, at)
+        return text_blocks((normalise_cell(c[0]) for c in cells), size)
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
         # calamine gives every row the range's width: whole blocks, no per-row work
