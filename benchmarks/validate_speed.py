@@ -188,11 +188,23 @@ def peer_section(sizes: list[int], runs: int) -> None:
         return
     for n in sizes:
         peer_run(ensure(DATA / f"v-{n}.csv", n), n, runs)
+    # the second wave's target (>= 8x) is on the mixed file: every value form, ~3%
+    # invalid (frictionless reads its mixed dates as text: the schema cannot say more)
+    n = max(sizes)
+    mixed = DATA / f"mixed-{n}.csv"
+    if not mixed.exists():
+        print(f"  generating {mixed.name} ({n:,} rows) ...", flush=True)
+        write_csv(mixed, n, mixed=True)
+    peer_run(mixed, n, runs, mixed=True)
 
 
-def peer_run(path: Path, small: int, runs: int) -> None:
+def peer_run(path: Path, small: int, runs: int, mixed: bool = False) -> None:
     schema = DATA / "frictionless-schema.json"
-    schema.write_text(json.dumps(FRICTIONLESS_SCHEMA))
+    fields = [
+        {"name": f["name"], "type": "string"} if mixed and f["name"] == "next_action_date" else f
+        for f in FRICTIONLESS_SCHEMA["fields"]
+    ]
+    schema.write_text(json.dumps({**FRICTIONLESS_SCHEMA, "fields": fields}))
     # frictionless refuses absolute paths ("not safe"): run it from the data folder
     fl = []
     for _ in range(runs):
@@ -217,6 +229,8 @@ def peer_run(path: Path, small: int, runs: int) -> None:
     # the target is set on the 1M-row file; on a smaller one leadsync's fixed
     # costs (start-up, the workbook report) weigh more, so it is shown for scale only
     target = "target >= 5x" if small >= 1_000_000 else "for scale: the target is on 1M rows"
+    if mixed:
+        target = "every value form mixed: target >= 8x"
     print(
         f"  {small:,} rows: leadsync {med(ls):.2f} s, frictionless {med(fl):.2f} s -> leadsync {med(fl) / med(ls):.1f}x faster ({target})"
     )
