@@ -192,14 +192,17 @@ def _rows_of(
     slow = dict(checked.slow)
     payloads = payload_json(checked.columns, plan).to_pylist()
     leads = checked.lead_ids.to_pylist()
+    match = checked.columns.match
+    matches = match.array.to_pylist() if match is not None else [""] * len(chunk)
     for i, cells in enumerate(chunk.rows()):
         row = slow.get(i)
         if row is None:
-            number = chunk.row_numbers[i]
+            number, lead = chunk.row_numbers[i], leads[i] or None
             if checked.columns.blank[i]:
-                row = MappedRow(row=number, lead_id=leads[i] or None, payload={}, blank=True)
+                row = MappedRow(row=number, lead_id=lead, payload={}, blank=True)
             else:
-                row = MappedRow(row=number, lead_id=leads[i], payload=json.loads(payloads[i]))
+                row = MappedRow(row=number, lead_id=lead, payload=json.loads(payloads[i]))
+            row.match = matches[i] or None
         yield row, cells
 
 
@@ -314,8 +317,9 @@ def checked_chunks(
     import numpy as np
 
     duplicates = scan.duplicates
+    import pyarrow as pa
+
     judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
-    assert plan.id_index is not None  # the fast path needs an id column
     for chunk in prefetch(table.chunks(config.chunk_rows)):
         columns = map_columns(chunk, plan, config, judged)
         cleared = check_columns(columns, plan, config, duplicates, office_ids)
@@ -325,6 +329,10 @@ def checked_chunks(
             rows = map_chunk(chunk.take(positions), plan, config)
             validate_rows(rows, plan, config, duplicates, office_ids)
             slow = list(zip(positions, rows, strict=True))
-        lead_ids = lead_id_texts(chunk.display_cells(plan.id_index))
+        lead_ids = (
+            lead_id_texts(chunk.display_cells(plan.id_index))
+            if plan.id_index is not None
+            else pa.repeat(pa.scalar("", pa.string()), len(chunk))  # --match-by alone
+        )
         fields = fields_sent(columns, plan)
         yield CheckedChunk(chunk, columns, lead_ids, fields, slow)

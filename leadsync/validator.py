@@ -224,20 +224,12 @@ def check_columns(
         office_ids=office_ids,
     ):
         return np.zeros_like(ok)  # a bad default: every row says so, row by row
-    if rows.ids is None:
-        return np.zeros_like(ok)
     ids = rows.ids
-    text = ids.array
-    ok &= ids.plain & ids.ascii
-    digits = ids.data.size and bool(((ids.data - 0x30) < 10).all())  # uint8: wraps below "0"
-    if not (digits and not ids.blank.any() and int(ids.nbytes.max()) <= 128):
-        # ids of 1-128 digits pass all three: only other ids need the pattern checks
-        ok &= to_numpy_bool(pc.match_substring_regex(text, _LEAD_ID_RE2))
-        # ".." is refused, and 1001.0 means lead 1001: either way, row by row
-        ok &= ~to_numpy_bool(pc.match_substring(text, "."))
-        ok &= ~to_numpy_bool(pc.equal(pc.ascii_lower(text), EXAMPLE_ID.lower()))
-    if duplicates:
-        ok &= ~to_numpy_bool(pc.is_in(text, value_set=pa.array(sorted(duplicates), pa.string())))
+    found = _good_ids(ids, duplicates) if ids is not None else np.zeros_like(ok)
+    if config.match_by is not None and rows.match is not None:
+        # no id, but an email or phone: the lead is looked up when the row is sent
+        found |= (ids.blank if ids is not None else True) & ~rows.match.blank
+    ok &= found
     if config.require_names:
         for fname in REQUIRED_NAMES:
             if fname in plan.defaults:
@@ -258,6 +250,28 @@ def check_columns(
         ok &= cells.blank | to_numpy_bool(pc.is_in(cells.array, value_set=known))
     ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
     ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
+    return ok
+
+
+def _good_ids(ids: Any, duplicates: Collection[str]) -> Any:
+    """The rows whose lead id certainly passes :func:`check_lead_id` and is on no other
+    row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool
+
+    text = ids.array
+    ok = ids.plain & ids.ascii
+    digits = ids.data.size and bool(((ids.data - 0x30) < 10).all())  # uint8: wraps below "0"
+    if not (digits and not ids.blank.any() and int(ids.nbytes.max()) <= 128):
+        # ids of 1-128 digits pass all three: only other ids need the pattern checks
+        ok &= to_numpy_bool(pc.match_substring_regex(text, _LEAD_ID_RE2))
+        # ".." is refused, and 1001.0 means lead 1001: either way, row by row
+        ok &= ~to_numpy_bool(pc.match_substring(text, "."))
+        ok &= ~to_numpy_bool(pc.equal(pc.ascii_lower(text), EXAMPLE_ID.lower()))
+    if duplicates:
+        ok &= ~to_numpy_bool(pc.is_in(text, value_set=pa.array(sorted(duplicates), pa.string())))
     return ok
 
 

@@ -216,6 +216,7 @@ def outcome(row: Any) -> tuple[Any, ...]:
     return (
         row.row,
         row.lead_id,
+        row.match,
         row.blank,
         [(p.code, p.field, p.column_index, p.stage, p.message) for p in row.problems],
         json.dumps(row.payload, ensure_ascii=False),
@@ -503,6 +504,54 @@ def test_excel_serial_cells_of_a_workbook_are_cleared_in_bulk(tmp_path: Path) ->
         "2025-07-12", "2025-07-12T12:30:00Z", "2025-07-12",
         "2025-10-26T00:30:00Z", "2025-07-12", "2025-07-12T05:00:00Z",
     ]  # fmt: skip
+
+
+_EMAILS = ["ann@example.com", " bo@example.co.uk ", "", "#N/A", "zoë@exämple.com", "x"]
+
+
+@pytest.mark.parametrize("by", ["email", "phone"])
+def test_match_by_rows_are_cleared_column_by_column_as_the_reference_says(
+    by: str, tmp_path: Path
+) -> None:
+    """--match-by: a row without an id but with an email (or phone) is looked up when it
+    is sent; without either it is id_missing. Both paths agree on the edge rows, in a CSV
+    and a workbook (whose phone numbers are number cells); on the benchmark's mixed rows
+    only invalid rows are left to the row-by-row path."""
+    from benchmarks.gen import HEADERS as BENCH_HEADERS
+    from benchmarks.gen import mixed_rows
+
+    rnd = random.Random(by)
+    values = (
+        _EMAILS if by == "email" else ["07700 900123", 7700900123, "", " +44 20 7946 0958", 1.5]
+    )
+
+    def with_match(rows: Any) -> list[list[Any]]:
+        return [["" if rnd.random() < 0.4 else r[0], *r[1:], rnd.choice(values)] for r in rows]
+
+    edge = with_match(generated_rows(600, seed=21))
+    edge.append(["", "Only", "Match"] + [""] * (len(HEADERS) - 3) + [""])  # neither: invalid
+    header = [*HEADERS, by]
+    config = Config(chunk_rows=97, match_by=by)  # type: ignore[arg-type]
+    clean = [
+        [c.translate({k: None for k in range(32)}) if isinstance(c, str) else c for c in r]
+        for r in edge
+    ]
+    for src in (
+        write_csv(tmp_path / "match.csv", [header, *([str(c) for c in r] for r in edge)]),
+        write_xlsx(tmp_path / "match.xlsx", [header, *clean]),
+    ):
+        assert assert_same(src, config, tmp_path) == len(edge)
+        mapped = list(leadsync.mapped_rows(src, config))
+        looked_up = [r for r in mapped if r.lead_id is None and r.match and not r.problems]
+        assert sum(1 for r in looked_up if not r.blank) > 50  # each to be looked up
+        assert mapped[-1].problems[0].code == "id_missing"
+    mixed = with_match(mixed_rows(2000))
+    src = write_csv(
+        tmp_path / "mixed.csv", [[*BENCH_HEADERS, by], *([str(c) for c in r] for r in mixed)]
+    )
+    assert assert_same(src, config, tmp_path) == len(mixed)
+    invalid = sum(1 for r in leadsync.mapped_rows(src, config, fast=False) if r.problems)
+    assert 0 < left_to_row_by_row(src, config) <= invalid
 
 
 def left_to_row_by_row(path: Path, config: Config) -> int:

@@ -53,14 +53,13 @@ class ColumnarRows:
     literals: dict[str, Callable[[], Any]]
     answers: list[tuple[str, Any]]  # (question, Cells) in column order
     meta: list[tuple[str, Any]]  # (meta key, Cells) in column order
+    match: Any = None  # --match-by: each row's email or phone as cell_text reads it
 
 
 def fast_path_applies(plan: ColumnPlan, config: Config) -> bool:
     """Whether the columnar path can map this file (else every row goes row by row)."""
     return (
         plan.report_row_index is None
-        and plan.match_index is None
-        and config.match_by is None
         and not config.create  # new leads' rows go row by row (their own rules)
         and "questionnaire" not in plan.defaults
         and "meta" not in plan.defaults
@@ -79,6 +78,8 @@ def map_columns(
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from leadsync.columnar import Cells, trimmed
+
     n = len(chunk)
     simple = np.ones(n, dtype=bool)
     blank = np.ones(n, dtype=bool)
@@ -91,8 +92,14 @@ def map_columns(
     # columns)
     sources = Counter(t.field for t in plan.targets if t is not None and t.kind != "ignore")
     ids = chunk.number_cells(plan.id_index) if plan.id_index is not None else None
+    match, unreadable = None, np.zeros(n, dtype=bool)
     for j, target in enumerate(plan.targets):
-        if target is None or target.kind in ("ignore", "id", "match"):
+        if target is None or target.kind in ("ignore", "id"):
+            continue
+        if target.kind == "match":  # the --match-by value: not sent, not a row's data
+            # ... but an Excel error there is a problem even on a row with nothing else
+            unreadable = _maybe_excel_error(chunk.cells(j))
+            match = Cells(trimmed(chunk.display_cells(j)))  # cell_text of each cell
             continue
         cells = chunk.cells(j)
         blank &= cells.blank
@@ -166,13 +173,15 @@ def map_columns(
         literals[name] = literal
     for cells in names:
         _split_names(cells, by_field, literals, config)
+    simple &= ~unreadable
+    blank &= ~unreadable  # row by row, which says so
     simple[list(chunk.extra_cells)] = False  # cells beyond the header: row by row
     if ids is not None:
         # a row with an id and nothing else: row by row, which checks the id
         id_only = blank & ~ids.blank
         simple &= ~id_only
         blank &= ~id_only
-    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta)
+    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta, match)
 
 
 def _mapped_texts(chunk: Chunk, j: int, table: Mapping[str, Any]) -> tuple[Any, Any] | None:
