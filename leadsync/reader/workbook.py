@@ -45,6 +45,8 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     # the sheets are scanned for formulas without a result and for error cells while
     # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
     scanning = in_thread(scan_sheets, path, name="leadsync-sheet-scan")
+    # calamine loads the sheet outside the GIL: what the checks import comes in meanwhile
+    warming = in_thread(_import_columnar, name="leadsync-imports")
     try:
         workbook = pc.CalamineWorkbook.from_path(str(path))
         name = _pick_sheet(workbook, sheet, path)
@@ -71,6 +73,7 @@ def open_excel(path: Path, sheet: str | None) -> Table:
             break
         skip += 1
     scan = scanning.result()
+    warming.result()
     # what calamine does not say about the sheet: from the ods pass, xlrd, or the scan
     shown: Overlay = {}
     if path.suffix.lower() == ".xls":
@@ -190,6 +193,11 @@ def _overlaid(
                 if 0 <= column - left < width:
                     cells[column - left] = text
         yield cells
+
+
+def _import_columnar() -> None:
+    import numpy  # noqa: F401
+    import pyarrow.compute  # noqa: F401
 
 
 def _refuse_empty(
