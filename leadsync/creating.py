@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from leadsync.sender import RowSender
 
 _NAME_KEYS = ("first_name", "last_name", "type", "postcode", "advert_postcode")
+PERSON_FIELDS = ("email", "phone", *_NAME_KEYS)  # the payload fields person_key reads
 
 
 def person_key(payload: Mapping[str, Any]) -> str:
@@ -58,9 +59,13 @@ def shown_person(key: str) -> str:
 def scan_people(table: Table, plan: ColumnPlan, config: Config) -> frozenset[str]:
     """The person keys that more than one row without a lead id would create (one pass
     over the file, row by row: files of new leads are small)."""
-    from leadsync.mapper import map_chunk, one_per_row
+    from leadsync.mapper import fast_path_applies, map_chunk, one_per_row
 
     counts: Counter[str] = Counter()
+    if fast_path_applies(plan, config):
+        for key in _columnar_people(table, plan, config):
+            counts[key] += 1
+        return frozenset(k for k, n in counts.items() if n > 1)
     mapped = (
         pair
         for chunk in table.chunks(config.chunk_rows)
@@ -70,6 +75,31 @@ def scan_people(table: Table, plan: ColumnPlan, config: Config) -> frozenset[str
         if not row.blank and row.lead_id is None:
             counts[person_key(row.payload)] += 1
     return frozenset(k for k, n in counts.items() if n > 1)
+
+
+def _columnar_people(table: Table, plan: ColumnPlan, config: Config) -> Iterator[str]:
+    """The person key of every non-blank row without a lead id, as :func:`scan_people`
+    reads them: the rows the columnar mapper vouches for from its columns, the others
+    mapped one by one."""
+    import numpy as np
+
+    from leadsync.mapper import lead_id_texts, map_chunk, map_columns
+    from leadsync.validator import person_keys
+
+    judged: dict[tuple[str, str], str | None] = {}
+    for chunk in table.chunks(config.chunk_rows):
+        columns = map_columns(chunk, plan, config, judged)
+        if plan.id_index is None:
+            no_id = np.ones(len(chunk), dtype=bool)
+        else:  # as the rows read their id: " " and "" are no id
+            shown = lead_id_texts(chunk.display_cells(plan.id_index))
+            no_id = np.array([not t for t in shown.to_pylist()], dtype=bool)
+        simple = np.flatnonzero(columns.simple & no_id & ~columns.blank)
+        yield from person_keys(columns, plan, simple)
+        rest = np.flatnonzero(~columns.simple & ~columns.blank).tolist()
+        for row in map_chunk(chunk.take(rest), plan, config) if rest else ():
+            if not row.blank and row.lead_id is None:
+                yield person_key(row.payload)
 
 
 def earlier_lead(

@@ -322,12 +322,12 @@ def checked_chunks(
     judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
     for chunk in prefetch(table.chunks(config.chunk_rows)):
         columns = map_columns(chunk, plan, config, judged)
-        cleared = check_columns(columns, plan, config, duplicates, office_ids)
+        cleared = check_columns(columns, plan, config, duplicates, office_ids, scan.people)
         positions = np.flatnonzero(~(cleared | columns.blank)).tolist()
         slow: list[tuple[int, MappedRow]] = []
         if positions:
             rows = map_chunk(chunk.take(positions), plan, config)
-            validate_rows(rows, plan, config, duplicates, office_ids)
+            validate_rows(rows, plan, config, duplicates, office_ids, scan.people)
             slow = list(zip(positions, rows, strict=True))
         lead_ids = (
             lead_id_texts(chunk.display_cells(plan.id_index))

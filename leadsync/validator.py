@@ -11,13 +11,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from leadsync.config import Config
 from leadsync.defaults import CHUNK_ROWS
 from leadsync.fields import (
+    CREATE_REQUIRED,
     FIELDS_BY_NAME,
     REQUIRED_NAMES,
+    TYPE_NEEDS,
+    TYPE_REFUSES,
     Operation,
     json_size,
     update_part,
@@ -202,8 +206,10 @@ def check_columns(
     config: Config,
     duplicates: Collection[str] = frozenset(),
     office_ids: Collection[int] | None = None,
+    people: Collection[str] = frozenset(),
 ) -> Any:
-    """Which simple rows certainly pass every rule (numpy bool per row).
+    """Which simple rows certainly pass every rule (numpy bool per row); ``people``: the
+    person keys more than one new row has (``--create``).
 
     A row this cannot clear is not judged here: it goes through :func:`validate_rows`,
     which says what is wrong (the fast path only ever says "valid").
@@ -217,27 +223,27 @@ def check_columns(
     ok = rows.simple & ~rows.blank
     if not ok.any():
         return ok
-    if check_payload(
-        dict(plan.defaults),
-        require_names=False,
-        statuses=config.statuses,
-        office_ids=office_ids,
+    defaults = partial(check_payload, statuses=config.statuses, office_ids=office_ids)
+    if defaults(update_part(plan.defaults), whole=False) or (
+        config.create and defaults(plan.defaults, operation=Operation.CREATE, whole=False)
     ):
         return np.zeros_like(ok)  # a bad default: every row says so, row by row
     ids = rows.ids
+    no_id = np.ones_like(ok)
+    if ids is not None:  # as the rows read their id (" " is none)
+        no_id = ids.blank if ids.plain[~ids.blank].all() else _blank(lead_id_texts(ids))
     found = _good_ids(ids, duplicates) if ids is not None else np.zeros_like(ok)
     if config.match_by is not None and rows.match is not None:
         # no id, but an email or phone: the lead is looked up when the row is sent
-        found |= (ids.blank if ids is not None else True) & ~rows.match.blank
-    ok &= found
+        found |= no_id & ~rows.match.blank
+    creating = no_id & config.create  # a new lead: its own rules, below
+    ok &= found | creating
     if config.require_names:
         for fname in REQUIRED_NAMES:
-            if fname in plan.defaults:
-                continue
-            cells = rows.cells.get(fname)
-            if cells is None:
-                return np.zeros_like(ok)
-            ok &= ~cells.blank
+            if fname not in plan.defaults:
+                ok &= creating | _present(rows, plan, fname)
+    if creating.any():
+        ok &= ~creating | _creatable(rows, plan, people)
     for fname, cells in rows.cells.items():
         limit = FIELDS_BY_NAME[fname].max_chars  # set for text fields only
         if limit is not None and (cells.nbytes > limit).any():
@@ -251,6 +257,78 @@ def check_columns(
     ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
     ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
     return ok
+
+
+def _blank(texts: Any) -> Any:
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool
+
+    return to_numpy_bool(pc.equal(pc.utf8_length(texts), 0))
+
+
+def _present(rows: ColumnarRows, plan: ColumnPlan, fname: str) -> Any:
+    """The rows whose payload has ``fname`` (a cell of its own, or a default)."""
+    import numpy as np
+
+    cells = rows.cells.get(fname)
+    if fname in plan.defaults:
+        return np.ones(len(rows.simple), dtype=bool)
+    return ~cells.blank if cells is not None else np.zeros(len(rows.simple), dtype=bool)
+
+
+def _creatable(rows: ColumnarRows, plan: ColumnPlan, people: Collection[str]) -> Any:
+    """The rows a create's own rules let through (:func:`~leadsync.rules.check_payload`'s
+    whole-payload part for a ``POST``): a type and both names, what the type needs and
+    not what it refuses, and a person no other row would create too."""
+    import numpy as np
+
+    ok = np.logical_and.reduce([_present(rows, plan, f) for f in CREATE_REQUIRED])
+    if rows.create_ok is not None:
+        ok &= rows.create_ok
+    kinds = person_texts(rows, plan, ("type",))[0]
+    for kind in set(kinds) & (set(TYPE_NEEDS) | set(TYPE_REFUSES)):
+        this = np.array([k == kind for k in kinds], dtype=bool)
+        for fname in TYPE_NEEDS.get(kind, ()):
+            ok &= ~this | _present(rows, plan, fname)
+        for fname in TYPE_REFUSES.get(kind, ()):
+            ok &= ~this | ~_present(rows, plan, fname)
+    if people:
+        where = np.flatnonzero(ok)
+        twice = np.array([k in people for k in person_keys(rows, plan, where)], dtype=bool)
+        ok[where[twice]] = False
+    return ok
+
+
+def person_keys(rows: ColumnarRows, plan: ColumnPlan, where: Any) -> list[str]:
+    """:func:`~leadsync.creating.person_key` of the simple rows at ``where``."""
+    from leadsync.creating import PERSON_FIELDS, person_key
+
+    columns = person_texts(rows, plan, PERSON_FIELDS, where)
+    return [
+        person_key(dict(zip(PERSON_FIELDS, values, strict=True)))
+        for values in zip(*columns, strict=True)
+    ]
+
+
+def person_texts(
+    rows: ColumnarRows, plan: ColumnPlan, fields: Iterable[str], where: Any = None
+) -> list[list[Any]]:
+    """Each of ``fields`` of the payload, row by row (at ``where``; a blank cell as its
+    default, else ""): what a new lead's person key and rules read."""
+    import pyarrow as pa
+
+    n = len(rows.simple)
+    out = []
+    for fname in fields:
+        cells = rows.cells.get(fname)
+        default = plan.defaults.get(fname, "")
+        if cells is None:
+            out.append([default] * (n if where is None else len(where)))
+            continue
+        texts = cells.array if where is None else cells.array.take(pa.array(where, pa.int64()))
+        out.append([t or default for t in texts.to_pylist()])
+    return out
 
 
 def _good_ids(ids: Any, duplicates: Collection[str]) -> Any:

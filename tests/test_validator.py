@@ -323,3 +323,36 @@ def test_a_csv_id_written_through_a_float_is_the_whole_number(tmp_path: Path) ->
         ("A.77", []),
         ("1.5", []),  # not a whole number: an id as written
     ]
+
+
+_FORM_CELLS = [
+    "ann@example.com", " ann@example.com ", "a b@c.com", "a@b", "a@b.c.d", "ａ@b.co",
+    "a\u00a0b@c.com", "a\x0bb@c.com", "x@y.z\u2028", "@b.co", "a@@b.co", "a@.co",
+    "07700 900123", "+44 (0)20 7946-0958", "12", "1234567890123456", "٠٧٧٠٠٩٠٠١٢٣",
+    "https://x.co", "HTTP://X.CO/a b", "http://x", "ftp://x.co", "Https://ä.de/ü?q=1#f",
+    "https://a.b/\u00a0", "", " ", "\u3000",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=st.sampled_from("ab.@ +-()/0123456789:hHtTpPsS?#\u00a0\x0b\x85\u2028é"),
+                max_size=24),
+        max_size=20,
+    )
+)  # fmt: skip
+def test_a_contact_form_reads_alike_in_a_cell_and_a_column(cells: list[str]) -> None:
+    """An email, phone or web address is judged by one pattern each, read by Python's re
+    for one cell (the row-by-row path, the sandbox) and by RE2 for a column (the columnar
+    path): both must say the same of every text."""
+    import pyarrow as pa
+
+    from leadsync.rules import _has_form, forms_ok
+
+    texts = [*_FORM_CELLS, *cells]
+    for form in ("email", "phone", "url"):
+        one = [_has_form(t, form) for t in texts]
+        column = forms_ok(pa.array(texts, pa.string()), form).tolist()
+        assert one == column, form
+    assert any(_has_form(t, "url") for t in texts) and not all(_has_form(t, "url") for t in texts)

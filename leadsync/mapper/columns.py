@@ -16,6 +16,7 @@ from leadsync.fields import (
     FIELDS_BY_NAME,
     Field,
     Kind,
+    Operation,
 )
 from leadsync.mapper.convert import (
     BLANK,
@@ -28,7 +29,7 @@ from leadsync.mapper.convert import (
 from leadsync.mapper.dates import DATE_OK, parse_dates
 from leadsync.model import ColumnPlan
 from leadsync.reader import EXCEL_ERRORS, Chunk, cell_text
-from leadsync.rules import check_payload
+from leadsync.rules import check_payload, forms_ok
 
 # -- the columnar fast path ---------------------------------------------------------
 #
@@ -54,13 +55,15 @@ class ColumnarRows:
     answers: list[tuple[str, Any]]  # (question, Cells) in column order
     meta: list[tuple[str, Any]]  # (meta key, Cells) in column order
     match: Any = None  # --match-by: each row's email or phone as cell_text reads it
+    # --create: the rows whose create-only cells (type, email ...) pass a create's rules
+    # (an update does not send them: they count only for a row that creates a lead)
+    create_ok: Any = None
 
 
 def fast_path_applies(plan: ColumnPlan, config: Config) -> bool:
     """Whether the columnar path can map this file (else every row goes row by row)."""
     return (
         plan.report_row_index is None
-        and not config.create  # new leads' rows go row by row (their own rules)
         and "questionnaire" not in plan.defaults
         and "meta" not in plan.defaults
     )
@@ -93,6 +96,7 @@ def map_columns(
     sources = Counter(t.field for t in plan.targets if t is not None and t.kind != "ignore")
     ids = chunk.number_cells(plan.id_index) if plan.id_index is not None else None
     match, unreadable = None, np.zeros(n, dtype=bool)
+    create_ok = np.ones(n, dtype=bool)
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id"):
             continue
@@ -100,6 +104,17 @@ def map_columns(
             # ... but an Excel error there is a problem even on a row with nothing else
             unreadable = _maybe_excel_error(chunk.cells(j))
             match = Cells(trimmed(chunk.display_cells(j)))  # cell_text of each cell
+            if config.create:  # ... and sent as a new lead's contact detail
+                blank &= match.blank
+                if sources[target.name]:  # a column of that field too: row by row
+                    simple &= match.blank
+                    continue
+                form = FIELDS_BY_NAME[target.name].form
+                assert form is not None  # email or phone
+                by_field[target.name] = match
+                literals[target.name] = match.json_string
+                simple &= match.blank | match.plain
+                create_ok &= match.blank | forms_ok(match.array, form)
             continue
         cells = chunk.cells(j)
         blank &= cells.blank
@@ -131,6 +146,19 @@ def map_columns(
             by_field[name] = cells
             simple &= cells.blank | cells.plain
             literals[name] = cells.json_string
+            # a new lead's type, email, phone ...: a choice as the API's word; judged with
+            # --create only (an update does not send them)
+            ok = None
+            if spec.choices:
+                ok, by_field[name] = _chosen(cells, spec, config, judged)
+                literals[name] = by_field[name].json_string
+            elif spec.form is not None and config.create:
+                ok = forms_ok(cells.array, spec.form)
+            if ok is not None and config.create:
+                if spec.update:
+                    simple &= cells.blank | ok
+                else:
+                    create_ok &= cells.blank | ok
             continue
         if kind not in _SCALARS:  # a JSON questionnaire/meta column
             if sources[name] > 1:  # merged with other columns' answers: row by row
@@ -181,7 +209,7 @@ def map_columns(
         id_only = blank & ~ids.blank
         simple &= ~id_only
         blank &= ~id_only
-    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta, match)
+    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta, match, create_ok)
 
 
 def _mapped_texts(chunk: Chunk, j: int, table: Mapping[str, Any]) -> tuple[Any, Any] | None:
@@ -293,13 +321,35 @@ def _by_distinct_value(
     return ok, combined
 
 
+def _chosen(cells: Any, spec: Field, config: Config, judged: Judgments | None) -> tuple[Any, Any]:
+    """Which cells of a field of choices (a create's type, source) are one of them, each
+    distinct text judged once; and the cells as the values sent (the API's word: ``Sale``
+    is ``sale``)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import Cells
+
+    n = len(cells)
+    none = partial(pa.repeat, pa.scalar("", pa.string()), n)
+    ok, _ = _by_distinct_value(cells, np.zeros(n, dtype=bool), none, spec, config, judged)
+    distinct = pc.unique(cells.array)
+    words = [convert_value(t, spec, config) for t in distinct.to_pylist()]
+    values = pa.array([w if isinstance(w, str) else "" for w in words], pa.string())
+    return ok, Cells(values.take(pc.index_in(cells.array, value_set=distinct)))
+
+
 def _judge_one(text: str, spec: Field, config: Config) -> str | None:
     """One distinct cell text: its value as JSON text, or None when it does not convert
     or breaks one of the field's own rules."""
     value = convert_value(text, spec, config)
     if value is BLANK or isinstance(value, Bad):
         return None
-    if check_payload({spec.name: value}, require_names=False):
+    # a create-only field (email, type ...) is judged by the create's rules: only a
+    # row that creates a lead sends it
+    operation = Operation.UPDATE if spec.update else Operation.CREATE
+    if check_payload({spec.name: value}, operation=operation, whole=False):
         return None
     return json.dumps(value, ensure_ascii=False)
 
