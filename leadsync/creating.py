@@ -14,7 +14,7 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from leadsync.model import Code, Outcome, SendResult
 if TYPE_CHECKING:
     from leadsync.config import Config
     from leadsync.journal import Journal
+    from leadsync.mapper import ColumnarRows
     from leadsync.model import ColumnPlan
     from leadsync.reader import Table
     from leadsync.run import Run
@@ -84,7 +85,6 @@ def _columnar_people(table: Table, plan: ColumnPlan, config: Config) -> Iterator
     import numpy as np
 
     from leadsync.mapper import lead_id_texts, map_chunk, map_columns
-    from leadsync.validator import person_keys
 
     judged: dict[tuple[str, str], str | None] = {}
     for chunk in table.chunks(config.chunk_rows):
@@ -100,6 +100,35 @@ def _columnar_people(table: Table, plan: ColumnPlan, config: Config) -> Iterator
         for row in map_chunk(chunk.take(rest), plan, config) if rest else ():
             if not row.blank and row.lead_id is None:
                 yield person_key(row.payload)
+
+
+def person_keys(rows: ColumnarRows, plan: ColumnPlan, where: Any) -> list[str]:
+    """:func:`person_key` of the rows at ``where`` the columnar mapper vouches for."""
+    columns = person_texts(rows, plan, PERSON_FIELDS, where)
+    return [
+        person_key(dict(zip(PERSON_FIELDS, values, strict=True)))
+        for values in zip(*columns, strict=True)
+    ]
+
+
+def person_texts(
+    rows: ColumnarRows, plan: ColumnPlan, fields: Iterable[str], where: Any = None
+) -> list[list[Any]]:
+    """Each of ``fields`` of the payload, row by row (at ``where``; a blank cell as its
+    default, else ""): what a new lead's person key and rules read."""
+    import pyarrow as pa
+
+    n = len(rows.simple)
+    out = []
+    for fname in fields:
+        cells = rows.cells.get(fname)
+        default = plan.defaults.get(fname, "")
+        if cells is None:
+            out.append([default] * (n if where is None else len(where)))
+            continue
+        texts = cells.array if where is None else cells.array.take(pa.array(where, pa.int64()))
+        out.append([t or default for t in texts.to_pylist()])
+    return out
 
 
 def earlier_lead(

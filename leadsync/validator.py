@@ -283,6 +283,8 @@ def _creatable(rows: ColumnarRows, plan: ColumnPlan, people: Collection[str]) ->
     not what it refuses, and a person no other row would create too."""
     import numpy as np
 
+    from leadsync.creating import person_keys, person_texts
+
     ok = np.logical_and.reduce([_present(rows, plan, f) for f in CREATE_REQUIRED])
     if rows.create_ok is not None:
         ok &= rows.create_ok
@@ -298,37 +300,6 @@ def _creatable(rows: ColumnarRows, plan: ColumnPlan, people: Collection[str]) ->
         twice = np.array([k in people for k in person_keys(rows, plan, where)], dtype=bool)
         ok[where[twice]] = False
     return ok
-
-
-def person_keys(rows: ColumnarRows, plan: ColumnPlan, where: Any) -> list[str]:
-    """:func:`~leadsync.creating.person_key` of the simple rows at ``where``."""
-    from leadsync.creating import PERSON_FIELDS, person_key
-
-    columns = person_texts(rows, plan, PERSON_FIELDS, where)
-    return [
-        person_key(dict(zip(PERSON_FIELDS, values, strict=True)))
-        for values in zip(*columns, strict=True)
-    ]
-
-
-def person_texts(
-    rows: ColumnarRows, plan: ColumnPlan, fields: Iterable[str], where: Any = None
-) -> list[list[Any]]:
-    """Each of ``fields`` of the payload, row by row (at ``where``; a blank cell as its
-    default, else ""): what a new lead's person key and rules read."""
-    import pyarrow as pa
-
-    n = len(rows.simple)
-    out = []
-    for fname in fields:
-        cells = rows.cells.get(fname)
-        default = plan.defaults.get(fname, "")
-        if cells is None:
-            out.append([default] * (n if where is None else len(where)))
-            continue
-        texts = cells.array if where is None else cells.array.take(pa.array(where, pa.int64()))
-        out.append([t or default for t in texts.to_pylist()])
-    return out
 
 
 def _good_ids(ids: Any, duplicates: Collection[str]) -> Any:
