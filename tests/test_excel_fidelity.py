@@ -207,3 +207,40 @@ def test_a_single_column_pass_reads_each_cell_as_the_rows_do(name: str, tmp_path
     if name == "formatted":  # the id shown 001001 is lead 1001, as the rows read it
         first = next(iter(table.column_text(0, 100))).to_pylist()
         assert first[:2] == ["1000", "1001"]
+
+
+def test_a_1904_workbook_s_serials_count_from_1904(tmp_path: Path) -> None:
+    """Excel for Mac could save a workbook in the 1904 date system: a date cell that lost
+    its format shows a serial 1,462 days smaller. Read as 1900 serials they were four
+    years off; calamine converts the date cells themselves by the workbook's system."""
+    from openpyxl import Workbook
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904
+
+    book = Workbook()
+    book.epoch = CALENDAR_MAC_1904
+    ws = book.active
+    assert ws is not None
+    ws.append(["id", "first_name", "last_name", "next_action_date"])
+    for lead, when in [(1, 44388), (2, 44388.5625), (3, "44388"), (4, dt.date(2025, 7, 12))]:
+        ws.append([lead, "Ann", "Lee", when])
+    path = tmp_path / "mac.xlsx"
+    book.save(path)
+    import zipfile
+
+    assert b'date1904="1"' in zipfile.ZipFile(path).read("xl/workbook.xml")
+    for fast in (True, False):
+        sent = [r.payload["next_action_date"] for r in leadsync.mapped_rows(path, fast=fast)]
+        assert sent == ["2025-07-12", "2025-07-12T12:30:00Z", "2025-07-12", "2025-07-12"]
+    plain = write_xlsx(
+        tmp_path / "pc.xlsx",
+        [["id", "first_name", "last_name", "next_action_date"], [1, "A", "B", 45850]],
+    )
+    assert [r.payload["next_action_date"] for r in leadsync.mapped_rows(plain)] == ["2025-07-12"]
+
+
+def test_a_1904_xls_s_serials_count_from_1904() -> None:
+    """The same in a legacy .xls (xlrd says the date system): written by LibreOffice
+    (`soffice --headless --convert-to xls`) from an openpyxl workbook saved in the 1904
+    system, with 44388 (a number) and 12 July 2025 (a date cell)."""
+    rows = list(leadsync.mapped_rows(FIXTURES / "date1904.xls"))
+    assert [r.payload["next_action_date"] for r in rows] == ["2025-07-12", "2025-07-12"]

@@ -190,7 +190,7 @@ def map_columns(
             ok = yes | no
             literal = partial(pc.if_else, pa.array(yes), "true", "false")
         else:  # a date: every form read here, by the one conversion of date text
-            parsed = parse_dates(cells.array, config.date_order, config.timezone)
+            parsed = parse_dates(cells.array, config.date_order, config.timezone, chunk.date1904)
             ok = parsed.status == DATE_OK
             literal = partial(pc.binary_join_element_wise, '"', parsed.iso, '"', "")
             simple &= cells.blank | ok

@@ -80,13 +80,17 @@ def convert_value(value: Any, spec: Field, config: Config) -> Any:
     raise AssertionError(kind)  # pragma: no cover
 
 
-def convert_column(values: list[Any], spec: Field, config: Config) -> list[Any]:
-    """:func:`convert_value` of every cell of a column (a date column in one go)."""
+def convert_column(
+    values: list[Any], spec: Field, config: Config, date1904: bool = False
+) -> list[Any]:
+    """:func:`convert_value` of every cell of a column (a date column in one go;
+    ``date1904``: the cells are of a workbook in the 1904 date system)."""
     if spec.kind is not Kind.DATE:
         return [convert_value(v, spec, config) for v in values]
     prepared = [_prepared(v, spec) for v in values]
     todo = [i for i, v in enumerate(prepared) if v is not BLANK]
-    for i, value in zip(todo, to_iso_dates([prepared[i] for i in todo], config), strict=True):
+    dates = to_iso_dates([prepared[i] for i in todo], config, date1904)
+    for i, value in zip(todo, dates, strict=True):
         prepared[i] = value
     return prepared
 
@@ -164,7 +168,7 @@ def to_iso_date(value: Any, config: Config) -> Any:
     return to_iso_dates([value], config)[0]
 
 
-def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
+def to_iso_dates(values: list[Any], config: Config, date1904: bool = False) -> list[Any]:
     """Each cell of a date field converted (:func:`~leadsync.mapper.dates.parse_dates`
     reads the text; a date or date-time cell is read as its ISO text, so it takes the
     same conversion): the API's text, or :class:`Bad`. Cells must not be blank."""
@@ -181,7 +185,7 @@ def to_iso_dates(values: list[Any], config: Config) -> list[Any]:
         for v in values
     ]
     parsed = parse_dates(pa.array([t or "" for t in texts], pa.string()), config.date_order,
-                         config.timezone)  # fmt: skip
+                         config.timezone, date1904)  # fmt: skip
     out: list[Any] = []
     for value, text, iso, status, shown in zip(
         values,

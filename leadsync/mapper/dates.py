@@ -63,6 +63,7 @@ _NAMED = re.compile(
 _SERIAL = re.compile(r"(?P<serial>\d{5})(?:\.(?P<fraction>\d{1,12}))?", re.ASCII)
 _GRAMMAR = (_ISO, _NUMERIC, _NAMED, _SERIAL)
 _SERIAL_1970 = 25569  # the serial of 1970-01-01
+_SYSTEM_1904 = 1462  # days from the 1900 system's day 0 to the 1904 system's
 _SERIAL_MIN = 10000  # five digits, the first not 0
 MONTHS = {
     name: i
@@ -186,10 +187,11 @@ _SECONDS_MIN = -62135596800  # 0001-01-01T00:00:00Z, in seconds from 1970
 _SECONDS_MAX = 253402300799  # 9999-12-31T23:59:59Z
 
 
-def parse_dates(texts: pa.Array, order: str, timezone: str) -> ParsedDates:
+def parse_dates(texts: pa.Array, order: str, timezone: str, date1904: bool = False) -> ParsedDates:
     """Every cell of ``texts`` (a string array; blank cells are :data:`NOT_A_DATE`) read
     as a date or date-time; ``order`` is the configured date order (DMY, MDY, YMD) of
-    ``12/07/2025``, ``timezone`` the zone of a date-time written without an offset."""
+    ``12/07/2025``, ``timezone`` the zone of a date-time written without an offset;
+    ``date1904``: serials count from 1904 (a workbook saved so)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -207,7 +209,7 @@ def parse_dates(texts: pa.Array, order: str, timezone: str) -> ParsedDates:
         # a year) is read once per distinct text
         encoded = texts.dictionary_encode()
         if 2 * len(encoded.dictionary) <= n:
-            once = parse_dates(encoded.dictionary, order, timezone)
+            once = parse_dates(encoded.dictionary, order, timezone, date1904)
             where = encoded.indices
             status_of = once.status[where.to_numpy(zero_copy_only=False)]
             return ParsedDates(once.iso.take(where), status_of, once.text.take(where))
@@ -260,7 +262,7 @@ def parse_dates(texts: pa.Array, order: str, timezone: str) -> ParsedDates:
                 block = data[starts[rows, None] + np.arange(len(shape))]
             read = partial(_number, block)
             if found.serial is not None:
-                refused = _serial_fields(fields, timed, naive, rows, read, found)
+                refused = _serial_fields(fields, timed, naive, rows, read, found, date1904)
                 status[refused] = NOT_A_DATE
                 continue
             fields[0, rows] = read(found.year)
@@ -294,6 +296,7 @@ def _serial_fields(
     rows: np.ndarray,
     read: Any,
     found: Layout,
+    date1904: bool,
 ) -> np.ndarray:
     """An Excel serial's date (and its fraction's time, to the nearest second, read in the
     configured zone) put in ``fields`` at ``rows``; the rows that are not a serial (a
@@ -306,7 +309,8 @@ def _serial_fields(
         s, e = found.fraction
         scale = 10 ** (e - s)  # at most 12 digits: exact in int64, times 2 * 86400
         seconds = (read(found.fraction) * (2 * 86400) + scale) // (2 * scale)  # half up
-    local = (serial - _SERIAL_1970) * 86400 + seconds
+    epoch = _SERIAL_1970 - (_SYSTEM_1904 if date1904 else 0)
+    local = (serial - epoch) * 86400 + seconds
     days, clock = local // 86400, local % 86400
     year, month, day = _civil_from_days(days)
     fields[0, rows], fields[1, rows], fields[2, rows] = year, month, day

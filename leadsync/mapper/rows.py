@@ -55,7 +55,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                         has_data[i] = True
             continue
         column = columns[j]
-        converted = _converted(column, target, config)
+        converted = _converted(column, target, config, chunk.date1904)
         for i, cell in enumerate(column):
             shown = excel_error(cell)
             value = converted[i] if shown is None else _excel_error(shown)
@@ -145,13 +145,15 @@ def _excel_error(shown: str) -> Bad:
     )
 
 
-def _converted(column: list[Any], target: Target, config: Config) -> list[Any]:
+def _converted(
+    column: list[Any], target: Target, config: Config, date1904: bool = False
+) -> list[Any]:
     """Every cell of a column converted for its target (value maps applied first)."""
     name = target.name if target.kind == "field" else "questionnaire"
     if config.values.get(name) and target.kind != "meta":
         column = [mapped_value(cell, name, config) for cell in column]
     if target.kind == "field":
-        return convert_column(column, FIELDS_BY_NAME[target.name], config)
+        return convert_column(column, FIELDS_BY_NAME[target.name], config, date1904)
     return [_answer(cell) for cell in column]  # a question's answer, a meta value: text
 
 

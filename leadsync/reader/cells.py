@@ -30,6 +30,7 @@ class Chunk:
     columns: list[Any]
     row_numbers: Sequence[int]
     extra_cells: dict[int, int] = field(default_factory=dict)
+    date1904: bool = False  # a workbook in the 1904 date system: its serials count from 1904
 
     def __len__(self) -> int:
         return len(self.row_numbers)
@@ -64,7 +65,7 @@ class Chunk:
         ]
         numbers = [self.row_numbers[i] for i in positions]
         extra = {k: self.extra_cells[i] for k, i in enumerate(positions) if i in self.extra_cells}
-        return Chunk(columns, numbers, extra)
+        return Chunk(columns, numbers, extra, self.date1904)
 
     def cells(self, index: int) -> Cells:
         """One column as text for the columnar checks (cached): a cell that is not text,

@@ -10,8 +10,9 @@ from leadsync.reader.cells import Overlay
 from leadsync.reader.numfmt import kind
 
 
-def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay]:
-    """(error cells, formatted cells) of ``sheet``; empty where xlrd cannot read it."""
+def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay, bool]:
+    """(error cells, formatted cells) of ``sheet``, and whether the workbook counts
+    dates from 1904; empty (and False) where xlrd cannot read it."""
     import xlrd
 
     errors: Overlay = {}
@@ -20,7 +21,7 @@ def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay]:
         book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True)
         ws = book.sheet_by_name(sheet)
     except Exception:
-        return errors, formats
+        return errors, formats, False
     for r in range(ws.nrows):
         for c, cell in enumerate(ws.row(r)):
             if cell.ctype == xlrd.XL_CELL_ERROR:
@@ -33,4 +34,4 @@ def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay]:
                 if code and kind(code) in ("number", "datetime"):
                     formats.setdefault(r + 1, []).append((c, code))
     book.release_resources()
-    return errors, formats
+    return errors, formats, book.datemode == 1

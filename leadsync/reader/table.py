@@ -54,6 +54,7 @@ class Table:
     encoding: str | None = None
     delimiter: str | None = None
     notices: list[str] = field(default_factory=list)
+    date1904: bool = False  # a workbook saved in the 1904 date system (Excel for Mac)
     source: Source = field(default_factory=lambda: Source())  # set by the file kind's opener
 
     def chunks(self, size: int, *, fast: bool = True) -> Iterator[Chunk]:
@@ -104,7 +105,7 @@ class Table:
                 c if all_text(c) or float not in set(map(type, c)) else whole_floats(c)
                 for c in columns
             ]
-        return Chunk(columns, numbers, extra)
+        return Chunk(columns, numbers, extra, self.date1904)
 
     def first_rows(self, n: int) -> list[tuple[int, list[Any]]]:
         """The first ``n`` data rows as ``(row_number, cells)`` (a peek, row by row)."""

@@ -5,6 +5,7 @@ blank (:mod:`leadsync.reader.sheetxml` finds them)."""
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -76,14 +77,16 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     warming.result()
     # what calamine does not say about the sheet: from the ods pass, xlrd, or the scan
     shown: Overlay = {}
+    date1904 = False
     if path.suffix.lower() == ".xls":
-        errors, formats = scan_xls(path, name)
+        errors, formats, date1904 = scan_xls(path, name)
     elif ods is not None:
         errors, shown = ods.errors.get(name, {}), ods.shown.get(name, {})
         formats = ods.formats.get(name, {})
     else:
         part = scan.parts.get(name, "")
         errors, formats = scan.errors.get(part, {}), scan.formats.get(part, {})
+        date1904 = _uses_1904(path)
     if header is None:
         _refuse_empty(path, workbook, name, errors, xlsx=ods is None, chosen=sheet is None)
     headers = header_names([header_text(c) for c in header])
@@ -96,6 +99,7 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         header_row=header_row,
         first_column=start_col,
         sheet=name,
+        date1904=date1904,
         source=_SheetSource(
             worksheet, skip, header_row, start_col, len(headers), (errors, formats, shown)
         ),
@@ -193,6 +197,22 @@ def _overlaid(
                 if 0 <= column - left < width:
                     cells[column - left] = text
         yield cells
+
+
+_DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904\s*=\s*[\"'](?:1|true)[\"']")
+
+
+def _uses_1904(path: Path) -> bool:
+    """Whether an xlsx/xlsm workbook counts dates from 1904 (Excel for Mac could save so):
+    a date cell is converted by calamine, but a bare serial is read by that system."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            head = z.read("xl/workbook.xml")[: 1 << 16]
+    except (KeyError, zipfile.BadZipFile, OSError):
+        return False  # xlsb and others: the 1900 system
+    return _DATE1904.search(head) is not None
 
 
 def _import_columnar() -> None:
