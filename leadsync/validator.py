@@ -230,7 +230,8 @@ def check_columns(
         return np.zeros_like(ok)  # a bad default: every row says so, row by row
     ids = rows.ids
     no_id = np.ones_like(ok)
-    if ids is not None:  # as the rows read their id (" " is none)
+    if ids is not None and (config.create or config.match_by is not None):
+        # as the rows read their id (" " is none)
         no_id = ids.blank if ids.plain[~ids.blank].all() else _blank(lead_id_texts(ids))
     found = _good_ids(ids, duplicates) if ids is not None else np.zeros_like(ok)
     if config.match_by is not None and rows.match is not None:
