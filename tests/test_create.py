@@ -231,6 +231,19 @@ def test_validate_create_checks_new_rows_by_the_create_rules(cli: Cli, tmp_path:
     assert plain.stderr.rstrip().endswith("or create the leads with --create")
 
 
+def test_create_refuses_a_file_none_of_whose_columns_is_a_field(cli: Cli, tmp_path: Path) -> None:
+    # a file that is not an export of leads: every row was "skipped", exit 0
+    src = write_csv(tmp_path / "notes.csv", [["Notes", "When"], ["call back", "Monday"]])
+    result = cli("validate", src, "--create", "--report-dir", tmp_path / "o")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "leadsync: error: none of the columns is a field of the Lead API (first_name, "
+        "last_name, type, email ...): check the header row, or map your headers in a "
+        "mapping file"
+    )
+    assert not (tmp_path / "o").exists()
+
+
 def test_without_create_a_row_without_an_id_is_never_created(tmp_path: Path) -> None:
     src = write_csv(
         tmp_path / "mixed.csv",

@@ -53,6 +53,13 @@ def plan_columns(headers: tuple[str, ...], config: Config, first_column: int = 0
             'your id column in the mapping file ([columns] "Your header" = "id"); or '
             "create the leads with --create"
         )
+    if config.create and not any(t is not None and t.kind not in ("ignore", "id") for t in targets):
+        # --create needs no id column, but a file none of whose columns is a field (a
+        # file that is not an export of leads at all) would only be "skipped"
+        raise InputError(
+            "none of the columns is a field of the Lead API (first_name, last_name, type, "
+            "email ...): check the header row, or map your headers in a mapping file"
+        )
     defaults = {}
     for fname, raw in config.defaults.items():
         if FIELDS_BY_NAME[fname].create_only and not config.create:
