@@ -104,14 +104,14 @@ def _columnar_people(table: Table, plan: ColumnPlan, config: Config) -> Iterator
 
 def person_keys(rows: ColumnarRows, plan: ColumnPlan, where: Any) -> list[str]:
     """:func:`person_key` of the rows at ``where`` the columnar mapper vouches for."""
-    columns = person_texts(rows, plan, PERSON_FIELDS, where)
+    columns = payload_texts(rows, plan, PERSON_FIELDS, where)
     return [
         person_key(dict(zip(PERSON_FIELDS, values, strict=True)))
         for values in zip(*columns, strict=True)
     ]
 
 
-def person_texts(
+def payload_texts(
     rows: ColumnarRows, plan: ColumnPlan, fields: Iterable[str], where: Any = None
 ) -> list[list[Any]]:
     """Each of ``fields`` of the payload, row by row (at ``where``; a blank cell as its

@@ -284,12 +284,12 @@ def _creatable(rows: ColumnarRows, plan: ColumnPlan, people: Collection[str]) ->
     not what it refuses, and a person no other row would create too."""
     import numpy as np
 
-    from leadsync.creating import person_keys, person_texts
+    from leadsync.creating import payload_texts, person_keys
 
     ok = np.logical_and.reduce([_present(rows, plan, f) for f in CREATE_REQUIRED])
     if rows.create_ok is not None:
         ok &= rows.create_ok
-    kinds = person_texts(rows, plan, ("type",))[0]
+    kinds = payload_texts(rows, plan, ("type",))[0]
     for kind in set(kinds) & (set(TYPE_NEEDS) | set(TYPE_REFUSES)):
         this = np.array([k == kind for k in kinds], dtype=bool)
         for fname in TYPE_NEEDS.get(kind, ()):
