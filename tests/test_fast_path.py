@@ -805,3 +805,28 @@ def test_create_rows_are_cleared_column_by_column_as_the_reference_says(
     invalid = sum(1 for r in rows if r.problems)
     created = sum(1 for r in rows if r.lead_id is None and not r.problems and not r.blank)
     assert created > 1000 and left_to_row_by_row(src, config) <= invalid
+
+
+def test_cells_with_spaces_round_them_are_cleared_in_bulk_as_trimmed(tmp_path: Path) -> None:
+    """A text cell with spaces round it (" Lee ", a no-break space) is its trimmed text,
+    and a cell of spaces is blank, on both paths; such rows went row by row before."""
+    header = ["id", "first_name", "last_name", "address", "questionnaire: Budget?", "status"]
+    rows = [
+        [str(1000 + i), [" Ann", "Bo ", "\u00a0Cy\u00a0", "Di"][i % 4],
+         ["Lee ", "  Khan", "Smith"][i % 3], ["1 High St ", " ", "2 Mill Ln"][i % 3],
+         ["£250k ", "   ", "ASAP"][i % 3], [" New", "Contacted", " #N/A "][i % 3]]
+        for i in range(300)
+    ]  # fmt: skip
+    config = Config(chunk_rows=70, statuses=("New", "Contacted"))
+    for src in (
+        write_csv(tmp_path / "trim.csv", [header, *rows]),
+        write_xlsx(tmp_path / "trim.xlsx", [header, *rows]),
+    ):
+        assert assert_same(src, config, tmp_path) == 300
+        mapped = list(leadsync.mapped_rows(src, config))
+        assert mapped[0].payload["first_name"] == "Ann" and "address" not in mapped[1].payload
+        invalid = [r for r in mapped if r.problems]  # the " #N/A " status: an Excel error
+        assert len(invalid) == 100 and {p.code for r in invalid for p in r.problems} == {
+            "excel_error"
+        }
+        assert left_to_row_by_row(src, config) == len(invalid)

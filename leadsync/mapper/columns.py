@@ -117,6 +117,11 @@ def map_columns(
                 create_ok &= match.blank | forms_ok(match.array, form)
             continue
         cells = chunk.cells(j)
+        if not (cells.blank | cells.plain).all():
+            # spaces round a value (" Lee ", a cell of spaces) are trimmed as the
+            # conversion trims them: such a cell is its trimmed text, and a cell of
+            # spaces is blank (what is still not plain goes row by row)
+            cells = Cells(trimmed(cells))
         blank &= cells.blank
         simple &= ~_maybe_excel_error(cells)
         if target.kind == "name":
