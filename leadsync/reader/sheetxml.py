@@ -23,6 +23,7 @@ class SheetScan:
     parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
     # sheet XML part -> row number -> [(0-based column, its number format code)]
     formats: dict[str, Overlay] = field(default_factory=dict)
+    date1904: bool = False  # the workbook counts dates from 1904 (Excel for Mac could)
 
 
 _UNCACHED_FORMULA = re.compile(rb"(?:</f>|<f[^>]*/>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>")
@@ -44,7 +45,7 @@ def scan_sheets(path: Path) -> SheetScan:
         with zipfile.ZipFile(path) as z:
             # Excel and LibreOffice store every formula's result
             formulas = not _saved_by_a_calculating_program(z)
-            scan.parts = sheet_parts(z)
+            scan.parts, scan.date1904 = _workbook_facts(z)
             styles = number_styles(z)
             for name in z.namelist():
                 if name.startswith("xl/worksheets/") and name.endswith(".xml"):
@@ -149,6 +150,13 @@ def _error_types(data: bytes, start: int) -> list[int]:
 
 def sheet_parts(z: Any) -> dict[str, str]:
     """Sheet name -> the XML part that holds it, from the workbook and its relations."""
+    return _workbook_facts(z)[0]
+
+
+def _workbook_facts(z: Any) -> tuple[dict[str, str], bool]:
+    """From ``xl/workbook.xml``: :func:`sheet_parts`, and whether the workbook counts dates
+    from 1904 (``<workbookPr date1904="1"/>``: a date cell is converted by calamine, but a
+    bare serial is read by that system)."""
     import posixpath
     from xml.etree import ElementTree
 
@@ -157,17 +165,21 @@ def sheet_parts(z: Any) -> dict[str, str]:
         book = ElementTree.fromstring(z.read("xl/workbook.xml"))
         rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
     except (KeyError, ElementTree.ParseError):
-        return {}
+        return {}, False
     targets = {r.get("Id"): r.get("Target", "") for r in rels}
     parts = {}
-    for sheet in book.iter():
-        if sheet.tag.rsplit("}", 1)[-1] != "sheet":
+    date1904 = False
+    for element in book.iter():
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "workbookPr":
+            date1904 = element.get("date1904", "").strip().lower() in ("1", "true")
+        if tag != "sheet":
             continue
-        target = targets.get(sheet.get(f"{{{ns_rel}}}id"))
-        if target and sheet.get("name") is not None:
+        target = targets.get(element.get(f"{{{ns_rel}}}id"))
+        if target and element.get("name") is not None:
             part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            parts[str(sheet.get("name"))] = posixpath.normpath(part)
-    return parts
+            parts[str(element.get("name"))] = posixpath.normpath(part)
+    return parts, date1904
 
 
 def _saved_by_a_calculating_program(z: Any) -> bool:

@@ -5,7 +5,6 @@ blank (:mod:`leadsync.reader.sheetxml` finds them)."""
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -86,7 +85,7 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     else:
         part = scan.parts.get(name, "")
         errors, formats = scan.errors.get(part, {}), scan.formats.get(part, {})
-        date1904 = _uses_1904(path)
+        date1904 = scan.date1904
     if header is None:
         _refuse_empty(path, workbook, name, errors, xlsx=ods is None, chosen=sheet is None)
     headers = header_names([header_text(c) for c in header])
@@ -153,13 +152,9 @@ class _SheetSource(Source):
         rows = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
         cells: Iterator[list[Any]] = ([r[index]] if index < len(r) else [""] for r in rows)
         at = self.left + index
-        errors, formats, shown = (
-            {row: [(c, v) for c, v in put if c == at] for row, put in overlay.items()}
-            for overlay in self.overlays
-        )
-        one = (errors, formats, shown)
-        if any(any(put.values()) for put in one):
-            cells = _overlaid(cells, one, self.header_row + 1, at)
+        errors, formats, shown = (_at_column(overlay, at) for overlay in self.overlays)
+        if errors or formats or shown:
+            cells = _overlaid(cells, (errors, formats, shown), self.header_row + 1, at)
         return text_blocks((normalise_cell(c[0]) for c in cells), size)
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
@@ -173,6 +168,12 @@ class _SheetSource(Source):
             else:
                 yield from table.python_chunks(zip(numbers, block, strict=True), size)
             number += len(block)
+
+
+def _at_column(overlay: Overlay, column: int) -> Overlay:
+    """The part of ``overlay`` in one column (rows with nothing there left out)."""
+    kept = ((row, [(c, v) for c, v in put if c == column]) for row, put in overlay.items())
+    return {row: put for row, put in kept if put}
 
 
 def _overlaid(
@@ -197,22 +198,6 @@ def _overlaid(
                 if 0 <= column - left < width:
                     cells[column - left] = text
         yield cells
-
-
-_DATE1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^>]*\bdate1904\s*=\s*[\"'](?:1|true)[\"']")
-
-
-def _uses_1904(path: Path) -> bool:
-    """Whether an xlsx/xlsm workbook counts dates from 1904 (Excel for Mac could save so):
-    a date cell is converted by calamine, but a bare serial is read by that system."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            head = z.read("xl/workbook.xml")[: 1 << 16]
-    except (KeyError, zipfile.BadZipFile, OSError):
-        return False  # xlsb and others: the 1900 system
-    return _DATE1904.search(head) is not None
 
 
 def _import_columnar() -> None:
