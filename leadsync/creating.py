@@ -84,16 +84,13 @@ def _columnar_people(table: Table, plan: ColumnPlan, config: Config) -> Iterator
     mapped one by one."""
     import numpy as np
 
-    from leadsync.mapper import lead_id_texts, map_chunk, map_columns
+    from leadsync.mapper import lead_id_missing, map_chunk, map_columns
 
     judged: dict[tuple[str, str], str | None] = {}
     for chunk in table.chunks(config.chunk_rows):
         columns = map_columns(chunk, plan, config, judged)
-        if plan.id_index is None:
-            no_id = np.ones(len(chunk), dtype=bool)
-        else:  # as the rows read their id: " " and "" are no id
-            shown = lead_id_texts(chunk.display_cells(plan.id_index))
-            no_id = np.array([not t for t in shown.to_pylist()], dtype=bool)
+        ids = columns.ids
+        no_id = lead_id_missing(ids) if ids is not None else np.ones(len(chunk), dtype=bool)
         simple = np.flatnonzero(columns.simple & no_id & ~columns.blank)
         yield from person_keys(columns, plan, simple)
         rest = np.flatnonzero(~columns.simple & ~columns.blank).tolist()

@@ -315,10 +315,9 @@ def checked_chunks(
     """Every chunk through the columnar fast path; the rows it cannot clear are mapped
     and validated row by row (they carry the problems)."""
     import numpy as np
-
-    duplicates = scan.duplicates
     import pyarrow as pa
 
+    duplicates = scan.duplicates
     judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
     for chunk in prefetch(table.chunks(config.chunk_rows)):
         columns = map_columns(chunk, plan, config, judged)

@@ -26,7 +26,7 @@ from leadsync.fields import (
     json_size,
     update_part,
 )
-from leadsync.mapper import ColumnarRows, lead_id_text, lead_id_texts
+from leadsync.mapper import ColumnarRows, lead_id_missing, lead_id_text, lead_id_texts
 from leadsync.model import Code, ColumnPlan, MappedRow, Problem
 from leadsync.reader import Table
 from leadsync.rules import (
@@ -223,16 +223,15 @@ def check_columns(
     ok = rows.simple & ~rows.blank
     if not ok.any():
         return ok
-    defaults = partial(check_payload, statuses=config.statuses, office_ids=office_ids)
-    if defaults(update_part(plan.defaults), whole=False) or (
-        config.create and defaults(plan.defaults, operation=Operation.CREATE, whole=False)
+    check = partial(check_payload, statuses=config.statuses, office_ids=office_ids)
+    if check(update_part(plan.defaults), whole=False) or (
+        config.create and check(plan.defaults, operation=Operation.CREATE, whole=False)
     ):
         return np.zeros_like(ok)  # a bad default: every row says so, row by row
     ids = rows.ids
     no_id = np.ones_like(ok)
     if ids is not None and (config.create or config.match_by is not None):
-        # as the rows read their id (" " is none)
-        no_id = ids.blank if ids.plain[~ids.blank].all() else _blank(lead_id_texts(ids))
+        no_id = lead_id_missing(ids)
     found = _good_ids(ids, duplicates) if ids is not None else np.zeros_like(ok)
     if config.match_by is not None and rows.match is not None:
         # no id, but an email or phone: the lead is looked up when the row is sent
@@ -258,14 +257,6 @@ def check_columns(
     ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
     ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
     return ok
-
-
-def _blank(texts: Any) -> Any:
-    import pyarrow.compute as pc
-
-    from leadsync.columnar import to_numpy_bool
-
-    return to_numpy_bool(pc.equal(pc.utf8_length(texts), 0))
 
 
 def _present(rows: ColumnarRows, plan: ColumnPlan, fname: str) -> Any:

@@ -59,6 +59,18 @@ def lead_id_texts(cells: Any) -> Any:
     return text
 
 
+def lead_id_missing(cells: Any) -> Any:
+    """The rows whose lead id reads as none (:func:`lead_id_text` gives ``""``: a blank
+    cell, or one of spaces), for a whole column (``Cells``): a numpy bool array."""
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool, trimmed
+
+    if bool((cells.blank | cells.plain).all()):
+        return cells.blank
+    return to_numpy_bool(pc.equal(pc.utf8_length(trimmed(cells)), 0))
+
+
 def convert_value(value: Any, spec: Field, config: Config) -> Any:
     """Convert one cell (or a mapped/default value) to the JSON value of ``spec``."""
     value = _prepared(value, spec)
