@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from leadsync.fields import VALUE_FORMS, Kind
+
 HEADERS = [
     "id",
     "first_name",
@@ -140,10 +142,9 @@ FORMS: dict[str, list[object]] = {
         lambda r: str(r.randint(45292, 46387)),
         lambda r: f"{r.randint(45292, 46387)}.{r.randint(0, 10**10 - 1):010d}",
     ],
-    "office_id": [lambda r: "1213", lambda r: "1214.0", lambda r: "1,215"],
-    "gdpr_checkbox": [
-        lambda r: r.choice(["yes", "no", "Y", "N", "TRUE", "false", "1", "0", "✓", "✗"])
-    ],
+    # every number and flag form the catalogue promises (fields.VALUE_FORMS), drawn at random
+    "office_id": [lambda r: r.choice(VALUE_FORMS[Kind.INTEGER])],
+    "gdpr_checkbox": [lambda r: r.choice(VALUE_FORMS[Kind.BOOLEAN])],
 }
 _MIXED_ANSWERS = ["£250k", "£400k", "Zoë's café", "déjà vu — asap", "🏠 first home", ""]
 
