@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from openpyxl import load_workbook
 import leadsync
 from leadsync.config import Config
 from leadsync.csvsafe import neutralise
-from leadsync.model import MappedRow
+from leadsync.model import RED, MappedRow, Problem
+from leadsync.xlsx_report import SheetSpec, XlsxReport
 from tests.conftest import read_csv_report, write_csv, write_xlsx
 
 
@@ -334,3 +337,125 @@ def test_a_report_xlsx_fed_back_in_sends_only_the_users_columns(tmp_path: Path) 
     assert again.summary["unmapped_columns"] == []
     [row] = list(leadsync.mapped_rows(tmp_path / "first" / "report.xlsx"))
     assert row.lead_id == "1" and row.payload == {"first_name": "Ann"}
+
+
+class _CellByCell(XlsxReport):
+    """report.xlsx written through XlsxWriter's call per cell only: the oracle."""
+
+    def _put_direct(self, *args: Any) -> bool:
+        return False
+
+
+# texts XlsxWriter changes as it writes them, and the plain ones it does not
+_AWKWARD = [
+    "plain",
+    " lead ",
+    " leading",
+    "a&b<c>d",
+    "Smith & Sons",
+    "x\x01y\x1f",
+    "_x0041_ literal",
+    "\ufffe\uffff",
+    "tab\t",
+    "line\nbreak\r\n",
+    "Zoë 🏠 café",
+    "=1+1",
+    "",
+    "é" * 16_383,
+]
+_TOO_LONG_HERE = "x" * 17_000  # may pass Excel's limit: XlsxWriter's own call writes it
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_report_xlsx_rows_written_directly_are_xlsxwriters_own_bytes(
+    tmp_path: Path, full: bool
+) -> None:
+    headers = tuple(f"col {j}" for j in range(len(_AWKWARD) + 3))
+    spec = SheetSpec(headers=headers, sheet="Leads", header_row=1)
+    rows: list[tuple[int, tuple[Any, ...], str, list[Problem]]] = []
+    for r in range(2, 40):
+        # one awkward text a row, among plain ones (a row of plain texts is written in
+        # one go), and a row of them all
+        cells: list[Any] = [f"text {r}.{j}" for j in range(len(_AWKWARD))]
+        cells[r % len(cells)] = _AWKWARD[r % len(_AWKWARD)]
+        if r == 3:
+            cells = list(_AWKWARD)
+        cells += [r * 1001, None, "" if r % 2 else "end"]
+        if r % 11 == 0:
+            cells[2] = _TOO_LONG_HERE
+        if r % 4 == 0:  # a workbook's typed cells
+            cells[-3:] = [1.5, dt.date(2025, 7, 12), r % 8 == 0]
+        if r % 5 == 0:
+            cells[-3:] = [dt.datetime(2025, 7, 12, 10, 30, tzinfo=dt.UTC), dt.time(9, 15), -(2**60)]
+        bad = (
+            [
+                Problem(
+                    row=r,
+                    code="too_long",
+                    message=f"bad {r}",
+                    field="x",
+                    column="col 1",
+                    column_index=1,
+                )
+            ]
+            if r % 3
+            else []
+        )
+        outcome = "invalid" if bad else "valid"
+        rows.append((r + (r // 10 if full else 0), tuple(cells), outcome, bad))
+    written = {}
+    direct_rows = 0
+    for kind in (XlsxReport, _CellByCell):
+        path = tmp_path / f"{kind.__name__}.xlsx"
+        report = kind(path, spec, full=full)
+        put_direct = report._put_direct
+
+        def counted(*args: Any) -> bool:
+            nonlocal direct_rows
+            done = put_direct(*args)
+            direct_rows += done
+            return done
+
+        report._put_direct = counted  # type: ignore[method-assign]
+        for number, cells, outcome, bad in rows:
+            report.write(number, cells, outcome, bad)
+        report.close({"command": "validate", "rows": len(rows)})
+        with zipfile.ZipFile(path) as book:
+            written[kind] = {
+                name: book.read(name) for name in book.namelist() if name != "docProps/core.xml"
+            }
+    # every row but the too-long ones went directly
+    assert direct_rows == sum(
+        1
+        for _, cells, outcome, _ in rows
+        if _TOO_LONG_HERE not in cells and (full or outcome == "invalid")
+    )
+    direct, oracle = written[XlsxReport], written[_CellByCell]
+    assert direct.keys() == oracle.keys()
+    for name in oracle:
+        assert direct[name] == oracle[name], name
+    # ... and the bytes hold what the user wrote
+    sheet = load_workbook(tmp_path / "XlsxReport.xlsx")["Leads"]
+    first = rows[0]
+    at = first[0] if full else 2
+    lead = 2 if full else 3
+    # (openpyxl shows XlsxWriter's _xHHHH_ escapes of control characters as written)
+    shown = [sheet.cell(at, lead + 1 + j).value for j in range(len(first[1]))]
+    expected = [None if v == "" else v for v in first[1]]
+    readable = [j for j, v in enumerate(first[1]) if not re.search("[\x00-\x1f\ufffe_]", str(v))]
+    assert len(readable) > 8
+    assert [shown[j] for j in readable] == [expected[j] for j in readable]
+    assert sheet.cell(at, lead + 2).fill.fgColor.rgb.endswith(RED)
+
+
+def test_report_xlsx_keeps_a_text_that_looks_like_xlsxwriter_markup(tmp_path: Path) -> None:
+    # XlsxWriter's own call writes "<r>...</r>" as rich-string XML: the cell shows nothing
+    spec = SheetSpec(headers=("id", "note"), sheet="Leads", header_row=1)
+    shown = {}
+    for kind in (XlsxReport, _CellByCell):
+        path = tmp_path / f"{kind.__name__}.xlsx"
+        report = kind(path, spec, full=True)
+        report.write(2, ("1", "<r>Lee</r>"), "valid", [])
+        report.close({})
+        shown[kind] = load_workbook(path)["Leads"]["D2"].value
+    assert shown == {XlsxReport: "<r>Lee</r>", _CellByCell: ""}
