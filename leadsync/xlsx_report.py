@@ -125,8 +125,23 @@ class XlsxReport:
         self.bold = self.book.add_format({"bold": True})
         self.date_format = self.book.add_format({"num_format": "yyyy-mm-dd"})
         self.datetime_format = self.book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        # a coloured date cell still shows a date, not its serial number
+        self.dated_fills = {
+            (c, timed): self.book.add_format(
+                {"bg_color": f"#{c}", "pattern": 1, "num_format": fmt.num_format}
+            )
+            for c in (RED, AMBER, GREEN)
+            for timed, fmt in ((False, self.date_format), (True, self.datetime_format))
+        }
+        self._colour_of = {id(fmt): c for c, fmt in self.fills.items()}
         # styles numbered once, in this order, whichever cell uses one first
-        for style in (self.bold, *self.fills.values(), self.date_format, self.datetime_format):
+        for style in (
+            self.bold,
+            *self.fills.values(),
+            self.date_format,
+            self.datetime_format,
+            *self.dated_fills.values(),
+        ):
             style._get_xf_index()
         self.omitted = 0
         self.gate = Gate(full, table.attention_rows)
@@ -190,7 +205,17 @@ class XlsxReport:
             if value.__class__ is str and value:  # most cells: text, straight through
                 write_string(row, col, value, style)
             else:
+                if isinstance(value, dt.date):
+                    style = self._date_style(style, value)
                 write_cell(self, row, col, value, style)
+
+    def _date_style(self, style: Any, value: dt.date) -> Any:
+        """The style of a date cell: its own (bold), or a date format, coloured as given."""
+        timed = isinstance(value, dt.datetime)
+        if style is None:
+            return self.datetime_format if timed else self.date_format
+        colour = self._colour_of.get(id(style))
+        return style if colour is None else self.dated_fills[(colour, timed)]
 
     def _put_direct(
         self,
@@ -217,12 +242,12 @@ class XlsxReport:
         plain = len(texts) <= _DIRECT_MAX and not _XML_ROW_CARE.search(texts)
         first = last = -1
         for col, value in enumerate(values):
-            at = f'<c r="{letters[col]}{number}"{styles.get(col, "")}'
+            ref = f'<c r="{letters[col]}{number}"'
             cell: str | None
             if plain and value and value.__class__ is str:
-                cell = f'{at} t="inlineStr"><is><t>{value}</t></is></c>'
+                cell = f'{ref}{styles.get(col, "")} t="inlineStr"><is><t>{value}</t></is></c>'
             else:
-                cell = self._cell(at, value, style_of.get(col))
+                cell = self._cell(ref, value, style_of.get(col))
                 if cell is None:
                     return False
                 if not cell:
@@ -248,9 +273,15 @@ class XlsxReport:
         sheet.previous_row = row + 1
         return True
 
-    def _cell(self, at: str, value: Any, style: Any) -> str | None:
-        """One cell's XML, typed as :func:`write_cell` types it; "" for a blank cell
-        without a style (not written), None for a text too long to write here."""
+    def _cell(self, ref: str, value: Any, style: Any) -> str | None:
+        """One cell's XML (``ref``: its opening, ``<c r="B7"``), typed as
+        :func:`write_cell` types it; "" for a blank cell without a style (not written),
+        None for a text too long to write here."""
+        if isinstance(value, dt.date):
+            if isinstance(value, dt.datetime):
+                value = value.replace(tzinfo=None)
+            style = self._date_style(style, value)
+        at = ref if style is None else f'{ref} s="{style._get_xf_index()}"'
         if isinstance(value, bool):
             return f'{at} t="b"><v>{int(value)}</v></c>'
         if isinstance(value, (int, float)) and not isinstance(value, str):
@@ -258,12 +289,6 @@ class XlsxReport:
                 return f"{at}><v>{value:.16G}</v></c>"
             value = str(value)  # XlsxWriter refuses NaN and infinities: as text
         elif isinstance(value, dt.date):
-            if isinstance(value, dt.datetime):
-                value, fmt = value.replace(tzinfo=None), self.datetime_format
-            else:
-                fmt = self.date_format
-            if style is None:
-                at += f' s="{fmt._get_xf_index()}"'
             return f"{at}><v>{self.sheet._convert_date_time(value):.16G}</v></c>"
         elif value is not None and not isinstance(value, str):
             value = str(value)

@@ -401,6 +401,8 @@ def test_report_xlsx_rows_written_directly_are_xlsxwriters_own_bytes(
             if r % 3
             else []
         )
+        if bad and r % 4 == 0:  # a bad date cell, red: still shown as a date
+            bad.append(Problem(row=r, code="x", message="bad date", column_index=len(cells) - 2))
         outcome = "invalid" if bad else "valid"
         rows.append((r + (r // 10 if full else 0), tuple(cells), outcome, bad))
     written = {}
@@ -408,11 +410,10 @@ def test_report_xlsx_rows_written_directly_are_xlsxwriters_own_bytes(
     for kind in (XlsxReport, _CellByCell):
         path = tmp_path / f"{kind.__name__}.xlsx"
         report = kind(path, spec, full=full)
-        put_direct = report._put_direct
 
-        def counted(*args: Any) -> bool:
+        def counted(*args: Any, put_direct: Any = report._put_direct) -> bool:
             nonlocal direct_rows
-            done = put_direct(*args)
+            done = bool(put_direct(*args))
             direct_rows += done
             return done
 
@@ -446,6 +447,14 @@ def test_report_xlsx_rows_written_directly_are_xlsxwriters_own_bytes(
     assert len(readable) > 8
     assert [shown[j] for j in readable] == [expected[j] for j in readable]
     assert sheet.cell(at, lead + 2).fill.fgColor.rgb.endswith(RED)
+    red_date = next(
+        (number if full else k + 2, cells)
+        for k, (number, cells, outcome, bad) in enumerate(r for r in rows if full or r[3])
+        if isinstance(cells[-2], dt.date) and len(bad) == 2
+    )
+    cell = sheet.cell(red_date[0], lead + len(red_date[1]) - 1)
+    assert cell.value == dt.datetime(2025, 7, 12)
+    assert (cell.number_format, cell.fill.fgColor.rgb[-6:]) == ("yyyy-mm-dd", RED)
 
 
 def test_report_xlsx_keeps_a_text_that_looks_like_xlsxwriter_markup(tmp_path: Path) -> None:
