@@ -328,7 +328,9 @@ class XlsxReport:
         values += [outcome, summary or None]
         if self.lead_ids:
             values.append(lead_id)
-        values.extend(cells[j] if j < len(cells) else None for j in range(self.width))
+        values.extend(cells[: self.width])
+        if len(cells) < self.width:  # a short row: blanks to the last column
+            values.extend([None] * (self.width - len(cells)))
         fills = {j + offset: RED for j in by_column}
         colour = Outcome(outcome).colour
         if colour:
