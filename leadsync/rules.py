@@ -134,69 +134,9 @@ def check_payload(
 
     creating = operation is Operation.CREATE
     for fname, value in payload.items():
-        spec = FIELDS_BY_NAME.get(fname)
-        if spec is None:
-            add(fname, Code.UNKNOWN_FIELD, f"{fname} is not a field of the Lead API")
-            continue
-        if not (spec.create if creating else spec.update):
-            add(
-                fname,
-                Code.UNKNOWN_FIELD,
-                f"{fname} is sent only when a lead is created (--create), not on an update",
-            )
-            continue
-        if value is None:
-            add(fname, Code.NULL, f"{fname} must not be null: leave the cell blank instead")
-            continue
-        kind = spec.kind
-        if kind is Kind.STRING:
-            if not isinstance(value, str):
-                add(fname, Code.WRONG_TYPE, f"{fname} must be text")
-                continue
-            n = len(value)
-            if not value.strip():
-                # a blank means "leave unchanged": it is left out, never sent as ""
-                add(fname, Code.BLANK, f"{fname} must not be empty or only spaces")
-            elif spec.min_chars is not None and n < spec.min_chars:
-                add(fname, Code.TOO_SHORT, f"{fname} needs at least {spec.min_chars} characters")
-            bad = _CONTROL.search(value)
-            if bad:
-                add(
-                    fname,
-                    Code.CONTROL_CHARACTER,
-                    f"{fname} contains an invisible control character (U+{ord(bad.group()):04X}): "
-                    "retype the cell",
-                )
-            if spec.max_chars is not None and n > spec.max_chars:
-                add(
-                    fname,
-                    Code.TOO_LONG,
-                    f"{fname} has {n} characters; at most {spec.max_chars} allowed",
-                )
-            if fname == "status" and statuses is not None and value not in statuses:
-                add(
-                    fname,
-                    Code.STATUS_NOT_ALLOWED,
-                    f"status {value!r} is not one of: {', '.join(statuses)}",
-                )
-            _check_text_rules(spec, value, add)
-        elif kind is Kind.INTEGER:
-            if isinstance(value, bool) or not isinstance(value, int):
-                add(fname, Code.WRONG_TYPE, f"{fname} must be a whole number")
-            elif value < 1:
-                add(fname, Code.INVALID_OFFICE_ID, f"{fname} {value} is not an office id")
-            elif office_ids is not None and value not in office_ids:
-                add(fname, Code.UNKNOWN_OFFICE, f"office {value} is not an office of this account")
-        elif kind is Kind.BOOLEAN:
-            if not isinstance(value, bool):
-                add(fname, Code.WRONG_TYPE, f"{fname} must be true or false")
-        elif kind is Kind.DATE:
-            if not isinstance(value, str) or not _is_iso(value):
-                add(fname, Code.INVALID_DATE, f"{fname} must be an ISO 8601 date string")
-        elif kind is Kind.QUESTIONNAIRE:
-            _check_questionnaire(value, add)
-        elif kind is Kind.META:
-            _check_meta(value, add)
+        found = _remembered_verdict(fname, value, statuses, office_ids, creating)
+        if found:
+            problems.setdefault(fname, []).extend(found)
     if not whole:
         return problems
     if creating:
@@ -206,6 +146,123 @@ def check_payload(
             if fname not in payload:
                 add(fname, Code.REQUIRED, f"{fname} is required: fill it in on every row")
     return problems
+
+
+# A field's verdict on a value, remembered: an invalid row's values are mostly values
+# other rows had (a status, an answer, a questionnaire of them). Keyed by the value's
+# frozen form, so True and 1, 1 and 1.0, "1" and 1 stay apart.
+_VERDICTS: dict[tuple[Any, ...], tuple[tuple[Code, str], ...]] = {}
+_VERDICTS_MAX = 1 << 16
+
+
+def _remembered_verdict(
+    fname: str,
+    value: Any,
+    statuses: Collection[str] | None,
+    office_ids: Collection[int] | None,
+    creating: bool,
+) -> tuple[tuple[Code, str], ...]:
+    try:
+        key = (fname, _frozen(value), statuses, office_ids, creating)
+        found = _VERDICTS.get(key)
+    except TypeError:  # a set of office ids, an odd value: judged each time
+        return _field_verdict(fname, value, statuses, office_ids, creating)
+    if found is None:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()  # bounded memory on a file of ever-new values
+        found = _VERDICTS[key] = _field_verdict(fname, value, statuses, office_ids, creating)
+    return found
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` as a hashable key that tells its type (JSON values: lists, dicts,
+    texts, numbers, flags, None)."""
+    kind = value.__class__
+    if kind is list:
+        return (list, tuple(_frozen(v) for v in value))
+    if kind is dict:
+        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
+    return (kind, value)
+
+
+def _field_verdict(
+    fname: str,
+    value: Any,
+    statuses: Collection[str] | None,
+    office_ids: Collection[int] | None,
+    creating: bool,
+) -> tuple[tuple[Code, str], ...]:
+    """The problems of one field's value by its own rules (an invalid row's fields are
+    mostly values other rows had: each verdict is remembered)."""
+    found: list[tuple[Code, str]] = []
+
+    def add(_: str, code: Code, message: str) -> None:
+        found.append((code, message))
+
+    spec = FIELDS_BY_NAME.get(fname)
+    if spec is None:
+        add(fname, Code.UNKNOWN_FIELD, f"{fname} is not a field of the Lead API")
+        return tuple(found)
+    if not (spec.create if creating else spec.update):
+        add(
+            fname,
+            Code.UNKNOWN_FIELD,
+            f"{fname} is sent only when a lead is created (--create), not on an update",
+        )
+        return tuple(found)
+    if value is None:
+        add(fname, Code.NULL, f"{fname} must not be null: leave the cell blank instead")
+        return tuple(found)
+    kind = spec.kind
+    if kind is Kind.STRING:
+        if not isinstance(value, str):
+            add(fname, Code.WRONG_TYPE, f"{fname} must be text")
+            return tuple(found)
+        n = len(value)
+        if not value.strip():
+            # a blank means "leave unchanged": it is left out, never sent as ""
+            add(fname, Code.BLANK, f"{fname} must not be empty or only spaces")
+        elif spec.min_chars is not None and n < spec.min_chars:
+            add(fname, Code.TOO_SHORT, f"{fname} needs at least {spec.min_chars} characters")
+        bad = _CONTROL.search(value)
+        if bad:
+            add(
+                fname,
+                Code.CONTROL_CHARACTER,
+                f"{fname} contains an invisible control character (U+{ord(bad.group()):04X}): "
+                "retype the cell",
+            )
+        if spec.max_chars is not None and n > spec.max_chars:
+            add(
+                fname,
+                Code.TOO_LONG,
+                f"{fname} has {n} characters; at most {spec.max_chars} allowed",
+            )
+        if fname == "status" and statuses is not None and value not in statuses:
+            add(
+                fname,
+                Code.STATUS_NOT_ALLOWED,
+                f"status {value!r} is not one of: {', '.join(statuses)}",
+            )
+        _check_text_rules(spec, value, add)
+    elif kind is Kind.INTEGER:
+        if isinstance(value, bool) or not isinstance(value, int):
+            add(fname, Code.WRONG_TYPE, f"{fname} must be a whole number")
+        elif value < 1:
+            add(fname, Code.INVALID_OFFICE_ID, f"{fname} {value} is not an office id")
+        elif office_ids is not None and value not in office_ids:
+            add(fname, Code.UNKNOWN_OFFICE, f"office {value} is not an office of this account")
+    elif kind is Kind.BOOLEAN:
+        if not isinstance(value, bool):
+            add(fname, Code.WRONG_TYPE, f"{fname} must be true or false")
+    elif kind is Kind.DATE:
+        if not isinstance(value, str) or not _is_iso(value):
+            add(fname, Code.INVALID_DATE, f"{fname} must be an ISO 8601 date string")
+    elif kind is Kind.QUESTIONNAIRE:
+        _check_questionnaire(value, add)
+    elif kind is Kind.META:
+        _check_meta(value, add)
+    return tuple(found)
 
 
 def _check_text_rules(spec: Field, value: str, add: Any) -> None:

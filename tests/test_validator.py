@@ -356,3 +356,31 @@ def test_a_contact_form_reads_alike_in_a_cell_and_a_column(cells: list[str]) -> 
         column = forms_ok(pa.array(texts, pa.string()), form).tolist()
         assert one == column, form
     assert any(_has_form(t, "url") for t in texts) and not all(_has_form(t, "url") for t in texts)
+
+
+def test_remembered_verdicts_keep_values_of_another_type_or_rule_apart() -> None:
+    # each verdict is remembered by value: True and 1, 1 and 1.0, a text and a number,
+    # one status list and another must still be told apart
+    from leadsync.rules import check_payload
+
+    def codes(payload: dict[str, Any], **rules: Any) -> list[str]:
+        found = check_payload(payload, require_names=False, **rules)
+        return [code for problems in found.values() for code, _ in problems]
+
+    for _ in range(2):  # the second time from what was remembered
+        assert codes({"gdpr_checkbox": True}) == []
+        assert codes({"gdpr_checkbox": 1}) == ["wrong_type"]
+        assert codes({"office_id": 1}) == []
+        assert codes({"office_id": 1.0}) == ["wrong_type"]
+        assert codes({"office_id": True}) == ["wrong_type"]
+        assert codes({"first_name": "1"}) == []
+        assert codes({"first_name": 1}) == ["wrong_type"]
+        assert codes({"status": "Lost"}, statuses=("New", "Lost")) == []
+        assert codes({"status": "Lost"}, statuses=("New",)) == ["status_not_allowed"]
+        assert codes({"office_id": 7}, office_ids=frozenset({7})) == []
+        assert codes({"office_id": 7}, office_ids=frozenset({8})) == ["unknown_office"]
+        assert codes({"office_id": 7}, office_ids={8}) == ["unknown_office"]  # a set: unhashable
+        assert codes({"meta": {"a": "x"}}) == []
+        assert codes({"meta": {"a": 1}}) == ["meta_value"]
+        assert codes({"questionnaire": [["q", "a"]]}) == []
+        assert codes({"questionnaire": [["q", ""]]}) == ["questionnaire_item"]
