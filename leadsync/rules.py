@@ -162,8 +162,10 @@ def _remembered_verdict(
     office_ids: Collection[int] | None,
     creating: bool,
 ) -> tuple[tuple[Code, str], ...]:
+    kind = value.__class__
+    frozen = _frozen(value) if kind is list or kind is dict else value
     try:
-        key = (fname, _frozen(value), statuses, office_ids, creating)
+        key = (fname, kind, frozen, statuses, office_ids, creating)
         found = _VERDICTS.get(key)
     except TypeError:  # a set of office ids, an odd value: judged each time
         return _field_verdict(fname, value, statuses, office_ids, creating)
