@@ -133,8 +133,9 @@ def check_payload(
         problems.setdefault(fname, []).append((code, message))
 
     creating = operation is Operation.CREATE
+    rules = (statuses, office_ids, creating)
     for fname, value in payload.items():
-        found = _remembered_verdict(fname, value, statuses, office_ids, creating)
+        found = _remembered_verdict(fname, value, rules)
         if found:
             problems.setdefault(fname, []).extend(found)
     if not whole:
@@ -158,21 +159,21 @@ _VERDICTS_MAX = 1 << 16
 def _remembered_verdict(
     fname: str,
     value: Any,
-    statuses: Collection[str] | None,
-    office_ids: Collection[int] | None,
-    creating: bool,
+    rules: tuple[Collection[str] | None, Collection[int] | None, bool],
 ) -> tuple[tuple[Code, str], ...]:
+    """:func:`_field_verdict` of ``value`` under ``rules`` (statuses, office ids,
+    creating), from memory when it was judged before."""
     kind = value.__class__
     frozen = _frozen(value) if kind is list or kind is dict else value
     try:
-        key = (fname, kind, frozen, statuses, office_ids, creating)
+        key = (fname, kind, frozen, rules)
         found = _VERDICTS.get(key)
     except TypeError:  # a set of office ids, an odd value: judged each time
-        return _field_verdict(fname, value, statuses, office_ids, creating)
+        return _field_verdict(fname, value, *rules)
     if found is None:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             _VERDICTS.clear()  # bounded memory on a file of ever-new values
-        found = _VERDICTS[key] = _field_verdict(fname, value, statuses, office_ids, creating)
+        found = _VERDICTS[key] = _field_verdict(fname, value, *rules)
     return found
 
 
