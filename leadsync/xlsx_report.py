@@ -39,16 +39,12 @@ def excel_sheet_name(name: str | None) -> str:
 _MIN_WIDTH, _MAX_WIDTH, _PROBLEMS_WIDTH = 8, 40, 80
 _MEASURED_ROWS = 1_000
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-_COMMENT_SIZE = {"x_scale": 2, "y_scale": 1.5}
 # a text XlsxWriter changes as it writes it: XML's & < >, control characters and its
-# _xHHHH_ escapes, U+FFFE/U+FFFF, spaces at either end (kept with xml:space)
-_XML_CARE = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_|^\s|\s$")
-
-
-# the same, for a row's texts joined by DEL (which it does not look for)
-_XML_ROW_CARE = re.compile(
-    r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_|(?:^|\x7f)\s|\s(?:\x7f|$)"
-)
+# _xHHHH_ escapes, U+FFFE/U+FFFF, spaces at either end (kept with xml:space) ...
+_XML_CHANGED = r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_"
+_XML_CARE = re.compile(_XML_CHANGED + r"|^\s|\s$")
+# ... and in a row's texts joined by DEL (which neither looks for)
+_XML_ROW_CARE = re.compile(_XML_CHANGED + r"|(?:^|\x7f)\s|\s(?:\x7f|$)")
 # texts longer than this may pass Excel's 32,767 UTF-16 units: XlsxWriter cuts them
 _DIRECT_MAX = 16_383
 
@@ -133,7 +129,7 @@ class XlsxReport:
             for c in (RED, AMBER, GREEN)
             for timed, fmt in ((False, self.date_format), (True, self.datetime_format))
         }
-        self._colour_of = {id(fmt): c for c, fmt in self.fills.items()}
+        self._colour_of = {fmt: c for c, fmt in self.fills.items()}
         # styles numbered once, in this order, whichever cell uses one first
         for style in (
             self.bold,
@@ -196,12 +192,7 @@ class XlsxReport:
             fill = fills.get(col) if fills else None
             style = self.bold if bold else (self.fills[fill] if fill else None)
             if comments and col in comments:
-                sheet.write_comment(
-                    row,
-                    col,
-                    _ILLEGAL_XLSX.sub("", comments[col]),
-                    {"author": "leadsync", **_COMMENT_SIZE},
-                )
+                self._comment(row, col, comments[col])
             if value.__class__ is str and value:  # most cells: text, straight through
                 write_string(row, col, value, style)
             else:
@@ -209,12 +200,20 @@ class XlsxReport:
                     style = self._date_style(style, value)
                 write_cell(self, row, col, value, style)
 
+    def _comment(self, row: int, col: int, text: str) -> None:
+        self.sheet.write_comment(
+            row,
+            col,
+            _ILLEGAL_XLSX.sub("", text),
+            {"author": "leadsync", "x_scale": 2, "y_scale": 1.5},
+        )
+
     def _date_style(self, style: Any, value: dt.date) -> Any:
         """The style of a date cell: its own (bold), or a date format, coloured as given."""
         timed = isinstance(value, dt.datetime)
         if style is None:
             return self.datetime_format if timed else self.date_format
-        colour = self._colour_of.get(id(style))
+        colour = self._colour_of.get(style)
         return style if colour is None else self.dated_fills[(colour, timed)]
 
     def _put_direct(
@@ -262,9 +261,7 @@ class XlsxReport:
         # and extent are recorded as XlsxWriter records them
         sheet._write_single_row(row)
         for col, text in (comments or {}).items():
-            sheet.write_comment(
-                row, col, _ILLEGAL_XLSX.sub("", text), {"author": "leadsync", **_COMMENT_SIZE}
-            )
+            self._comment(row, col, text)
         sheet._check_dimensions(row, first)
         sheet._check_dimensions(row, last)
         parts.append("</row>")
@@ -284,7 +281,7 @@ class XlsxReport:
         at = ref if style is None else f'{ref} s="{style._get_xf_index()}"'
         if isinstance(value, bool):
             return f'{at} t="b"><v>{int(value)}</v></c>'
-        if isinstance(value, (int, float)) and not isinstance(value, str):
+        if isinstance(value, (int, float)):
             if math.isfinite(value):
                 return f"{at}><v>{value:.16G}</v></c>"
             value = str(value)  # XlsxWriter refuses NaN and infinities: as text
