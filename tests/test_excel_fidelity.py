@@ -5,6 +5,10 @@ tests/fixtures/make_libreoffice.py, which wrote them) and files openpyxl wrote."
 from __future__ import annotations
 
 import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +248,20 @@ def test_a_1904_xls_s_serials_count_from_1904() -> None:
     system, with 44388 (a number) and 12 July 2025 (a date cell)."""
     rows = list(leadsync.mapped_rows(FIXTURES / "date1904.xls"))
     assert [r.payload["next_action_date"] for r in rows] == ["2025-07-12", "2025-07-12"]
+
+
+def test_a_sloppy_xls_keeps_xlrds_warnings_out_of_the_json(tmp_path: Path) -> None:
+    """A real .xls with bytes past its last sector (as some exporters pad them): xlrd
+    warns about it on stdout by default, which broke ``--json``'s output."""
+    src = tmp_path / "padded.xls"
+    shutil.copy(FIXTURES / "leads.xls", src)
+    with src.open("ab") as fh:
+        fh.write(b"\0" * 100)
+    out = subprocess.run(
+        [sys.executable, "-m", "leadsync", "validate", str(src), "--json",
+         "--report-dir", str(tmp_path / "r")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert out.returncode in (0, 1), out.stderr
+    assert json.loads(out.stdout)["outcomes"]["valid"] >= 1
+    assert "WARNING" not in out.stdout + out.stderr

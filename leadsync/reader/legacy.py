@@ -13,12 +13,18 @@ from leadsync.reader.numfmt import kind
 def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay, bool]:
     """(error cells, formatted cells) of ``sheet``, and whether the workbook counts
     dates from 1904; empty (and False) where xlrd cannot read it."""
+    import io
+
     import xlrd
 
     errors: Overlay = {}
     formats: Overlay = {}
     try:
-        book = xlrd.open_workbook(str(path), formatting_info=True, on_demand=True)
+        # xlrd prints its warnings about a sloppy file (a size not a multiple of its
+        # sectors, no code page) to stdout by default: they would land in --json's output
+        book = xlrd.open_workbook(
+            str(path), formatting_info=True, on_demand=True, logfile=io.StringIO()
+        )
         ws = book.sheet_by_name(sheet)
     except Exception:
         return errors, formats, False
