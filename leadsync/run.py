@@ -329,8 +329,10 @@ def checked_chunks(
             validate_rows(rows, plan, config, duplicates, office_ids, scan.people)
             slow = list(zip(positions, rows, strict=True))
         lead_ids = (
-            lead_id_texts(chunk.display_cells(plan.id_index))
-            if plan.id_index is not None
+            # the id cell's value, as the row-by-row path reads it: a 1213 that shows
+            # 1,213 (#,##0) is lead 1213, in the URL, the journal and the reports
+            lead_id_texts(columns.ids)
+            if columns.ids is not None
             else pa.repeat(pa.scalar("", pa.string()), len(chunk))  # --match-by alone
         )
         fields = fields_sent(columns, plan)

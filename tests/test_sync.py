@@ -109,6 +109,32 @@ def test_every_valid_row_is_sent_once_with_only_its_fields(
     assert sum(summary["outcomes"].values()) == 4
 
 
+def test_a_formatted_id_cell_is_the_lead_its_number_names(sandbox: Sandbox, tmp_path: Path) -> None:
+    """An id column formatted #,##0 shows 1,213: the lead is 1213, in the URL, the
+    reports and the journal, on the columnar path as row by row (it sent
+    ``/leads/1,213``)."""
+    src = write_xlsx(
+        tmp_path / "in.xlsx",
+        [
+            ["id", "first_name", "last_name"],
+            [1213, "Ann", "Lee"],
+            [1214, "Bob", "Ray"],
+            [1215, "Cy", "x" * 51],
+        ],
+        number_formats={"A2": "#,##0", "A3": "#,##0.00", "A4": "#,##0"},
+    )
+    result = run_sync(sandbox, src, tmp_path / "out")
+    assert result.exit_code == 1
+    assert sorted(e["lead"] for e in lead_log(sandbox)) == ["1213", "1214"]
+    ok = read_csv_report(tmp_path / "out" / "successes.csv")
+    assert [(r["lead_id"], r["id"]) for r in ok] == [("1213", "1,213"), ("1214", "1,214.00")]
+    failed = read_csv_report(tmp_path / "out" / "failures.csv")
+    assert [(r["lead_id"], r["id"]) for r in failed] == [("1215", "1,215")]
+    for fast in (True, False):
+        rows = leadsync.mapped_rows(src, fast=fast)
+        assert [r.lead_id for r in rows] == ["1213", "1214", "1215"], fast
+
+
 def test_fault_mix_every_row_one_outcome_nothing_doubled(tmp_path: Path) -> None:
     faults = SandboxConfig(fail_503=0.10, fail_500_after=0.05, drop_after=0.05, seed=11)
     with Sandbox(faults) as sb:
