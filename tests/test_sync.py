@@ -306,9 +306,10 @@ def test_pinned_rate_is_never_exceeded(tmp_path: Path) -> None:
         times = [e["t"] for e in lead_log(sb)]
     assert result.exit_code == 0
     assert len(times) == 30
-    # in any one-second span, at most 20 requests (+1 for the span's edge)
-    for i, t in enumerate(times):
-        assert sum(1 for u in times[i:] if u - t < 1.0) <= 21
+    # 21 requests in a row span a second: at most 20 in any second, give or take the
+    # loopback's scheduling jitter on the server's arrival clock (0.15 s)
+    spans = [later - first for first, later in zip(times, times[20:])]
+    assert min(spans) >= 0.85, spans
     assert times[-1] - times[0] >= 29 / 20 * 0.9
 
 
