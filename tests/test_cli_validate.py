@@ -148,6 +148,13 @@ def test_user_mistakes_get_one_line_and_exit_2(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(message.format(dir=tmp_path))
     assert "Traceback" not in result.stderr
+    # with --json a script still reads one JSON document on stdout, saying the same
+    as_json = cli("validate", src, *[a.format(dir=tmp_path) for a in args], "--json")
+    assert as_json.exit_code == 2
+    assert as_json.stderr == result.stderr
+    printed = json.loads(as_json.stdout)
+    assert printed["command"] == "validate" and printed["exit_code"] == 2
+    assert "leadsync: error: " + printed["error"] == lines[0]
 
 
 def test_all_valid_exits_0(cli: Cli, tmp_path: Path) -> None:

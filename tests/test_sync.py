@@ -367,11 +367,22 @@ def test_cli_sync_exit_codes_and_the_key_never_shows(
     )
     assert bad.exit_code == 3
     assert "ABORTED: the API refused the key (HTTP 401)" in bad.stdout
+    bad_json = cli(
+        "sync", fresh, "--report-dir", tmp_path / "bad2", "--json",
+        env={**env, "LEADSYNC_API_KEY": "wrong-" + key},
+    )  # fmt: skip
+    assert bad_json.exit_code == 3
+    aborted = json.loads(bad_json.stdout)  # the run's summary, one document, no error one
+    assert aborted["exit_code"] == 3 and "refused the key" in aborted["aborted"]
     nokey = cli("sync", src, env={**env, "LEADSYNC_API_KEY": ""})
     assert nokey.exit_code == 2
     assert (
         nokey.stderr
         == "leadsync: error: no API key: set LEADSYNC_API_KEY or pass --api-key-file PATH\n"
+    )
+    nokey_json = cli("sync", src, "--json", env={**env, "LEADSYNC_API_KEY": ""})
+    assert json.loads(nokey_json.stdout)["error"] == (
+        "no API key: set LEADSYNC_API_KEY or pass --api-key-file PATH"
     )
     keyfile = tmp_path / "key"
     keyfile.write_text(key + "\n")

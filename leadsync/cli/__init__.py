@@ -18,7 +18,7 @@ from leadsync import __version__, defaults
 from leadsync.cli import commands, tools
 from leadsync.cli import sync as sync_command
 from leadsync.cli import ui as ui_command
-from leadsync.cli.common import log, redacted, traceback_if_debug
+from leadsync.cli.common import echo_json_error, log, redacted, traceback_if_debug
 from leadsync.errors import ExitCode, LeadsyncError, shown
 
 
@@ -28,12 +28,15 @@ class _Boundary(click.Group):
             code = super().invoke(ctx)
         except LeadsyncError as exc:
             traceback_if_debug(ctx)
-            log("error", redacted(ctx, shown(str(exc), 2000)), exit_code=int(exc.exit_code))
+            message = redacted(ctx, shown(str(exc), 2000))
+            log("error", message, exit_code=int(exc.exit_code))
+            echo_json_error(ctx, message, int(exc.exit_code))
             ctx.exit(int(exc.exit_code))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
             click.echo("leadsync: interrupted", err=True)
+            echo_json_error(ctx, "interrupted", int(ExitCode.ABORTED))
             ctx.exit(int(ExitCode.ABORTED))
         except BrokenPipeError:
             # the reader went away (`leadsync plan ... | head`): not an error
@@ -44,19 +47,18 @@ class _Boundary(click.Group):
             # the machine's doing (a full disk, a folder gone), not a bug: say what, stop
             traceback_if_debug(ctx)
             where = f": {exc.filename}" if exc.filename else ""
-            log(
-                "error",
-                redacted(ctx, f"cannot go on: {exc.strerror or exc}{where}"),
-                exit_code=int(ExitCode.ABORTED),
-            )
+            message = redacted(ctx, f"cannot go on: {exc.strerror or exc}{where}")
+            log("error", message, exit_code=int(ExitCode.ABORTED))
+            echo_json_error(ctx, message, int(ExitCode.ABORTED))
             ctx.exit(int(ExitCode.ABORTED))
         except Exception as exc:
             traceback_if_debug(ctx)
-            click.echo(
-                f"leadsync: internal error: {type(exc).__name__}: {redacted(ctx, str(exc))} "
-                "(this is a bug; run again with --debug for the traceback)",
-                err=True,
+            message = (
+                f"internal error: {type(exc).__name__}: {redacted(ctx, str(exc))} "
+                "(this is a bug; run again with --debug for the traceback)"
             )
+            click.echo(f"leadsync: {message}", err=True)
+            echo_json_error(ctx, message, int(ExitCode.INTERNAL))
             ctx.exit(int(ExitCode.INTERNAL))
         else:
             if isinstance(code, int) and code:  # a command returns its exit code

@@ -16,6 +16,7 @@ from leadsync import defaults
 from leadsync.cli.common import (
     base_url_option,
     create_option,
+    echo_json,
     journal_option,
     journal_path,
     json_option,
@@ -111,9 +112,7 @@ def offices(
     config = build_config(None, os.environ, base_url=base_url)
     found = _offices(ctx, config, api_key_file)
     if as_json:
-        click.echo(
-            json.dumps([{"id": o, "name": n} for o, n in found], indent=2, ensure_ascii=False)
-        )
+        echo_json([{"id": o, "name": n} for o, n in found])
         return 0
     width = max((len(str(o)) for o, _ in found), default=2)
     click.echo(f"{'id':>{width}}  name")
@@ -184,7 +183,7 @@ def plan(
     )
     if fmt == "json":
         items = [c.__dict__ for c in changes]
-        click.echo(json.dumps(items, indent=2, ensure_ascii=False, default=str))
+        echo_json(items)
     elif fmt == "csv":
         writer = csv_module.writer(sys.stdout)
         writer.writerow(["row", "lead_id", "field", "old", "new"])
@@ -247,7 +246,7 @@ def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> i
             lookups = book.failed_lookups(found["run_id"])
             if as_json:
                 shown = {"run": found, "rows": problems, "lookups_failed": lookups}
-                click.echo(json.dumps(shown, indent=2))
+                echo_json(shown)
                 return 0
             click.echo(
                 f"run {found['run_id']} ({found['status']}, exit {found['exit_code']}): "
@@ -273,7 +272,7 @@ def runs(journal: Path | None, show: str | None, limit: int, as_json: bool) -> i
             return 0
         listed = book.runs(limit)
     if as_json:
-        click.echo(json.dumps(listed, indent=2))
+        echo_json(listed)
         return 0
     if not listed:
         click.echo(f"no runs yet in {path}")
@@ -337,7 +336,7 @@ def forget(
     )
     gone["report_folders_mentioning"] = [str(f) for f in mentioned]
     if as_json:
-        click.echo(json.dumps(gone, indent=2))
+        echo_json(gone)
         return 0
     who = f"lead {lead}" if lead else (email or phone)
     counts = ", ".join(
@@ -428,7 +427,7 @@ def revert(
             target = book.find_run(run)["run_id"]
             items = plan_revert(book, target, chosen)
         if as_json:
-            click.echo(json.dumps([i.cells() for i in items], indent=2, ensure_ascii=False))
+            echo_json([i.cells() for i in items])
             return 0
         for item in items:
             lead, field, now, back, source = item.cells()

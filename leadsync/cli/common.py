@@ -88,9 +88,44 @@ journal_option = click.option(
 )
 
 
+def _remember_json(ctx: click.Context, _: click.Parameter, value: bool) -> bool:
+    if value:  # the error boundary then answers in JSON too
+        ctx.find_root().ensure_object(dict)["as_json"] = True
+    return value
+
+
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
+    "--json",
+    "as_json",
+    is_flag=True,
+    callback=_remember_json,
+    help='Print the summary as JSON on stdout (an error too, as {"error": ...}).',
 )
+
+
+def echo_json(doc: Any) -> None:
+    """A command's JSON document on stdout (the error boundary then prints no other)."""
+    click.echo(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().ensure_object(dict)["json_printed"] = True
+
+
+def echo_json_error(ctx: click.Context, message: str, exit_code: int) -> None:
+    """With --json, a run that stopped as a whole still prints one JSON document: what
+    stopped it and its exit code (a script reading stdout gets JSON either way)."""
+    from leadsync import __version__
+
+    opts = ctx.find_root().obj or {}
+    if not opts.get("as_json") or opts.get("json_printed"):
+        return
+    doc = {
+        "leadsync_version": __version__,
+        "command": ctx.invoked_subcommand,
+        "exit_code": exit_code,
+        "error": message,
+    }
+    echo_json(doc)
 
 
 key_file_option = click.option(
@@ -145,7 +180,7 @@ def print_result(result: Any, as_json: bool) -> None:
     for notice in result.notices:
         log("note", notice)
     if as_json:
-        click.echo(json.dumps(result.summary, indent=2, ensure_ascii=False))
+        echo_json(result.summary)
     else:
         from leadsync.summary import format_summary
 
