@@ -288,7 +288,7 @@ class XlsxReport:
         elif isinstance(value, dt.date):
             return f"{at}><v>{self.sheet._convert_date_time(value):.16G}</v></c>"
         elif value is not None and not isinstance(value, str):
-            value = str(value)
+            value = display_text(value)
         if not value:
             return f"{at}/>" if style is not None else ""
         if len(value) > _DIRECT_MAX:
@@ -448,5 +448,5 @@ def write_cell(
         sheet.write_datetime(row, col, value.replace(tzinfo=None), style or report.datetime_format)
     elif isinstance(value, dt.date):
         sheet.write_datetime(row, col, value, style or report.date_format)
-    else:
-        sheet.write_string(row, col, str(value), style)
+    else:  # a time, a duration: as the reports' CSVs show it
+        sheet.write_string(row, col, display_text(value), style)

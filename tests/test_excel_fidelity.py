@@ -43,12 +43,14 @@ def test_what_each_formatted_cell_sends() -> None:
     assert problems == []
     assert payload["postcode"] == "00007"  # 7 under 00000
     assert payload["questionnaire"] == [["Budget?", "£350,000"]]  # 350000 under "£"#,##0
-    assert payload["meta"] == {"share": "50%"}  # 0.5 under 0%
+    # 0.5 under 0%; a duration of 30 hours under [h]:mm:ss (calamine reads it as an ods's
+    # PT30H00M00S, a workbook's timedelta: it was sent as "1 day, 6:00:00")
+    assert payload["meta"] == {"share": "50%", "call": "30:00:00"}
     assert payload["address"] == "07700 900123"  # a phone-style format
     assert payload["office_id"] == 1213  # a numeric field keeps its number (shown 1,213)
     # 12/07/2025 00:00 under dd/mm/yyyy hh:mm: a date-time (London is UTC+1 in July)
     assert payload["next_action_date"] == "2025-07-11T23:00:00Z"
-    assert rows[3][0]["meta"] == {"share": "0.33"}  # 0.333333333333333 under 0.00
+    assert rows[3][0]["meta"] == {"share": "0.33", "call": "0:05:30"}  # 0.333... under 0.00
 
 
 @pytest.mark.parametrize("name", ["leads.xlsx", "leads.ods", "leads.xls"])

@@ -468,3 +468,29 @@ def test_report_xlsx_keeps_a_text_that_looks_like_xlsxwriter_markup(tmp_path: Pa
         report.close({})
         shown[kind] = load_workbook(path)["Leads"]["D2"].value
     assert shown == {XlsxReport: "<r>Lee</r>", _CellByCell: ""}
+
+
+def test_a_duration_cell_reads_as_it_shows_in_every_report(tmp_path: Path) -> None:
+    """A [h]:mm:ss cell (calamine: a timedelta) is 30:00:00 in the payload, the CSVs and
+    report.xlsx, not Python's "1 day, 6:00:00"."""
+    src = write_xlsx(
+        tmp_path / "in.xlsx",
+        [
+            ["id", "first_name", "last_name", "meta: call"],
+            [1001, "Ann", "Lee", dt.timedelta(hours=30)],
+            [1002, "B" * 51, "Ray", dt.timedelta(minutes=5, seconds=30)],
+        ],
+        number_formats={"D2": "[h]:mm:ss", "D3": "[h]:mm:ss"},
+    )
+    leadsync.validate(src, report_dir=tmp_path / "o")
+    [ok] = read_csv_report(tmp_path / "o" / "successes.csv")
+    [bad] = read_csv_report(tmp_path / "o" / "failures.csv")
+    assert (ok["meta: call"], bad["meta: call"]) == ("30:00:00", "0:05:30")
+    assert [r.payload["meta"] for r in leadsync.mapped_rows(src)] == [
+        {"call": "30:00:00"},
+        {"call": "0:05:30"},
+    ]
+    ws = load_workbook(tmp_path / "o" / "report.xlsx")["Leads"]
+    header = [c.value for c in ws[1]]
+    column = header.index("meta: call") + 1
+    assert [ws.cell(row=r, column=column).value for r in (2, 3)] == ["30:00:00", "0:05:30"]

@@ -119,7 +119,7 @@ class Chunk:
 
 class Shown(str):
     """A number cell as its number format shows it (``00007``, ``£350,000``); ``value``
-    is the number itself. Text fields send the text, as Excel's "Save as CSV" writes it;
+    is the number itself (an ods's time cell: the time). Text fields send the text, as Excel's "Save as CSV" writes it;
     numeric fields and the lead id take the number."""
 
     __slots__ = ("value",)
@@ -222,7 +222,18 @@ def cell_text(value: Any) -> str:
         return value.isoformat(sep=" ")
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
+    if isinstance(value, dt.timedelta):  # a duration cell ([h]:mm:ss): not "1 day, 6:00:00"
+        return duration_text(value)
     return str(value).strip()
+
+
+def duration_text(value: dt.timedelta) -> str:
+    """A duration as Excel and LibreOffice show it under ``[h]:mm:ss``: ``30:00:00``,
+    ``0:05:30`` (to the second, as they round it)."""
+    seconds = round(value.total_seconds())
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{'-' if seconds < 0 else ''}{hours}:{minutes:02}:{secs:02}"
 
 
 def present(value: Any) -> bool:

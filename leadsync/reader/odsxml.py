@@ -38,6 +38,7 @@ _VALUE_TYPE = re.compile(rb"""office:value-type=["']([a-z]+)["']""")
 _CALC_TYPE = re.compile(rb"""calcext:value-type=["']error["']""")
 _VALUE = re.compile(rb"""office:value=["']([^"']*)["']""")
 _DATE_VALUE = re.compile(rb"""office:date-value=["'][0-9-]+T""")  # a time is written
+_TIME_VALUE = re.compile(rb"""office:time-value=["']PT([0-9]+)H([0-9]+)M([0-9]+)S["']""")
 _STYLE = re.compile(rb"""table:style-name=["']([^"']*)["']""")
 _DATA_STYLE = re.compile(
     rb"""<number:date-style\b[^>]*style:name=["']([^"']*)["'].*?</number:date-style>""", re.S
@@ -158,6 +159,16 @@ def _look(table: _Table, pending: tuple[range, range, bytes, bytes], text: str |
         except ValueError:
             plain = None
         if plain is not None and text.strip() != plain:
+            table.add(table.shown, rows, cols, text)
+    elif kind == b"time" and text is not None:
+        # a time or a duration: the text it shows, unless that is calamine's own reading
+        # of it (a time of day as 14:30:00); calamine reads a duration of a day or more
+        # as the file's PT30H00M00S
+        value = _TIME_VALUE.search(attrs)
+        plain = None
+        if value and int(value.group(1)) < 24:
+            plain = "{:02}:{:02}:{:02}".format(*map(int, value.groups()))
+        if text.strip() != plain:
             table.add(table.shown, rows, cols, text)
     elif kind == b"midnight":
         table.add(table.formats, rows, cols, MIDNIGHT_FORMAT)

@@ -4,6 +4,7 @@ blank (:mod:`leadsync.reader.sheetxml` finds them)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,8 +193,12 @@ def _overlaid(
                 if 0 <= column - left < width:
                     cells[column - left] = formatted(cells[column - left], code)
             for column, text in texts or ():
-                if 0 <= column - left < width and cells[column - left].__class__ in (float, int):
-                    cells[column - left] = Shown(text, normalise_cell(cells[column - left]))
+                if 0 <= column - left < width:
+                    cell = cells[column - left]
+                    if cell.__class__ in (float, int, dt.time):
+                        cells[column - left] = Shown(text, normalise_cell(cell))
+                    elif cell.__class__ is str:  # a duration calamine left as PT30H00M00S
+                        cells[column - left] = text
             for column, text in found or ():
                 if 0 <= column - left < width:
                     cells[column - left] = text
