@@ -119,8 +119,8 @@ class Chunk:
 
 class Shown(str):
     """A number cell as its number format shows it (``00007``, ``£350,000``); ``value``
-    is the number itself (an ods's time cell: the time). Text fields send the text, as Excel's "Save as CSV" writes it;
-    numeric fields and the lead id take the number."""
+    is the number itself (an ods's time cell: the time). Text fields send the text, as
+    Excel's "Save as CSV" writes it; numeric fields and the lead id take the number."""
 
     __slots__ = ("value",)
     value: float
