@@ -4,6 +4,7 @@ and the closest header; --match-by's contact columns can be mapped like any othe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,30 @@ def test_the_readmes_zoho_example_works_as_written(tmp_path: Path, cli: Any) -> 
         "status": "New",
         "utm_source": "Website",
     }
+
+
+def test_a_header_nearly_named_for_a_field_is_pointed_out(tmp_path: Path, cli: Any) -> None:
+    """``frist name`` and ``Satus`` are left out of every row: the run says which field
+    each looks like and how to map it; a field some column sends already (``Address 2``
+    beside ``Address``), a create's ``Email`` on an update, and unrelated headers are not
+    called misspelt."""
+    src = write_csv(
+        tmp_path / "in.csv",
+        [
+            ["id", "frist name", "last_name", "Address", "Address 2", "Satus", "Notes", "Email"],
+            ["1001", "Ann", "Lee", "1 High St", "Flat 2", "New", "n", "ann@example.com"],
+        ],
+    )
+    result = cli("validate", src, "--report-dir", tmp_path / "o", "--json")
+    notices = json.loads(result.stdout)["notices"]
+    assert notices == [
+        "column 'frist name' is not sent; if it holds first_name, name the header "
+        """'first_name', or map it in a mapping file ([columns] "frist name" = "first_name")""",
+        "column 'Satus' is not sent; if it holds status, name the header 'status', or map "
+        """it in a mapping file ([columns] "Satus" = "status")""",
+    ]
+    assert "leadsync: note: column 'Satus' is not sent" in result.stderr
+    mapping = _mapping(tmp_path, '[columns]\n"frist name" = "first_name"\nSatus = "status"\n')
+    mapped = cli("validate", src, "--mapping", mapping, "--report-dir", tmp_path / "m", "--json")
+    assert mapped.exit_code == 0
+    assert json.loads(mapped.stdout)["notices"] == []

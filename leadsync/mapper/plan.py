@@ -138,7 +138,7 @@ def plan_table(table: Table, config: Config) -> ColumnPlan:
     first rows would have been a header with one (a title above the real header), the
     error says which row."""
     try:
-        return plan_columns(table.headers, config, table.first_column)
+        plan = plan_columns(table.headers, config, table.first_column)
     except InputError as exc:
         if not str(exc).startswith("no lead id column"):
             raise
@@ -150,6 +150,38 @@ def plan_table(table: Table, config: Config) -> ColumnPlan:
                     f"{number} looks like the header: delete the rows above it"
                 ) from None
         raise
+    table.notices.extend(misspelt_headers(plan, config))
+    return plan
+
+
+_LOOKED_AT = 200  # unmapped headers compared with the field names (a 10,000-column export)
+
+
+def misspelt_headers(plan: ColumnPlan, config: Config) -> list[str]:
+    """A notice for each unmapped header that is nearly the name of a field no column
+    sends (``frist name``): its cells would be left out of every row without a word."""
+    import difflib
+
+    sent = {t.name for t in plan.targets if t is not None and t.kind == "field"}
+    names = {
+        key: fname
+        for key, fname in FIELD_KEYS.items()
+        if fname not in sent and (config.create or not FIELDS_BY_NAME[fname].create_only)
+    }
+    found = []
+    for header in plan.unmapped[:_LOOKED_AT]:
+        key = normalise_header(header)
+        if key in FIELD_KEYS or len(key) > 40:
+            continue  # a field's own name left out on purpose (a create's email on an update)
+        close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.8)
+        if close:
+            fname = names.pop(close[0])
+            found.append(
+                f"column {shown(header)!r} is not sent; if it holds {fname}, name the header "
+                f'{fname!r}, or map it in a mapping file ([columns] "{shown(header)}" = '
+                f'"{fname}")'
+            )
+    return found
 
 
 def _target_for(header: str, config: Config, by_letter: str | None = None) -> Target | None:
