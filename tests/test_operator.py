@@ -99,6 +99,10 @@ def test_plan_from_the_journal_and_live(
         ("1001", "office_id", 1213, 1214),
     ]
     assert [e["method"] for e in lead_log(sandbox)[before:]] == ["GET"] * 3  # read, never written
+    missing = cli("plan", tmp_path / "nope.csv", "--format", "json", env=env)
+    assert missing.exit_code == 2  # JSON asked for: the error as JSON too
+    assert json.loads(missing.stdout)["error"] == f"file not found: {tmp_path / 'nope.csv'}"
+    assert cli("plan", tmp_path / "nope.csv", env=env).stdout == ""
 
 
 def test_max_changes_refuses_before_sending(

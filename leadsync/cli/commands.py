@@ -26,6 +26,7 @@ from leadsync.cli.common import (
     match_by_option,
     print_result,
     read_key,
+    remember_json,
     report_dir_option,
     sheet_option,
     signals_stop,
@@ -135,6 +136,7 @@ def offices(
     type=click.Choice(["table", "csv", "json"]),
     default="table",
     show_default=True,
+    callback=remember_json,
     help="Output format.",
 )
 @create_option

@@ -88,8 +88,10 @@ journal_option = click.option(
 )
 
 
-def _remember_json(ctx: click.Context, _: click.Parameter, value: bool) -> bool:
-    if value:  # the error boundary then answers in JSON too
+def remember_json(ctx: click.Context, _: click.Parameter, value: Any) -> Any:
+    """An option's callback: ``--json`` (or ``--format json``) asks for JSON on stdout,
+    so the error boundary answers in JSON too."""
+    if value is True or value == "json":
         ctx.find_root().ensure_object(dict)["as_json"] = True
     return value
 
@@ -98,7 +100,7 @@ json_option = click.option(
     "--json",
     "as_json",
     is_flag=True,
-    callback=_remember_json,
+    callback=remember_json,
     help='Print the summary as JSON on stdout (an error too, as {"error": ...}).',
 )
 
