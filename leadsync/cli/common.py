@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from leadsync import defaults
+from leadsync import __version__, defaults
 from leadsync.model import Outcome
 
 
@@ -116,8 +116,6 @@ def echo_json(doc: Any) -> None:
 def echo_json_error(ctx: click.Context, message: str, exit_code: int) -> None:
     """With --json, a run that stopped as a whole still prints one JSON document: what
     stopped it and its exit code (a script reading stdout gets JSON either way)."""
-    from leadsync import __version__
-
     opts = ctx.find_root().obj or {}
     if not opts.get("as_json") or opts.get("json_printed"):
         return

@@ -123,9 +123,9 @@ class Shown(str):
     Excel's "Save as CSV" writes it; numeric fields and the lead id take the number."""
 
     __slots__ = ("value",)
-    value: float
+    value: float | dt.time
 
-    def __new__(cls, text: str, value: float) -> Shown:
+    def __new__(cls, text: str, value: float | dt.time) -> Shown:
         self = super().__new__(cls, text)
         self.value = value
         return self

@@ -6,12 +6,13 @@ the value), and date-times at midnight (calamine reads them as plain dates)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import IO
 from xml.sax.saxutils import unescape
 
-from leadsync.reader.cells import Overlay
+from leadsync.reader.cells import Overlay, cell_text
 from leadsync.reader.extent import Extent, blocks
 from leadsync.reader.numfmt import general
 
@@ -167,7 +168,11 @@ def _look(table: _Table, pending: tuple[range, range, bytes, bytes], text: str |
         value = _TIME_VALUE.search(attrs)
         plain = None
         if value and int(value.group(1)) < 24:
-            plain = "{:02}:{:02}:{:02}".format(*map(int, value.groups()))
+            try:
+                hours, minutes, seconds = (int(g) for g in value.groups())
+                plain = cell_text(dt.time(hours, minutes, seconds))
+            except ValueError:  # minutes or seconds past 59: not a time calamine makes
+                plain = None
         if text.strip() != plain:
             table.add(table.shown, rows, cols, text)
     elif kind == b"midnight":
