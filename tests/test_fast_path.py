@@ -336,6 +336,41 @@ def test_fast_path_matches_reference_on_xlsx_with_typed_cells(tmp_path: Path) ->
     assert assert_same(src, Config(chunk_rows=120), tmp_path) == 401
 
 
+def test_typed_cells_in_text_columns_are_cleared_in_bulk_as_the_reference_says(
+    tmp_path: Path,
+) -> None:
+    """A float, a flag, a date-time, a time of day or a duration cell in an address,
+    an answer, a meta value or a utm column is text as the reference reads it: the
+    columnar path clears its row too (none is left to the row-by-row path)."""
+    header = ["id", "first_name", "last_name", "address"]
+    header += ["questionnaire: Move by?", "meta: call", "utm_source"]
+    typed: list[Any] = [
+        12.5,
+        True,
+        False,
+        dt.datetime(2025, 7, 12, 14, 30),
+        dt.time(14, 30),
+        dt.timedelta(hours=30),
+        dt.timedelta(minutes=5, seconds=30),
+        dt.date(2025, 7, 12),
+        -0.25,
+        "text",
+    ]
+    rows = [
+        [1000 + i, "Ann", "Lee", *(typed[(i + k) % len(typed)] for k in range(4))]
+        for i in range(200)
+    ]
+    src = write_xlsx(tmp_path / "typed.xlsx", [header, *rows])
+    config = Config(chunk_rows=70)
+    assert assert_same(src, config, tmp_path) == 200
+    assert left_to_row_by_row(src, config) == 0
+    sent = next(iter(leadsync.mapped_rows(src, config))).payload
+    assert sent["address"] == "12.5"
+    assert sent["questionnaire"] == [["Move by?", "TRUE"]]
+    assert sent["meta"] == {"call": "FALSE"}
+    assert sent["utm_source"] == "2025-07-12 14:30:00"
+
+
 def test_fallback_mid_file_matches_reference(tmp_path: Path) -> None:
     """A ragged row halfway makes pyarrow stop: the csv module reads on from there."""
     rows = generated_rows(300, seed=2)

@@ -68,9 +68,8 @@ class Chunk:
         return Chunk(columns, numbers, extra, self.date1904)
 
     def cells(self, index: int) -> Cells:
-        """One column as text for the columnar checks (cached): a cell that is not text,
-        a whole number or a date becomes a control character, which no check accepts
-        (so its row takes the row-by-row path, which knows its type)."""
+        """One column as the text fields read it, for the columnar checks (cached): a
+        text as it is, any other cell as :func:`cell_text` gives it."""
         return self._cells(index, display=False)
 
     def number_cells(self, index: int) -> Cells:
@@ -154,6 +153,16 @@ def _triage_text(value: Any) -> str:
     if value is None:
         return ""
     return _NOT_TEXT
+
+
+def _field_text(value: Any) -> str:
+    """A cell as a text field reads it: a text as it is (the checks trim it), any other
+    cell as :func:`cell_text` (a float, a flag, a date-time, a time or a duration cell in
+    a question or meta column takes the columnar path too)."""
+    kind = type(value)
+    if kind is str or kind is Shown:
+        return str.__str__(value)
+    return "" if value is None else cell_text(value)
 
 
 def _number_text(value: Any) -> str:
@@ -310,7 +319,7 @@ _SAME_IN_EVERY_VIEW = frozenset({str, int, dt.date})
 # formatted number as its number (None)
 _CONVERTERS: dict[bool | str | None, Any] = {
     True: display_text,
-    False: _triage_text,
+    False: _field_text,
     None: _number_text,
     "value": _value_text,
 }
