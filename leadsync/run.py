@@ -35,7 +35,14 @@ from leadsync.reader import Table, open_table
 from leadsync.report import ReportWriter, spawn_xlsx_worker
 from leadsync.summary import build_summary, file_sha256
 from leadsync.threads import in_thread, prefetch
-from leadsync.validator import IdScan, check_columns, scan_ids, validate_rows
+from leadsync.validator import (
+    IdScan,
+    check_columns,
+    name_problems,
+    names_missing_only,
+    scan_ids,
+    validate_rows,
+)
 
 Progress = Callable[[int, int, Counter[str]], None]  # rows done, rows in all, counts so far
 
@@ -182,6 +189,32 @@ def validated_rows(
     yield from one_per_row(row_by_row(), plan)
 
 
+def _unnamed_rows(
+    chunk: Any, columns: Any, plan: ColumnPlan, lead_ids: Any, unnamed: Any
+) -> list[tuple[int, MappedRow]]:
+    """The rows that lack only a required name (see
+    :func:`~leadsync.validator.names_missing_only`): the payload the columnar path
+    built, and the rule book's problems."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    where = np.flatnonzero(unnamed)
+    at = pa.array(where, pa.int64())
+    payloads = payload_json(columns, plan).take(at).to_pylist()
+    leads = lead_ids.take(at).to_pylist()
+    matches = columns.match.array.take(at).to_pylist() if columns.match is not None else None
+    rows = []
+    add_problems = name_problems(plan)
+    for k, i in enumerate(where.tolist()):
+        row = MappedRow(chunk.row_numbers[i], leads[k] or None, json.loads(payloads[k]))
+        row.match = (matches[k] or None) if matches is not None else None
+        add_problems(row)
+        rows.append((i, row))
+    return rows
+
+
 def _rows_of(
     checked: CheckedChunk, plan: ColumnPlan
 ) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
@@ -322,7 +355,8 @@ def checked_chunks(
     for chunk in prefetch(table.chunks(config.chunk_rows)):
         columns = map_columns(chunk, plan, config, judged)
         cleared = check_columns(columns, plan, config, duplicates, office_ids, scan.people)
-        positions = np.flatnonzero(~(cleared | columns.blank)).tolist()
+        unnamed = names_missing_only(columns, plan, config, cleared, duplicates, office_ids)
+        positions = np.flatnonzero(~(cleared | columns.blank | unnamed)).tolist()
         slow: list[tuple[int, MappedRow]] = []
         if positions:
             rows = map_chunk(chunk.take(positions), plan, config)
@@ -335,5 +369,7 @@ def checked_chunks(
             if columns.ids is not None
             else pa.repeat(pa.scalar("", pa.string()), len(chunk))  # --match-by alone
         )
+        if unnamed.any():
+            slow = sorted([*slow, *_unnamed_rows(chunk, columns, plan, lead_ids, unnamed)])
         fields = fields_sent(columns, plan)
         yield CheckedChunk(chunk, columns, lead_ids, fields, slow)

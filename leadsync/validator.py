@@ -9,8 +9,8 @@ problem is a value (row, column, field, stable code, message) collected on the r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -257,6 +257,46 @@ def check_columns(
     ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
     ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
     return ok
+
+
+def names_missing_only(
+    rows: ColumnarRows,
+    plan: ColumnPlan,
+    config: Config,
+    cleared: Any,
+    duplicates: Collection[str] = frozenset(),
+    office_ids: Collection[int] | None = None,
+) -> Any:
+    """Of the rows :func:`check_columns` did not clear, those that break no rule but an
+    update's required names (numpy bool per row): a file without a last-name column, a
+    row whose first name is blank. Each sends what the columnar path says it would, and
+    :func:`name_problems` gives their problems: no row of them goes row by row."""
+    import numpy as np
+
+    pending = rows.simple & ~(cleared | rows.blank)
+    if not config.require_names or config.create or not pending.any():
+        return np.zeros_like(pending)
+    relaxed = replace(config, require_names=False)
+    return pending & check_columns(rows, plan, relaxed, duplicates, office_ids)
+
+
+def name_problems(plan: ColumnPlan) -> Callable[[MappedRow], None]:
+    """What adds the required-name problems to a row whose payload lacks a name, worded
+    by the rule book (:func:`~leadsync.rules.check_payload` of an empty payload) and
+    placed as :func:`validate_rows` places them (worked out once, for many rows)."""
+    probe = MappedRow(row=0, lead_id=None, payload={})
+    required = [
+        (fname, _problem(probe, plan, fname, code, message))
+        for fname, items in check_payload({}, require_names=True).items()
+        for code, message in items
+    ]
+
+    def add(row: MappedRow) -> None:
+        for fname, problem in required:
+            if fname not in row.payload:
+                row.problems.append(replace(problem, row=row.row))
+
+    return add
 
 
 def _present(rows: ColumnarRows, plan: ColumnPlan, fname: str) -> Any:

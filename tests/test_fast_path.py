@@ -865,3 +865,32 @@ def test_cells_with_spaces_round_them_are_cleared_in_bulk_as_trimmed(tmp_path: P
             "excel_error"
         }
         assert left_to_row_by_row(src, config) == len(invalid)
+
+
+def test_rows_lacking_only_a_name_get_the_reference_problems_column_by_column(
+    tmp_path: Path,
+) -> None:
+    """A file without a last-name column (and rows with a blank first name): every row
+    is invalid, and those whose only fault is a missing name are not mapped row by row,
+    yet say exactly what the reference says."""
+    from leadsync.mapper import map_columns, plan_columns
+    from leadsync.reader import open_table
+    from leadsync.validator import check_columns, names_missing_only
+
+    rows = [r[:2] + r[3:] for r in generated_rows(300, seed=8)]
+    for k, row in enumerate(rows):
+        if k % 3 == 0:
+            row[1] = ""
+    header = HEADERS[:2] + HEADERS[3:]
+    src = write_csv(tmp_path / "nolast.csv", [header, *rows])
+    config = Config(chunk_rows=97)
+    assert assert_same(src, config, tmp_path) == len(rows)
+    table = open_table(src)
+    plan = plan_columns(table.headers, config)
+    unnamed = 0
+    for chunk in table.chunks(config.chunk_rows):
+        columns = map_columns(chunk, plan, config, {})
+        cleared = check_columns(columns, plan, config)
+        assert not cleared.any()  # no row has a last name
+        unnamed += int(names_missing_only(columns, plan, config, cleared).sum())
+    assert unnamed > 100
