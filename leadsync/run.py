@@ -189,54 +189,57 @@ def validated_rows(
     yield from one_per_row(row_by_row(), plan)
 
 
+def _columnar_rows(
+    chunk: Any, columns: Any, plan: ColumnPlan, lead_ids: Any, where: list[int]
+) -> list[MappedRow]:
+    """The rows at ``where`` as the columnar path built them: lead id, payload (none for
+    a blank row) and ``--match-by`` value."""
+    import json
+
+    import pyarrow as pa
+
+    at = pa.array(where, pa.int64())
+    payloads = payload_json(columns, plan).take(at).to_pylist()
+    leads = lead_ids.take(at).to_pylist()
+    match = columns.match
+    matches = match.array.take(at).to_pylist() if match is not None else [""] * len(where)
+    rows = []
+    for k, i in enumerate(where):
+        blank = bool(columns.blank[i])
+        payload = {} if blank else json.loads(payloads[k])
+        row = MappedRow(chunk.row_numbers[i], leads[k] or None, payload, blank=blank)
+        row.match = matches[k] or None
+        rows.append(row)
+    return rows
+
+
 def _unnamed_rows(
     chunk: Any, columns: Any, plan: ColumnPlan, lead_ids: Any, unnamed: Any
 ) -> list[tuple[int, MappedRow]]:
     """The rows that lack only a required name (see
     :func:`~leadsync.validator.names_missing_only`): the payload the columnar path
     built, and the rule book's problems."""
-    import json
-
     import numpy as np
-    import pyarrow as pa
 
-    where = np.flatnonzero(unnamed)
-    at = pa.array(where, pa.int64())
-    payloads = payload_json(columns, plan).take(at).to_pylist()
-    leads = lead_ids.take(at).to_pylist()
-    matches = columns.match.array.take(at).to_pylist() if columns.match is not None else None
-    rows = []
+    where = np.flatnonzero(unnamed).tolist()
+    rows = _columnar_rows(chunk, columns, plan, lead_ids, where)
     add_problems = name_problems(plan)
-    for k, i in enumerate(where.tolist()):
-        row = MappedRow(chunk.row_numbers[i], leads[k] or None, json.loads(payloads[k]))
-        row.match = (matches[k] or None) if matches is not None else None
+    for row in rows:
         add_problems(row)
-        rows.append((i, row))
-    return rows
+    return list(zip(where, rows, strict=True))
 
 
 def _rows_of(
     checked: CheckedChunk, plan: ColumnPlan
 ) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
     """A checked chunk's rows as :class:`MappedRow` objects, in order."""
-    import json
-
     chunk = checked.chunk
-    slow = dict(checked.slow)
-    payloads = payload_json(checked.columns, plan).to_pylist()
-    leads = checked.lead_ids.to_pylist()
-    match = checked.columns.match
-    matches = match.array.to_pylist() if match is not None else [""] * len(chunk)
+    rows = dict(checked.slow)
+    cleared = [i for i in range(len(chunk)) if i not in rows]
+    built = _columnar_rows(chunk, checked.columns, plan, checked.lead_ids, cleared)
+    rows.update(zip(cleared, built, strict=True))
     for i, cells in enumerate(chunk.rows()):
-        row = slow.get(i)
-        if row is None:
-            number, lead = chunk.row_numbers[i], leads[i] or None
-            if checked.columns.blank[i]:
-                row = MappedRow(row=number, lead_id=lead, payload={}, blank=True)
-            else:
-                row = MappedRow(row=number, lead_id=lead, payload=json.loads(payloads[i]))
-            row.match = matches[i] or None
-        yield row, cells
+        yield rows[i], cells
 
 
 def mapped_rows(

@@ -274,8 +274,13 @@ def names_missing_only(
     import numpy as np
 
     pending = rows.simple & ~(cleared | rows.blank)
-    if not config.require_names or config.create or not pending.any():
+    if not config.require_names or config.create:
         return np.zeros_like(pending)
+    # only rows without a name: a file whose names are all there is checked once
+    named = np.logical_and.reduce([_present(rows, plan, f) for f in REQUIRED_NAMES])
+    pending &= ~named
+    if not pending.any():
+        return pending
     relaxed = replace(config, require_names=False)
     return pending & check_columns(rows, plan, relaxed, duplicates, office_ids)
 
