@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from leadsync.config import Config
 from leadsync.errors import ExitCode
+from leadsync.faulty import reference_rows
 from leadsync.mapper import (
     Judgments,
     fast_path_applies,
@@ -38,6 +39,7 @@ from leadsync.threads import in_thread, prefetch
 from leadsync.validator import (
     IdScan,
     check_columns,
+    field_faults,
     name_problems,
     names_missing_only,
     scan_ids,
@@ -308,7 +310,9 @@ def validate(
         observer.opened(run.table.headers)
     writer = run.writer
     if fast and fast_path_applies(run.plan, config):
-        chunks = checked_chunks(run.table, run.plan, config, run.scan, run.office_ids)
+        chunks = checked_chunks(
+            run.table, run.plan, config, run.scan, run.office_ids, payloads=False
+        )
         # reports for chunk k are written (mostly outside the GIL) while chunk k+1 is checked
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadsync-report") as pool:
             pending: deque[tuple[Future[None], int]] = deque()
@@ -347,9 +351,12 @@ def checked_chunks(
     config: Config,
     scan: IdScan,
     office_ids: Collection[int] | None,
+    *,
+    payloads: bool = True,
 ) -> Iterator[CheckedChunk]:
     """Every chunk through the columnar fast path; the rows it cannot clear are mapped
-    and validated row by row (they carry the problems)."""
+    and validated row by row (they carry the problems). ``payloads=False``: an invalid
+    row's payload is not wanted (see :mod:`leadsync.faulty`)."""
     import numpy as np
     import pyarrow as pa
 
@@ -357,14 +364,26 @@ def checked_chunks(
     judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
     for chunk in prefetch(table.chunks(config.chunk_rows)):
         columns = map_columns(chunk, plan, config, judged)
-        cleared = check_columns(columns, plan, config, duplicates, office_ids, scan.people)
-        unnamed = names_missing_only(columns, plan, config, cleared, duplicates, office_ids)
+        faults = field_faults(columns, config, office_ids)
+        cleared = check_columns(
+            columns, plan, config, duplicates, office_ids, scan.people, faults=faults
+        )
+        unnamed = names_missing_only(
+            columns, plan, config, cleared, duplicates, office_ids, faults=faults
+        )
         positions = np.flatnonzero(~(cleared | columns.blank | unnamed)).tolist()
-        slow: list[tuple[int, MappedRow]] = []
-        if positions:
-            rows = map_chunk(chunk.take(positions), plan, config)
-            validate_rows(rows, plan, config, duplicates, office_ids, scan.people)
-            slow = list(zip(positions, rows, strict=True))
+        slow = reference_rows(
+            chunk,
+            columns,
+            plan,
+            config,
+            positions,
+            faults,
+            duplicates,
+            office_ids,
+            scan.people,
+            payloads=payloads,
+        )
         lead_ids = (
             # the id cell's value, as the row-by-row path reads it: a 1213 that shows
             # 1,213 (#,##0) is lead 1213, in the URL, the journal and the reports

@@ -207,18 +207,16 @@ def check_columns(
     duplicates: Collection[str] = frozenset(),
     office_ids: Collection[int] | None = None,
     people: Collection[str] = frozenset(),
+    faults: dict[str, Any] | None = None,
 ) -> Any:
     """Which simple rows certainly pass every rule (numpy bool per row); ``people``: the
-    person keys more than one new row has (``--create``).
+    person keys more than one new row has (``--create``); ``faults``: the
+    :func:`field_faults` of ``rows``, when already worked out.
 
     A row this cannot clear is not judged here: it goes through :func:`validate_rows`,
     which says what is wrong (the fast path only ever says "valid").
     """
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from leadsync.columnar import to_numpy_bool
 
     ok = rows.simple & ~rows.blank
     if not ok.any():
@@ -244,19 +242,41 @@ def check_columns(
                 ok &= creating | _present(rows, plan, fname)
     if creating.any():
         ok &= ~creating | _creatable(rows, plan, people)
+    for bad in (field_faults(rows, config, office_ids) if faults is None else faults).values():
+        ok &= ~bad
+    return ok
+
+
+def field_faults(
+    rows: ColumnarRows, config: Config, office_ids: Collection[int] | None = None
+) -> dict[str, Any]:
+    """Field -> the rows whose value there a field's own rule may refuse (numpy bool per
+    row): a text over its length, a status or office not allowed, a questionnaire or meta
+    over its size. The other rows certainly pass those rules."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool
+
+    faults: dict[str, Any] = {}
+
+    def refuse(fname: str, ok: Any) -> None:
+        if ok is not True and not ok.all():
+            faults[fname] = faults[fname] | ~ok if fname in faults else ~ok
+
     for fname, cells in rows.cells.items():
         limit = FIELDS_BY_NAME[fname].max_chars  # set for text fields only
         if limit is not None and (cells.nbytes > limit).any():
-            ok &= cells.chars() <= limit
+            refuse(fname, cells.chars() <= limit)
     for fname, allowed in (("status", config.statuses), ("office_id", office_ids)):
         cells = rows.cells.get(fname)
         if allowed is None or cells is None:
             continue
         known = pa.array(sorted(str(a) for a in allowed), pa.string())
-        ok &= cells.blank | to_numpy_bool(pc.is_in(cells.array, value_set=known))
-    ok &= _within_size(rows.answers, "questionnaire", lambda key: [key, ""])
-    ok &= _within_size(rows.meta, "meta", lambda key: {key: ""})
-    return ok
+        refuse(fname, cells.blank | to_numpy_bool(pc.is_in(cells.array, value_set=known)))
+    refuse("questionnaire", _within_size(rows.answers, "questionnaire", lambda key: [key, ""]))
+    refuse("meta", _within_size(rows.meta, "meta", lambda key: {key: ""}))
+    return faults
 
 
 def names_missing_only(
@@ -266,6 +286,7 @@ def names_missing_only(
     cleared: Any,
     duplicates: Collection[str] = frozenset(),
     office_ids: Collection[int] | None = None,
+    faults: dict[str, Any] | None = None,
 ) -> Any:
     """Of the rows :func:`check_columns` did not clear, those that break no rule but an
     update's required names (numpy bool per row): a file without a last-name column, a
@@ -282,7 +303,7 @@ def names_missing_only(
     if not pending.any():
         return pending
     relaxed = replace(config, require_names=False)
-    return pending & check_columns(rows, plan, relaxed, duplicates, office_ids)
+    return pending & check_columns(rows, plan, relaxed, duplicates, office_ids, faults=faults)
 
 
 def name_problems(plan: ColumnPlan) -> Callable[[MappedRow], None]:

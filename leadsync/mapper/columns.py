@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -58,6 +58,11 @@ class ColumnarRows:
     # --create: the rows whose create-only cells (type, email ...) pass a create's rules
     # (an update does not send them: they count only for a row that creates a lead)
     create_ok: Any = None
+    # numpy bool per row: nothing but its own cells keeps the row from the columnar path
+    # (not a cell beyond the header, an id alone, an unreadable --match-by cell ...)
+    row_ok: Any = None
+    # column -> the rows whose cell there the columnar path does not vouch for
+    faults: dict[int, Any] = field(default_factory=dict)
 
 
 def fast_path_applies(plan: ColumnPlan, config: Config) -> bool:
@@ -97,6 +102,11 @@ def map_columns(
     ids = chunk.number_cells(plan.id_index) if plan.id_index is not None else None
     match, unreadable = None, np.zeros(n, dtype=bool)
     create_ok = np.ones(n, dtype=bool)
+    faults: dict[int, Any] = {}  # column -> the rows whose cell there is not vouched for
+
+    def vouch(j: int, ok: Any) -> None:
+        faults[j] = faults[j] | ~ok if j in faults else ~ok
+
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id"):
             continue
@@ -123,9 +133,9 @@ def map_columns(
             # spaces is blank (what is still not plain goes row by row)
             cells = Cells(trimmed(cells))
         blank &= cells.blank
-        simple &= ~_maybe_excel_error(cells)
+        vouch(j, ~_maybe_excel_error(cells))
         if target.kind == "name":
-            simple &= cells.blank | cells.plain
+            vouch(j, cells.blank | cells.plain)
             names.append(cells)  # split once every column of its own is in
             continue
         name = target.field
@@ -136,20 +146,20 @@ def map_columns(
         mapped = _mapped_texts(chunk, j, table) if table else None
         if mapped is not None:
             cells = _put_in(cells, mapped)
-            simple &= ~(cells.blank & mapped[0])  # a value mapped to nothing
+            vouch(j, ~(cells.blank & mapped[0]))  # a value mapped to nothing
         if target.kind == "question":
-            simple &= cells.blank | cells.plain
+            vouch(j, cells.blank | cells.plain)
             answers.append((target.name, cells))
             continue
         if target.kind == "meta":
-            simple &= cells.blank | cells.plain
+            vouch(j, cells.blank | cells.plain)
             meta.append((target.name, cells))
             continue
         spec = FIELDS_BY_NAME[name]
         kind = spec.kind
         if kind is Kind.STRING:
             by_field[name] = cells
-            simple &= cells.blank | cells.plain
+            vouch(j, cells.blank | cells.plain)
             literals[name] = cells.json_string
             # a new lead's type, email, phone ...: a choice as the API's word; judged with
             # --create only (an update does not send them)
@@ -161,13 +171,13 @@ def map_columns(
                 ok = forms_ok(cells.array, spec.form)
             if ok is not None and config.create:
                 if spec.update:
-                    simple &= cells.blank | ok
+                    vouch(j, cells.blank | ok)
                 else:
                     create_ok &= cells.blank | ok
             continue
         if kind not in _SCALARS:  # a JSON questionnaire/meta column
             if sources[name] > 1:  # merged with other columns' answers: row by row
-                simple &= cells.blank
+                vouch(j, cells.blank)
                 continue
             # each distinct cell parsed and checked once, in this chunk (JSON cells are
             # seldom repeated across a file: not remembered)
@@ -176,7 +186,7 @@ def map_columns(
                 cells, np.zeros(n, dtype=bool), none, spec, config, None
             )
             by_field[name] = cells
-            simple &= cells.blank | parsed
+            vouch(j, cells.blank | parsed)
             literals[name] = as_json
             continue
         # a number, flag or date is judged by the cell's value (a formatted number's
@@ -198,11 +208,11 @@ def map_columns(
             parsed = parse_dates(cells.array, config.date_order, config.timezone, chunk.date1904)
             ok = parsed.status == DATE_OK
             literal = partial(pc.binary_join_element_wise, '"', parsed.iso, '"', "")
-            simple &= cells.blank | ok
+            vouch(j, cells.blank | ok)
             literals[name] = literal
             continue
         ok, literal = _by_distinct_value(cells, ok, literal, spec, config, judged)
-        simple &= cells.blank | ok
+        vouch(j, cells.blank | ok)
         literals[name] = literal
     for cells in names:
         _split_names(cells, by_field, literals, config)
@@ -214,7 +224,11 @@ def map_columns(
         id_only = blank & ~ids.blank
         simple &= ~id_only
         blank &= ~id_only
-    return ColumnarRows(simple, blank, ids, by_field, literals, answers, meta, match, create_ok)
+    row_ok = simple  # what keeps a row from the columnar path beyond its own cells
+    simple = np.logical_and.reduce([row_ok, *(~bad for bad in faults.values())])
+    return ColumnarRows(
+        simple, blank, ids, by_field, literals, answers, meta, match, create_ok, row_ok, faults
+    )
 
 
 def _mapped_texts(chunk: Chunk, j: int, table: Mapping[str, Any]) -> tuple[Any, Any] | None:

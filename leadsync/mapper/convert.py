@@ -249,6 +249,12 @@ def mapped_value(value: Any, fname: str, config: Config) -> Any:
     return table.get(value_map_key(value), value)
 
 
+def fills_blank_cells(config: Config) -> bool:
+    """Whether a value map of the mapping file gives a blank cell a value (a key
+    ``""``): only then does a blank cell need converting."""
+    return any("" in table for table in config.values.values())
+
+
 def value_map_key(value: Any) -> str:
     """The key a cell is looked up by in a value map: its text, trimmed, any case."""
     return cell_text(value).casefold()

@@ -15,6 +15,7 @@ from leadsync.mapper.convert import (
     BLANK,
     Bad,
     convert_column,
+    fills_blank_cells,
     lead_id_text,
     mapped_value,
 )
@@ -38,6 +39,7 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
         for i, r in enumerate(chunk.row_numbers)
     ]
     has_data = [False] * n
+    every_cell = fills_blank_cells(config)  # else a blank cell is BLANK: not converted
     names: list[tuple[int, list[Any]]] = []  # full-name columns, split once the rest is in
     for j, target in enumerate(plan.targets):
         if target is None or target.kind in ("ignore", "id"):
@@ -55,10 +57,15 @@ def map_chunk(chunk: Chunk, plan: ColumnPlan, config: Config) -> list[MappedRow]
                         has_data[i] = True
             continue
         column = columns[j]
+        where: Any = range(n)
+        if not every_cell:
+            where = [i for i, cell in enumerate(column) if cell is not None and cell != ""]
+            column = [column[i] for i in where] if len(where) < n else column
         converted = _converted(column, target, config, chunk.date1904)
-        for i, cell in enumerate(column):
+        for k, i in enumerate(where):
+            cell = column[k]
             shown = excel_error(cell)
-            value = converted[i] if shown is None else _excel_error(shown)
+            value = converted[k] if shown is None else _excel_error(shown)
             if value is BLANK:
                 continue
             has_data[i] = True

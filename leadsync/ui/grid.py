@@ -62,7 +62,7 @@ class Grid:
         writer = GridWriter(path)
         writer.opened(table.headers)
         if fast and fast_path_applies(plan, config):
-            for checked in checked_chunks(table, plan, config, scan, None):
+            for checked in checked_chunks(table, plan, config, scan, None, payloads=False):
                 writer.checked(checked)
         else:
             for row, cells in validated_rows(table, plan, config, scan, fast=False):
