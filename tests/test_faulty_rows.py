@@ -78,7 +78,11 @@ def corpus(n: int, seed: int) -> list[list[str]]:
 
 def problems_of(rows: Any) -> list[tuple[Any, ...]]:
     return [
-        (r.row, r.blank, [(p.code, p.field, p.column_index, p.stage, p.message) for p in r.problems])
+        (
+            r.row,
+            r.blank,
+            [(p.code, p.field, p.column_index, p.stage, p.message) for p in r.problems],
+        )
         for r in rows
     ]
 
