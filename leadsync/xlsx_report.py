@@ -418,8 +418,27 @@ class XlsxReport:
             for j, value in enumerate(line):
                 style = self.bold if i in headings and value is not None else None
                 write_cell(self, i, j, value, style, sheet=self.summary_sheet)
-        self.book.close()
+        _close_quickly(self.book)
         self.fh.close()
+
+
+def _close_quickly(book: Any) -> None:
+    """Close an XlsxWriter workbook, deflating its parts at zlib level 1 rather than 6:
+    the sheet of a large run's rows is zipped after its last row, so this is time the run
+    waits (0.49 s -> 0.32 s for 32,000 rows, the file ~25% larger). XlsxWriter has no
+    option for it: the ``ZipFile`` it opens is given the level for this call only."""
+    import functools
+    import zipfile
+
+    import xlsxwriter.workbook as workbook
+
+    opened = workbook.ZipFile
+    if opened is zipfile.ZipFile:  # as XlsxWriter 3 has it; else left as it is
+        workbook.ZipFile = functools.partial(zipfile.ZipFile, compresslevel=1)
+    try:
+        book.close()
+    finally:
+        workbook.ZipFile = opened
 
 
 class CellTarget(Protocol):
