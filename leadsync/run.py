@@ -41,6 +41,7 @@ from leadsync.validator import (
     check_columns,
     field_faults,
     name_problems,
+    names_absent,
     names_missing_only,
     scan_ids,
     validate_rows,
@@ -192,23 +193,28 @@ def validated_rows(
 
 
 def _columnar_rows(
-    chunk: Any, columns: Any, plan: ColumnPlan, lead_ids: Any, where: list[int]
+    chunk: Any,
+    columns: Any,
+    plan: ColumnPlan,
+    lead_ids: Any,
+    where: list[int],
+    payloads: bool = True,
 ) -> list[MappedRow]:
     """The rows at ``where`` as the columnar path built them: lead id, payload (none for
-    a blank row) and ``--match-by`` value."""
+    a blank row, or where ``payloads`` is False) and ``--match-by`` value."""
     import json
 
     import pyarrow as pa
 
     at = pa.array(where, pa.int64())
-    payloads = payload_json(columns, plan).take(at).to_pylist()
+    texts = payload_json(columns, plan).take(at).to_pylist() if payloads else None
     leads = lead_ids.take(at).to_pylist()
     match = columns.match
     matches = match.array.take(at).to_pylist() if match is not None else [""] * len(where)
     rows = []
     for k, i in enumerate(where):
         blank = bool(columns.blank[i])
-        payload = {} if blank else json.loads(payloads[k])
+        payload = {} if blank or texts is None else json.loads(texts[k])
         row = MappedRow(chunk.row_numbers[i], leads[k] or None, payload, blank=blank)
         row.match = matches[k] or None
         rows.append(row)
@@ -216,18 +222,26 @@ def _columnar_rows(
 
 
 def _unnamed_rows(
-    chunk: Any, columns: Any, plan: ColumnPlan, lead_ids: Any, unnamed: Any
+    chunk: Any,
+    columns: Any,
+    plan: ColumnPlan,
+    lead_ids: Any,
+    unnamed: Any,
+    payloads: bool = True,
 ) -> list[tuple[int, MappedRow]]:
     """The rows that lack only a required name (see
     :func:`~leadsync.validator.names_missing_only`): the payload the columnar path
-    built, and the rule book's problems."""
+    built (where wanted), and the rule book's problems."""
     import numpy as np
 
     where = np.flatnonzero(unnamed).tolist()
-    rows = _columnar_rows(chunk, columns, plan, lead_ids, where)
+    rows = _columnar_rows(chunk, columns, plan, lead_ids, where, payloads)
+    absent = [
+        (fname, rows_absent[where]) for fname, rows_absent in names_absent(columns, plan).items()
+    ]
     add_problems = name_problems(plan)
-    for row in rows:
-        add_problems(row)
+    for k, row in enumerate(rows):
+        add_problems(row, [fname for fname, lacking in absent if lacking[k]])
     return list(zip(where, rows, strict=True))
 
 
@@ -392,6 +406,7 @@ def checked_chunks(
             else pa.repeat(pa.scalar("", pa.string()), len(chunk))  # --match-by alone
         )
         if unnamed.any():
-            slow = sorted([*slow, *_unnamed_rows(chunk, columns, plan, lead_ids, unnamed)])
+            unnamed_rows = _unnamed_rows(chunk, columns, plan, lead_ids, unnamed, payloads)
+            slow = sorted([*slow, *unnamed_rows])
         fields = fields_sent(columns, plan)
         yield CheckedChunk(chunk, columns, lead_ids, fields, slow)

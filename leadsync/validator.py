@@ -298,16 +298,15 @@ def names_missing_only(
     if not config.require_names or config.create:
         return np.zeros_like(pending)
     # only rows without a name: a file whose names are all there is checked once
-    named = np.logical_and.reduce([_present(rows, plan, f) for f in REQUIRED_NAMES])
-    pending &= ~named
+    pending &= np.logical_or.reduce(list(names_absent(rows, plan).values()))
     if not pending.any():
         return pending
     relaxed = replace(config, require_names=False)
     return pending & check_columns(rows, plan, relaxed, duplicates, office_ids, faults=faults)
 
 
-def name_problems(plan: ColumnPlan) -> Callable[[MappedRow], None]:
-    """What adds the required-name problems to a row whose payload lacks a name, worded
+def name_problems(plan: ColumnPlan) -> Callable[[MappedRow, Collection[str]], None]:
+    """What adds the required-name problems to a row that lacks the names given, worded
     by the rule book (:func:`~leadsync.rules.check_payload` of an empty payload) and
     placed as :func:`validate_rows` places them (worked out once, for many rows)."""
     probe = MappedRow(row=0, lead_id=None, payload={})
@@ -317,12 +316,17 @@ def name_problems(plan: ColumnPlan) -> Callable[[MappedRow], None]:
         for code, message in items
     ]
 
-    def add(row: MappedRow) -> None:
+    def add(row: MappedRow, absent: Collection[str]) -> None:
         for fname, problem in required:
-            if fname not in row.payload:
+            if fname in absent:
                 row.problems.append(replace(problem, row=row.row))
 
     return add
+
+
+def names_absent(rows: ColumnarRows, plan: ColumnPlan) -> dict[str, Any]:
+    """Each required name -> the rows whose payload lacks it (numpy bool per row)."""
+    return {fname: ~_present(rows, plan, fname) for fname in REQUIRED_NAMES}
 
 
 def _present(rows: ColumnarRows, plan: ColumnPlan, fname: str) -> Any:
