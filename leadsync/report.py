@@ -68,6 +68,7 @@ class ReportWriter:
         self.headers = list(table.headers)
         self.counts: Counter[str] = Counter()
         self.codes: Counter[str] = Counter()
+        self._problem_texts: dict[tuple[Any, ...], str] = {}
         self.paths = {
             "failures": directory / "failures.csv",
             "successes": directory / "successes.csv",
@@ -148,14 +149,30 @@ class ReportWriter:
 
         lead, status, original = _line_parts(row, http_status, cells)
         items = problems or [Problem(row=row.row, code=outcome, message=outcome, stage="send")]
+        if encoded is not None:  # the same bytes csv.writer writes
+            opening = f"{row.row},{csv_text(lead)},"
+            closing = f",{csv_text(status)},{encoded}\r\n"
         for p in items:
             self.codes[p.code] += 1
+            if encoded is not None:
+                self._failures_fh.write(opening + self._problem_text(outcome, p) + closing)
+                continue
             fields = [str(row.row), lead, outcome, p.stage, neutralise(p.field or ""), p.code]
-            fields += [neutralise(p.message), status]
-            if encoded is None:
-                self._failures.writerow([*fields, *original])
-            else:  # the same bytes csv.writer writes
-                self._failures_fh.write(",".join(map(csv_text, fields)) + "," + encoded + "\r\n")
+            self._failures.writerow([*fields, neutralise(p.message), status, *original])
+
+    def _problem_text(self, outcome: str, p: Problem) -> str:
+        """A problem's part of a failures.csv line as CSV text (outcome to message), from
+        memory when another row had it: most invalid rows share their messages."""
+        from leadsync.columnar import csv_text
+
+        key = (outcome, p.stage, p.field, p.code, p.message)
+        text = self._problem_texts.get(key)
+        if text is None:
+            if len(self._problem_texts) >= 4096:
+                self._problem_texts.clear()  # a file of ever-new messages: bounded memory
+            fields = [outcome, p.stage, neutralise(p.field or ""), p.code, neutralise(p.message)]
+            text = self._problem_texts[key] = ",".join(map(csv_text, fields))
+        return text
 
     def write_chunk(self, checked: CheckedChunk) -> None:
         """Record a validated chunk: the rows the fast path cleared in bulk, the rest
