@@ -142,23 +142,25 @@ class ReportWriter:
         cells: Sequence[Any],
         problems: Sequence[Problem],
         http_status: int | None,
-        encoded: str | None = None,
     ) -> None:
-        """A failed row's lines; ``encoded``: its cells already as CSV text (fast path)."""
-        from leadsync.columnar import csv_text
-
+        """A failed row's lines."""
         lead, status, original = _line_parts(row, http_status, cells)
         items = problems or [Problem(row=row.row, code=outcome, message=outcome, stage="send")]
-        if encoded is not None:  # the same bytes csv.writer writes
-            opening = f"{row.row},{csv_text(lead)},"
-            closing = f",{csv_text(status)},{encoded}\r\n"
         for p in items:
             self.codes[p.code] += 1
-            if encoded is not None:
-                self._failures_fh.write(opening + self._problem_text(outcome, p) + closing)
-                continue
             fields = [str(row.row), lead, outcome, p.stage, neutralise(p.field or ""), p.code]
             self._failures.writerow([*fields, neutralise(p.message), status, *original])
+
+    def _invalid_lines(self, row: MappedRow, encoded: str, lines: list[str]) -> None:
+        """An invalid row's failures.csv lines, the very bytes :meth:`_failure` writes,
+        added to ``lines``; ``encoded``: its cells already as CSV text (fast path)."""
+        from leadsync.columnar import csv_text
+
+        opening = f"{row.row},{csv_text(neutralise(row.lead_id or ''))},"
+        closing = f",,{encoded}\r\n"  # no HTTP status
+        for p in row.problems:
+            self.codes[p.code] += 1
+            lines.append(opening + self._problem_text(Outcome.INVALID, p) + closing)
 
     def _problem_text(self, outcome: str, p: Problem) -> str:
         """A problem's part of a failures.csv line as CSV text (outcome to message), from
@@ -221,10 +223,14 @@ class ReportWriter:
             part = chunk.take(order)
             cells_csv = [part.display_cells(j).csv_field() for j in range(len(self.headers))]
             lines = pc.binary_join_element_wise(*cells_csv, ",").to_pylist()
+            text: list[str] = []
             for i, original in zip(order, lines, strict=True):
-                bad = failing[i]
-                self.counts[Outcome.INVALID] += 1
-                self._failure(bad, Outcome.INVALID, (), bad.problems, None, encoded=original)
+                self._invalid_lines(failing[i], original, text)
+                if len(text) >= 1024:  # written in blocks: fewer calls, little memory
+                    self._failures_fh.write("".join(text))
+                    text.clear()
+            self.counts[Outcome.INVALID] += len(order)
+            self._failures_fh.write("".join(text))
         if self._xlsx is not None and (failing or every):
             positions = range(n) if every else order
             if every:
