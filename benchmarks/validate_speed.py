@@ -15,6 +15,9 @@
 5. Value forms (`--only forms`): the mixed file (`gen.py --mixed`: every form the README
    accepts, mixed, ~3% invalid) beside `pandas.read_csv(dtype=str)`, then one file per
    date form alone (--form-rows rows), each beside the fastest form.
+6. Every row invalid (`--only invalid`): the mixed file without its last_name column (a
+   mapping mistake: each row lacks a required name, some more), `leadsync validate` as a
+   process (time and peak RSS) beside `pandas.read_csv(dtype=str)` on the same file.
 
 Every figure is the median of --runs runs. Files are generated once into benchmarks/data/.
 """
@@ -336,6 +339,36 @@ def forms_section(n: int, form_rows: int, runs: int) -> None:
         print(f"    {sample:26s} {t:6.2f} s  {t / fastest:4.2f}x")
 
 
+def invalid_section(n: int, runs: int) -> None:
+    """A file none of whose rows is valid: what a wrong header costs."""
+    import csv
+
+    mixed = DATA / f"mixed-{n}.csv"
+    if not mixed.exists():
+        print(f"  generating {mixed.name} ({n:,} rows) ...", flush=True)
+        write_csv(mixed, n, mixed=True)
+    path = DATA / f"no-last-name-{n}.csv"
+    if not path.exists():
+        with (
+            mixed.open(encoding="utf-8", newline="") as src,
+            path.open("w", encoding="utf-8", newline="") as out,
+        ):
+            reader, writer = csv.reader(src), csv.writer(out)
+            header = next(reader)
+            k = header.index("last_name")
+            writer.writerow(header[:k] + header[k + 1 :])
+            writer.writerows(r[:k] + r[k + 1 :] for r in reader)
+    ours, theirs = [], []
+    for _ in range(runs):  # interleaved: the machine's speed drifts
+        ours.append(leadsync_validate(path))
+        theirs.append(process(sys.executable, "-c", READ_CSV_CALL, str(path)))
+    seconds, peak = med([o[0] for o in ours]), med([o[1] for o in ours])
+    pandas_s, pandas_peak = med([t[0] for t in theirs]), med([t[1] for t in theirs])
+    print(f"\n6. Every row invalid: {n:,} rows without a last_name column (medians of {runs})")
+    print(f"  leadsync validate {seconds:.2f} s, peak {peak:.0f} MB; pandas.read_csv(dtype=str) "
+          f"{pandas_s:.2f} s, peak {pandas_peak:.0f} MB ({seconds / pandas_s:.2f}x)")  # fmt: skip
+
+
 def call(code: str, path: Path) -> float:
     """Run ``code`` in a fresh interpreter on ``path``; the seconds it prints."""
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
@@ -349,7 +382,7 @@ def main() -> None:
     parser.add_argument("--peer-rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--form-rows", type=int, default=200_000)
-    parser.add_argument("--only", choices=["csv", "peer", "xlsx", "startup", "forms"])
+    parser.add_argument("--only", choices=["csv", "peer", "xlsx", "startup", "forms", "invalid"])
     args = parser.parse_args()
     DATA.mkdir(exist_ok=True)
     if args.only in (None, "csv"):
@@ -362,6 +395,8 @@ def main() -> None:
         startup_section()
     if args.only in (None, "forms"):
         forms_section(args.rows, args.form_rows, args.runs)
+    if args.only in (None, "invalid"):
+        invalid_section(args.rows, args.runs)
 
 
 if __name__ == "__main__":
