@@ -232,9 +232,11 @@ class ReportWriter:
             self.counts[Outcome.INVALID] += len(order)
             self._failures_fh.write("".join(text))
         if self._xlsx is not None and (failing or every):
-            positions = range(n) if every else order
+            positions: Sequence[int] = range(n) if every else self._xlsx.gate.room(order)
             if every:
                 part = chunk.take(list(positions))
+            elif len(positions) < len(order):
+                part = part.take(list(range(len(positions))))
             for i, cells in zip(positions, part.rows(), strict=True):
                 found = failing.get(i)
                 name = (Outcome.VALID, Outcome.SKIPPED_BLANK, Outcome.INVALID)[outcome[i]]

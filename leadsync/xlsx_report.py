@@ -82,6 +82,15 @@ class Gate:
         self.taken += 1
         return True
 
+    def room(self, rows: list[int]) -> list[int]:
+        """Of a large file's failed ``rows``, those :meth:`admits` will still take (the
+        rest only counted here): the rows past the limit are not even read out."""
+        if self.full:
+            return rows
+        kept = rows[: max(self.limit - self.taken, 0)]
+        self.beyond += len(rows) - len(kept)
+        return kept
+
 
 class XlsxReport:
     """The user's own rows, invalid cells red with a comment, an outcome column, a summary.
