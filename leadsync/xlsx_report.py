@@ -23,6 +23,8 @@ from leadsync.model import AMBER, FAILURE_OUTCOMES, GREEN, RED, Outcome, Problem
 from leadsync.private import open_private
 from leadsync.reader.cells import display_text
 
+# each outcome's fill, looked up per row
+_COLOUR_OF = {o.value: o.colour for o in Outcome}
 _SHEET_NAME_BAD = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
 
 
@@ -43,8 +45,24 @@ _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # _xHHHH_ escapes, U+FFFE/U+FFFF, spaces at either end (kept with xml:space) ...
 _XML_CHANGED = r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_"
 _XML_CARE = re.compile(_XML_CHANGED + r"|^\s|\s$")
-# ... and in a row's texts joined by DEL (which neither looks for)
-_XML_ROW_CARE = re.compile(_XML_CHANGED + r"|(?:^|\x7f)\s|\s(?:\x7f|$)")
+# ... and in a row's texts joined by DEL (which neither looks for), in three looks that
+# are each quicker than one regular expression with all of it (2.5 us a row, not 4.4)
+_XML_ROW_CHARS = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]")
+_XML_ESCAPE = re.compile(r"_x[0-9a-fA-F]{4}_")
+_XML_ROW_EDGES = re.compile(r"\x7f\s|\s\x7f")
+
+
+def _row_needs_care(texts: str) -> bool:
+    """Whether XlsxWriter would change one of a row's texts (joined by DEL)."""
+    return bool(
+        _XML_ROW_CHARS.search(texts)
+        or ("_x" in texts and _XML_ESCAPE.search(texts))
+        or texts[:1].isspace()
+        or texts[-1:].isspace()
+        or _XML_ROW_EDGES.search(texts)
+    )
+
+
 # texts longer than this may pass Excel's 32,767 UTF-16 units: XlsxWriter cuts them
 _DIRECT_MAX = 16_383
 
@@ -180,6 +198,7 @@ class XlsxReport:
         self.widths = [len(str(text)) for text in header]
         self.header_index = self.next_row
         self._letters = [xl_col_to_name(j) for j in range(len(header))]
+        self._attributes: dict[Any, str] = {}  # a style -> its cells' ' s="N"'
         self._preserve = _preserve_whitespace
         self._put(self.next_row, header, bold=True)
         self.next_row += 1
@@ -244,23 +263,34 @@ class XlsxReport:
         style_of = {col: self.bold for col in range(len(values))} if bold else {}
         if fills:
             style_of.update((col, self.fills[fill]) for col, fill in fills.items())
-        styles = {col: f' s="{style._get_xf_index()}"' for col, style in style_of.items()}
+        attribute = self._attributes
+        styles = {}
+        for col, style in style_of.items():
+            text = attribute.get(style)
+            if text is None:  # a style's index is fixed once asked for
+                text = attribute[style] = f' s="{style._get_xf_index()}"'
+            styles[col] = text
         # one look at the row's texts: most rows hold nothing XlsxWriter would change
         texts = "\x7f".join([v for v in values if v.__class__ is str])
-        plain = len(texts) <= _DIRECT_MAX and not _XML_ROW_CARE.search(texts)
+        plain = len(texts) <= _DIRECT_MAX and not _row_needs_care(texts)
         first = last = -1
+        append, style_text = parts.append, styles.get
         for col, value in enumerate(values):
-            ref = f'<c r="{letters[col]}{number}"'
             cell: str | None
             if plain and value and value.__class__ is str:
-                cell = f'{ref}{styles.get(col, "")} t="inlineStr"><is><t>{value}</t></is></c>'
+                cell = (
+                    f'<c r="{letters[col]}{number}"{style_text(col, "")} t="inlineStr">'
+                    f"<is><t>{value}</t></is></c>"
+                )
+            elif (value is None or value == "") and col not in styles:
+                continue  # a blank cell without a style: not written
             else:
-                cell = self._cell(ref, value, style_of.get(col))
+                cell = self._cell(f'<c r="{letters[col]}{number}"', value, style_of.get(col))
                 if cell is None:
                     return False
                 if not cell:
                     continue
-            parts.append(cell)
+            append(cell)
             if first < 0:
                 first = col
             last = col
@@ -338,7 +368,7 @@ class XlsxReport:
         if len(cells) < self.width:  # a short row: blanks to the last column
             values.extend([None] * (self.width - len(cells)))
         fills = {j + offset: RED for j in by_column}
-        colour = Outcome(outcome).colour
+        colour = _COLOUR_OF[outcome]
         if colour:
             fills[self.outcome_column] = colour
         comments = {j + offset: "\n".join(m) for j, m in by_column.items()}
