@@ -15,49 +15,36 @@ from leadsync.config import Config
 from leadsync.run import checked_chunks, open_rows
 from tests.conftest import write_csv, write_xlsx
 
-HEADERS = [
-    "id",
-    "first_name",
-    "last_name",
-    "address",
-    "status",
-    "office_id",
-    "gdpr_checkbox",
-    "next_action_date",
-    "questionnaire: Budget?",
-    "questionnaire: Move by?",
-    "meta: source",
-    "utm_source",
-]
 # per column: good values, and values a rule refuses or that do not convert
-GOOD: list[list[str]] = [
-    ["1001", "1002", "1003", "42"],
-    ["Ann", "Zoë", ""],
-    ["Lee", "O'Brien", ""],
-    ["1 High St", "x" * 255, ""],
-    ["new", "contacted", ""],
-    ["375", "375.0", "1,213", ""],
-    ["yes", "FALSE", "✓", ""],
-    ["2025-07-12", "12/07/2025 14:30", "2025-07-12T10:00:00Z", "45850", ""],
-    ["£350,000", "soon", ""],
-    ["June", ""],
-    ["Rightmove", ""],
-    ["google", ""],
-]
-BAD: list[list[str]] = [
-    ["../1", "EXAMPLE", "-3", "1001.5"],
-    ["x" * 300, "#N/A"],
-    ["y" * 300, "#REF!"],
-    ["z" * 300],
-    ["s" * 300],
-    ["Bristol", "12.5", "0"],
-    ["maybe", "2"],
-    ["31/02/2025", "tomorrow", "2025-13-01"],
-    ["q" * 70_000],
-    ["#DIV/0!"],
-    ["m" * 70_000],
-    ["u" * 300],
-]
+GOOD: dict[str, list[str]] = {
+    "id": ["1001", "1002", "1003", "42"],
+    "first_name": ["Ann", "Zoë", ""],
+    "last_name": ["Lee", "O'Brien", ""],
+    "address": ["1 High St", "x" * 255, ""],
+    "status": ["new", "contacted", ""],
+    "office_id": ["375", "375.0", "1,213", ""],
+    "gdpr_checkbox": ["yes", "FALSE", "✓", ""],
+    "next_action_date": ["2025-07-12", "12/07/2025 14:30", "2025-07-12T10:00:00Z", "45850", ""],
+    "questionnaire: Budget?": ["£350,000", "soon", ""],
+    "questionnaire: Move by?": ["June", ""],
+    "meta: source": ["Rightmove", ""],
+    "utm_source": ["google", ""],
+}
+BAD: dict[str, list[str]] = {
+    "id": ["../1", "EXAMPLE", "-3", "1001.5"],
+    "first_name": ["x" * 300, "#N/A"],
+    "last_name": ["y" * 300, "#REF!"],
+    "address": ["z" * 300],
+    "status": ["s" * 300],
+    "office_id": ["Bristol", "12.5", "0"],
+    "gdpr_checkbox": ["maybe", "2"],
+    "next_action_date": ["31/02/2025", "tomorrow", "2025-13-01"],
+    "questionnaire: Budget?": ["q" * 70_000],
+    "questionnaire: Move by?": ["#DIV/0!"],
+    "meta: source": ["m" * 70_000],
+    "utm_source": ["u" * 300],
+}
+HEADERS = list(GOOD)
 
 
 def corpus(n: int, seed: int) -> list[list[str]]:
@@ -66,10 +53,10 @@ def corpus(n: int, seed: int) -> list[list[str]]:
     rnd = random.Random(seed)
     rows = []
     for i in range(n):
-        row = [rnd.choice(g) for g in GOOD]
+        row = [rnd.choice(GOOD[h]) for h in HEADERS]
         row[0] = str(2000 + i) if rnd.random() < 0.9 else "1001"  # 1001: a duplicate
         for j in rnd.sample(range(len(HEADERS)), rnd.choice([0, 1, 1, 2, 3])):
-            row[j] = rnd.choice(BAD[j])
+            row[j] = rnd.choice(BAD[HEADERS[j]])
         if rnd.random() < 0.05:
             row = [row[0]] + [""] * (len(HEADERS) - 1)  # an id alone
         rows.append(row)
@@ -90,7 +77,7 @@ def problems_of(rows: Any) -> list[tuple[Any, ...]]:
 def narrowed(src: Path, config: Config) -> list[Any]:
     """Every row as `leadsync validate` checks it (payloads not wanted)."""
     table, plan, scan = open_rows(src, config)
-    out = []
+    out: list[Any] = []
     for checked in checked_chunks(table, plan, config, scan, None, payloads=False):
         out.extend(row for _, row in checked.slow)
     return out
