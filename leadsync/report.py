@@ -35,7 +35,7 @@ from leadsync.model import (
     Problem,
 )
 from leadsync.private import open_private
-from leadsync.reader import Table, display_text
+from leadsync.reader import Chunk, Table, display_text
 from leadsync.xlsx_report import Gate, SheetSpec, XlsxReport
 
 if TYPE_CHECKING:
@@ -151,16 +151,36 @@ class ReportWriter:
             fields = [str(row.row), lead, outcome, p.stage, neutralise(p.field or ""), p.code]
             self._failures.writerow([*fields, neutralise(p.message), status, *original])
 
-    def _invalid_lines(self, row: MappedRow, encoded: str, lines: list[str]) -> None:
-        """An invalid row's failures.csv lines, the very bytes :meth:`_failure` writes,
-        added to ``lines``; ``encoded``: its cells already as CSV text (fast path)."""
-        from leadsync.columnar import csv_text
+    def _invalid_lines(self, chunk: Chunk, order: list[int], rows: list[MappedRow]) -> None:
+        """The failures.csv lines of a chunk's invalid rows (at ``order``), the very bytes
+        :meth:`_failure` writes, built column by column: only the problems are looked at
+        one by one."""
+        import pyarrow as pa
 
-        opening = f"{row.row},{csv_text(neutralise(row.lead_id or ''))},"
-        closing = f",,{encoded}\r\n"  # no HTTP status
-        for p in row.problems:
-            self.codes[p.code] += 1
-            lines.append(opening + self._problem_text(Outcome.INVALID, p) + closing)
+        from leadsync.columnar import Cells, csv_lines
+
+        owners: list[int] = []  # each line's row (of ``rows``)
+        texts: list[str] = []  # each line's problem, outcome to message
+        problem_text, codes = self._problem_text, self.codes
+        for k, row in enumerate(rows):
+            for p in row.problems:
+                owners.append(k)
+                texts.append(problem_text(Outcome.INVALID, p))
+            codes.update(p.code for p in row.problems)
+        self.counts[Outcome.INVALID] += len(rows)
+        at = pa.array(owners, pa.int64())
+        part = chunk.take(order)
+        leads = pa.array([row.lead_id or "" for row in rows], pa.string())
+        fields = [
+            _numbers_text([row.row for row in rows]).take(at),
+            Cells(leads).csv_field().take(at),  # neutralised, quoted as csv.writer quotes
+            pa.array(texts, pa.string()),
+            "",  # no HTTP status
+            *(part.display_cells(j).csv_field().take(at) for j in range(len(self.headers))),
+        ]
+        self._failures_fh.flush()  # the lines csv.writer wrote go first
+        for block in csv_lines(fields):
+            self._failures_fh.buffer.write(block)  # type: ignore[attr-defined]
 
     def _problem_text(self, outcome: str, p: Problem) -> str:
         """A problem's part of a failures.csv line as CSV text (outcome to message), from
@@ -219,24 +239,11 @@ class ReportWriter:
         failing = {i: row for i, row in checked.slow if outcome[i] == 2}
         every = self._xlsx is not None and self._xlsx.full
         order = sorted(failing)
-        if failing:  # their cells as CSV text in one go; a line per problem
-            part = chunk.take(order)
-            cells_csv = [part.display_cells(j).csv_field() for j in range(len(self.headers))]
-            lines = pc.binary_join_element_wise(*cells_csv, ",").to_pylist()
-            text: list[str] = []
-            for i, original in zip(order, lines, strict=True):
-                self._invalid_lines(failing[i], original, text)
-                if len(text) >= 1024:  # written in blocks: fewer calls, little memory
-                    self._failures_fh.write("".join(text))
-                    text.clear()
-            self.counts[Outcome.INVALID] += len(order)
-            self._failures_fh.write("".join(text))
+        if failing:  # their lines built column by column: a line per problem
+            self._invalid_lines(chunk, order, [failing[i] for i in order])
         if self._xlsx is not None and (failing or every):
             positions: Sequence[int] = range(n) if every else self._xlsx.gate.room(order)
-            if every:
-                part = chunk.take(list(positions))
-            elif len(positions) < len(order):
-                part = part.take(list(range(len(positions))))
+            part = chunk.take(list(positions))
             for i, cells in zip(positions, part.rows(), strict=True):
                 found = failing.get(i)
                 name = (Outcome.VALID, Outcome.SKIPPED_BLANK, Outcome.INVALID)[outcome[i]]
