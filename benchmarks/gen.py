@@ -190,7 +190,9 @@ def write_xlsx(path: Path, n: int, formatted: bool = False, mixed: bool = False)
     """The rows as a workbook; ``formatted``: with number cells under number formats as
     users have them: the budget a number shown "£"#,##0, the office id shown #,##0, the
     date a date-time shown dd/mm/yyyy hh:mm (at midnight: calamine reads a plain date);
-    ``mixed``: the rows of :func:`mixed_rows`, as text cells."""
+    ``mixed``: the rows of :func:`mixed_rows`, a quarter of their dates, flags and
+    numbers as the typed cells a workbook holds (a date or date-time cell, TRUE/FALSE, a
+    number), a typed number or flag now and then in a text column too (seeded)."""
     import datetime as dt
 
     from openpyxl import Workbook
@@ -206,10 +208,13 @@ def write_xlsx(path: Path, n: int, formatted: bool = False, mixed: bool = False)
         return c
 
     budgets = {"£250k": 250_000, "£400k": 400_000}
+    rnd = random.Random(5)
     for r in mixed_rows(n) if mixed else rows(n):
         out: list[object] = list(r)
         out[0] = int(r[0]) if r[0].isdigit() else r[0]
         out[6] = int(r[6]) if r[6].isdigit() else r[6]
+        if mixed and rnd.random() < 0.25:
+            out[:] = _typed(out, rnd)
         if formatted:
             if isinstance(out[6], int):
                 out[6] = cell(out[6], "#,##0")
@@ -221,9 +226,29 @@ def write_xlsx(path: Path, n: int, formatted: bool = False, mixed: bool = False)
     book.save(path)
 
 
+def _typed(row: list[object], rnd: random.Random) -> list[object]:
+    """A mixed row's cells as a workbook's typed cells where they read as such."""
+    import datetime as dt
+
+    out = list(row)
+    date = out[8]
+    if isinstance(date, str) and len(date) == 10 and date[4] == "-" and date[7] == "-":
+        day = dt.date.fromisoformat(date)
+        out[8] = day if rnd.random() < 0.5 else dt.datetime.combine(day, dt.time(14, 30))
+    flag = out[7]
+    if isinstance(flag, str) and flag.lower() in ("true", "false"):
+        out[7] = flag.lower() == "true"
+    office = out[6]
+    if isinstance(office, str) and office.endswith(".0") and office[:-2].isdigit():
+        out[6] = float(office)
+    if rnd.random() < 0.2:  # a typed value in a text column: an answer, a utm term
+        out[rnd.choice((10, 11, 18))] = rnd.choice([12.5, 3.0, True, 2026])
+    return out
+
+
 if __name__ == "__main__":
     count, out = int(sys.argv[1]), Path(sys.argv[2])
     if "--xlsx" in sys.argv:
-        write_xlsx(out, count)
+        write_xlsx(out, count, mixed="--mixed" in sys.argv)
     else:
         write_csv(out, count, mixed="--mixed" in sys.argv)
