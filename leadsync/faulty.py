@@ -35,7 +35,7 @@ def reference_rows(
     plan: ColumnPlan,
     config: Config,
     positions: list[int],
-    faults: dict[str, Any],
+    refusable: dict[str, Any],
     duplicates: Collection[str] = frozenset(),
     office_ids: Collection[int] | None = None,
     people: Collection[str] = frozenset(),
@@ -43,7 +43,8 @@ def reference_rows(
     payloads: bool = True,
 ) -> list[tuple[int, MappedRow]]:
     """The rows at ``positions`` mapped and validated by the reference path, with their
-    positions. ``faults``: the chunk's :func:`~leadsync.validator.field_faults`.
+    positions. ``refusable``: the chunk's :func:`~leadsync.validator.field_faults` (by
+    field; ``columns.faults`` are by column).
     ``payloads=False``: the rows may be checked on their cells at fault only (see the
     module), and then an invalid row's payload holds only what those cells give."""
     import numpy as np
@@ -65,7 +66,7 @@ def reference_rows(
     found: dict[int, MappedRow] = {}
     blanks: list[int] = []
     if narrow:
-        part = _at_fault(chunk, columns, plan, faults, narrow)
+        part = _at_fault(chunk, columns, plan, refusable, narrow)
         found.update(zip(narrow, checked(part, blanks), strict=True))
     again = [narrow[k] for k in blanks]
     again += [i for i, row in found.items() if not row.problems and not row.blank]
@@ -83,7 +84,11 @@ def narrowing_applies(config: Config) -> bool:
 
 
 def _at_fault(
-    chunk: Chunk, columns: ColumnarRows, plan: ColumnPlan, faults: dict[str, Any], at: list[int]
+    chunk: Chunk,
+    columns: ColumnarRows,
+    plan: ColumnPlan,
+    refusable: dict[str, Any],
+    at: list[int],
 ) -> Chunk:
     """The rows at ``at`` with only the cells their problems can come from: each field
     at fault (every column that feeds it), the id, the names and the ``--match-by``
@@ -99,7 +104,7 @@ def _at_fault(
         target = plan.targets[j]
         fname = target.field if target is not None else ""
         implicated[fname] = implicated.get(fname, False) | bad[rows]
-    for fname, bad in faults.items():
+    for fname, bad in refusable.items():
         implicated[fname] = implicated.get(fname, False) | bad[rows]
     kept: list[Any] = []
     for j, column in enumerate(part.columns):

@@ -148,8 +148,9 @@ class ReportWriter:
         items = problems or [Problem(row=row.row, code=outcome, message=outcome, stage="send")]
         for p in items:
             self.codes[p.code] += 1
-            fields = [str(row.row), lead, outcome, p.stage, neutralise(p.field or ""), p.code]
-            self._failures.writerow([*fields, neutralise(p.message), status, *original])
+            self._failures.writerow(
+                [row.row, lead, *_problem_fields(outcome, p), status, *original]
+            )
 
     def _invalid_lines(self, chunk: Chunk, order: list[int], rows: list[MappedRow]) -> None:
         """The failures.csv lines of a chunk's invalid rows (at ``order``), the very bytes
@@ -192,8 +193,7 @@ class ReportWriter:
         if text is None:
             if len(self._problem_texts) >= 4096:
                 self._problem_texts.clear()  # a file of ever-new messages: bounded memory
-            fields = [outcome, p.stage, neutralise(p.field or ""), p.code, neutralise(p.message)]
-            text = self._problem_texts[key] = ",".join(map(csv_text, fields))
+            text = self._problem_texts[key] = ",".join(map(csv_text, _problem_fields(outcome, p)))
         return text
 
     def write_chunk(self, checked: CheckedChunk) -> None:
@@ -396,6 +396,11 @@ def _numbers_text(numbers: Sequence[int]) -> pa.Array:
     else:
         values = np.asarray(numbers, dtype=np.int64)
     return pa.array(values).cast(pa.string())
+
+
+def _problem_fields(outcome: str, p: Problem) -> list[str]:
+    """A problem's fields of a failures.csv line: outcome, stage, field, code, message."""
+    return [outcome, p.stage, neutralise(p.field or ""), p.code, neutralise(p.message)]
 
 
 def _line_parts(
