@@ -8,9 +8,6 @@ DATE_ORDER = "DMY"  # the API is British: 12/07/2025 is 12 July
 TIMEZONE = "Europe/London"
 REQUIRE_NAMES = True
 CHUNK_ROWS = 20_000
-# chunks mapped ahead while a CSV's id scan runs beside them (their checks wait for it):
-# ~8 MB each; the scan of 1M rows takes about as long as mapping this many
-SCAN_AHEAD_CHUNKS = 8
 REPORT_ROOT = "leadsync-reports"
 # report.xlsx copies every row of a file up to this size; a larger file gets only the rows
 # that need attention (a workbook is written at ~6,000 rows/s of 20 columns: a copy of a

@@ -14,16 +14,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 from leadsync.config import Config
-from leadsync.defaults import SCAN_AHEAD_CHUNKS
 from leadsync.errors import ExitCode
 from leadsync.faulty import reference_rows
 from leadsync.mapper import (
-    ColumnarRows,
     Judgments,
     fast_path_applies,
     fields_sent,
@@ -36,10 +33,9 @@ from leadsync.mapper import (
 )
 from leadsync.model import CheckedChunk, ColumnPlan, MappedRow, Outcome
 from leadsync.reader import Table, open_table
-from leadsync.reader.cells import Chunk
 from leadsync.report import ReportWriter, spawn_xlsx_worker
 from leadsync.summary import build_summary, file_sha256
-from leadsync.threads import ahead, in_thread, prefetch
+from leadsync.threads import in_thread, prefetch
 from leadsync.validator import (
     IdScan,
     check_columns,
@@ -87,11 +83,7 @@ _EARLY_XLSX_BYTES = 32 << 20
 
 @dataclass
 class Run:
-    """The parts every run opens the same way: input, column plan, id scan, reports.
-
-    The id scan runs in a thread beside the first chunks' mapping where the file allows
-    (:attr:`~leadsync.reader.Source.column_pass_beside`); :attr:`scan` waits for it, and
-    the reports are opened once it is known how many rows there are."""
+    """The parts every run opens the same way: input, column plan, id scan, reports."""
 
     config: Config
     run_id: str
@@ -99,45 +91,14 @@ class Run:
     clock: float
     table: Table
     plan: ColumnPlan
-    scanning: Future[IdScan]
-    report_dir: Path
-    xlsx_report: bool
+    scan: IdScan
+    writer: ReportWriter
     digest: Future[str]  # the file's SHA-256, computed in a thread while the rows are read
     office_ids: frozenset[int] | None = None
-    early_xlsx: Any | None = None  # a report.xlsx process started before the scan
 
     @property
     def sha256(self) -> str:
         return self.digest.result()
-
-    @property
-    def scan(self) -> IdScan:
-        return self.scanning.result()
-
-    @cached_property
-    def writer(self) -> ReportWriter:
-        """The run's reports, opened on first use (after the id scan)."""
-        early, self.early_xlsx = self.early_xlsx, None
-        try:
-            scan = self.scan
-            if scan.rows == 0:
-                self.table.notices.append(f"{self.table.path.name} has a header but no data rows")
-            return ReportWriter(
-                self.report_dir,
-                self.table,
-                xlsx=self.xlsx_report,
-                total_rows=scan.rows,
-                xlsx_full_rows=self.config.xlsx_full_rows,
-                xlsx_attention_rows=self.config.xlsx_attention_rows,
-                xlsx_process=early,
-                id_column=self.plan.id_index,
-                lead_ids=self.config.create,
-            )
-        except BaseException:
-            if early is not None:
-                early.kill()
-                early.wait()
-            raise
 
     @classmethod
     def open(
@@ -150,22 +111,28 @@ class Run:
         early = None
         if xlsx_report and table.path.stat().st_size >= _EARLY_XLSX_BYTES:
             early = spawn_xlsx_worker()  # its start-up overlaps the id scan
-        if table.source.column_pass_beside:
-            scanning = in_thread(scan_table, table, plan, config, name="leadsync-scan")
-        else:
-            scanning = Future()
-            try:
-                scanning.set_result(scan_table(table, plan, config))
-            except BaseException:
-                if early is not None:
-                    early.kill()
-                    early.wait()
-                raise
-        directory = Path(report_dir) if report_dir else Path(config.report_root) / run_id
-        return cls(
-            config, run_id, started, clock, table, plan, scanning, directory, xlsx_report,
-            digest, early_xlsx=early,
-        )  # fmt: skip
+        try:
+            scan = scan_table(table, plan, config)
+            if scan.rows == 0:
+                table.notices.append(f"{table.path.name} has a header but no data rows")
+            directory = Path(report_dir) if report_dir else Path(config.report_root) / run_id
+            writer = ReportWriter(
+                directory,
+                table,
+                xlsx=xlsx_report,
+                total_rows=scan.rows,
+                xlsx_full_rows=config.xlsx_full_rows,
+                xlsx_attention_rows=config.xlsx_attention_rows,
+                xlsx_process=early,
+                id_column=plan.id_index,
+                lead_ids=config.create,
+            )
+        except BaseException:
+            if early is not None:
+                early.kill()
+                early.wait()
+            raise
+        return cls(config, run_id, started, clock, table, plan, scan, writer, digest)
 
     def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
         """Every row, mapped and validated, with its original cells, chunk by chunk."""
@@ -355,16 +322,16 @@ def validate(
         run.office_ids = frozenset(office_ids)
     if observer is not None:
         observer.opened(run.table.headers)
+    writer = run.writer
     if fast and fast_path_applies(run.plan, config):
         chunks = checked_chunks(
-            run.table, run.plan, config, run.scanning, run.office_ids, payloads=False
+            run.table, run.plan, config, run.scan, run.office_ids, payloads=False
         )
         # reports for chunk k are written (mostly outside the GIL) while chunk k+1 is checked
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadsync-report") as pool:
             pending: deque[tuple[Future[None], int]] = deque()
             done = 0
             for checked in chunks:
-                writer = run.writer  # opened once the scan is done (the first chunk waits)
                 pending.append((pool.submit(writer.write_chunk, checked), len(checked.chunk)))
                 if observer is not None:
                     observer.checked(checked)
@@ -377,7 +344,6 @@ def validate(
             for future, _ in pending:
                 future.result()
     else:
-        writer = run.writer
         for done, (row, cells) in enumerate(run.rows(fast=fast), start=1):
             if row.blank:
                 writer.write(row, Outcome.SKIPPED_BLANK, cells)
@@ -389,7 +355,7 @@ def validate(
                 observer.row(row, cells)
             if progress is not None and done % 1000 == 0:
                 progress(done, run.scan.rows, writer.counts)
-    exit_code = ExitCode.ROWS_FAILED if run.writer.counts[Outcome.INVALID] else ExitCode.OK
+    exit_code = ExitCode.ROWS_FAILED if writer.counts[Outcome.INVALID] else ExitCode.OK
     return run.finish(command, exit_code)
 
 
@@ -397,29 +363,22 @@ def checked_chunks(
     table: Table,
     plan: ColumnPlan,
     config: Config,
-    scanning: IdScan | Future[IdScan],
+    scan: IdScan,
     office_ids: Collection[int] | None,
     *,
     payloads: bool = True,
 ) -> Iterator[CheckedChunk]:
     """Every chunk through the columnar fast path; the rows it cannot clear are mapped
     and validated row by row (they carry the problems). ``payloads=False``: an invalid
-    row's payload is not wanted (see :mod:`leadsync.faulty`). Given the id scan still
-    under way, the first chunks are mapped while it runs (their checks wait for it)."""
+    row's payload is not wanted (see :mod:`leadsync.faulty`)."""
     import numpy as np
     import pyarrow as pa
 
+    duplicates = scan.duplicates
     judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
-
-    def mapped() -> Iterator[tuple[Chunk, ColumnarRows, dict[str, Any]]]:
-        for chunk in prefetch(table.chunks(config.chunk_rows)):
-            columns = map_columns(chunk, plan, config, judged)
-            yield chunk, columns, field_faults(columns, config, office_ids)
-
-    pending = scanning if isinstance(scanning, Future) else None
-    for chunk, columns, faults in ahead(mapped(), pending, SCAN_AHEAD_CHUNKS):
-        scan = scanning.result() if isinstance(scanning, Future) else scanning
-        duplicates = scan.duplicates
+    for chunk in prefetch(table.chunks(config.chunk_rows)):
+        columns = map_columns(chunk, plan, config, judged)
+        faults = field_faults(columns, config, office_ids)
         cleared = check_columns(
             columns, plan, config, duplicates, office_ids, scan.people, faults=faults
         )

@@ -60,17 +60,3 @@ def in_thread(function: Callable[..., Any], *args: Any, name: str) -> Future[Any
 
     threading.Thread(target=run, daemon=True, name=name).start()
     return future
-
-
-def ahead(items: Iterator[Any], pending: Future[Any] | None, most: int) -> Iterator[Any]:
-    """``items``, the first of them taken early while ``pending`` is not done (up to
-    ``most``): work that does not need its result runs while it is computed."""
-    held: list[Any] = []
-    if pending is not None:
-        for item in items:
-            held.append(item)
-            if pending.done() or len(held) >= most:
-                break
-    yield from held
-    del held
-    yield from items

@@ -28,10 +28,6 @@ class Source:
     reference every faster reader is tested against), and, where it has them, faster
     ways to read chunks and single columns."""
 
-    # whether column_text may run in a thread while fast_chunks reads (a CSV: each opens
-    # the file on its own, and pyarrow parses it outside the GIL)
-    column_pass_beside = False
-
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
         """``(spreadsheet row number, cells)`` for every data row."""
         return iter(())

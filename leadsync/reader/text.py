@@ -179,8 +179,6 @@ def sniff_delimiter(sample: str, suffix: str) -> str:
 
 
 class _TextSource(Source):
-    column_pass_beside = True
-
     def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
         self.path, self.encoding, self.delimiter = path, encoding, delimiter
         self.width = 0  # cells in the header record
