@@ -37,6 +37,7 @@ from leadsync.model import (
 from leadsync.private import open_private
 from leadsync.reader import Chunk, Table, display_text
 from leadsync.xlsx_report import Gate, SheetSpec, XlsxReport
+from leadsync.xlsx_rows import SheetRows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -242,13 +243,19 @@ class ReportWriter:
         if failing:  # their lines built column by column: a line per problem
             self._invalid_lines(chunk, order, [failing[i] for i in order])
         if self._xlsx is not None and (failing or every):
-            positions: Sequence[int] = range(n) if every else self._xlsx.gate.room(order)
-            part = chunk.take(list(positions))
-            for i, cells in zip(positions, part.rows(), strict=True):
-                found = failing.get(i)
-                name = (Outcome.VALID, Outcome.SKIPPED_BLANK, Outcome.INVALID)[outcome[i]]
-                problems = found.problems if found is not None else ()
-                self._xlsx.write(chunk.row_numbers[i], cells, name, problems)
+            positions = list(range(n)) if every else self._xlsx.gate.take(order)
+            if positions:
+                part = chunk if every else chunk.take(positions)
+                names = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value, Outcome.INVALID.value)
+                found = [failing.get(i) for i in positions]
+                self._xlsx.write_rows(
+                    SheetRows(
+                        list(part.row_numbers),
+                        [names[outcome[i]] for i in positions],
+                        [f.problems if f is not None else () for f in found],
+                        part.columns,
+                    )
+                )
 
     def flush(self) -> None:
         self._spool.drain()
@@ -312,6 +319,12 @@ class _XlsxProcess:
         if len(self.batch) >= 500:
             self._send(self.batch)
             self.batch = []
+
+    def write_rows(self, rows: SheetRows) -> None:
+        if self.batch:  # the rows given one by one go first: the file's order
+            self._send(self.batch)
+            self.batch = []
+        self._send(rows)
 
     def close(self, summary: Mapping[str, Any]) -> None:
         if self.batch:
@@ -382,6 +395,9 @@ def xlsx_worker() -> None:
             report.gate.beyond += item[2]
             report.close(item[1])
             return
+        if isinstance(item, SheetRows):
+            report.write_rows(item)
+            continue
         for args in item:
             report.write(*args)
 

@@ -6,12 +6,13 @@ small file and in a process of its own for a large one."""
 from __future__ import annotations
 
 import datetime as dt
-import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from leadsync.defaults import (
     XLSX_ATTENTION_ROWS,
@@ -21,7 +22,11 @@ from leadsync.defaults import (
 )
 from leadsync.model import AMBER, FAILURE_OUTCOMES, GREEN, RED, Outcome, Problem
 from leadsync.private import open_private
-from leadsync.reader.cells import display_text
+from leadsync.reader.cells import Shown, display_text
+from leadsync.xlsx_rows import SheetRows, rows_xml
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # each outcome's fill, looked up per row
 _COLOUR_OF = {o.value: o.colour for o in Outcome}
@@ -41,31 +46,13 @@ def excel_sheet_name(name: str | None) -> str:
 _MIN_WIDTH, _MAX_WIDTH, _PROBLEMS_WIDTH = 8, 40, 80
 _MEASURED_ROWS = 1_000
 _ILLEGAL_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-# a text XlsxWriter changes as it writes it: XML's & < >, control characters and its
-# _xHHHH_ escapes, U+FFFE/U+FFFF, spaces at either end (kept with xml:space) ...
-_XML_CHARS = r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]"
-_XML_ESCAPES = r"_x[0-9a-fA-F]{4}_"
-_XML_CARE = re.compile(f"{_XML_CHARS}|{_XML_ESCAPES}" + r"|^\s|\s$")
-# ... and in a row's texts joined by DEL (which neither looks for), in three looks that
-# are each quicker than one regular expression with all of it (2.5 us a row, not 4.4)
-_XML_ROW_CHARS = re.compile(_XML_CHARS)
-_XML_ESCAPE = re.compile(_XML_ESCAPES)
-_XML_ROW_EDGES = re.compile(r"\x7f\s|\s\x7f")
-
-
-def _row_needs_care(texts: str) -> bool:
-    """Whether XlsxWriter would change one of a row's texts (joined by DEL)."""
-    return bool(
-        _XML_ROW_CHARS.search(texts)
-        or ("_x" in texts and _XML_ESCAPE.search(texts))
-        or texts[:1].isspace()
-        or texts[-1:].isspace()
-        or _XML_ROW_EDGES.search(texts)
-    )
-
-
-# texts longer than this may pass Excel's 32,767 UTF-16 units: XlsxWriter cuts them
-_DIRECT_MAX = 16_383
+# rows are written column by column, this many at a time (a pyarrow call's cost is paid
+# per batch: 650 rows a batch took 3x as long as 8,192); rows given one by one are held
+# and batched this many at a time
+_BATCH_ROWS = 8_192
+_HELD_ROWS = 512
+# a style's number in a batch's codes (0: none)
+_CODE_OF = {RED: 1, AMBER: 2, GREEN: 3}
 
 
 @dataclass(frozen=True)
@@ -101,12 +88,13 @@ class Gate:
         self.taken += 1
         return True
 
-    def room(self, rows: list[int]) -> list[int]:
-        """Of a large file's failed ``rows``, those :meth:`admits` will still take (the
-        rest only counted here): the rows past the limit are not even read out."""
+    def take(self, rows: list[int]) -> list[int]:
+        """Of a large file's failed ``rows``, those it takes (the rest only counted): the
+        rows past the limit are not even read out."""
         if self.full:
             return rows
         kept = rows[: max(self.limit - self.taken, 0)]
+        self.taken += len(kept)
         self.beyond += len(rows) - len(kept)
         return kept
 
@@ -123,7 +111,7 @@ class XlsxReport:
 
     def __init__(self, path: Path, table: SheetSpec, *, full: bool) -> None:
         import xlsxwriter
-        from xlsxwriter.utility import _preserve_whitespace, xl_col_to_name
+        from xlsxwriter.utility import xl_col_to_name
 
         self.path = path
         self.full = full
@@ -140,6 +128,8 @@ class XlsxReport:
         )
         name = excel_sheet_name(table.sheet)
         self.sheet = self.book.add_worksheet(name)
+        if self.direct:
+            self.sheet._write_optimized_sheet_data = partial(_copy_rows_quickly, self.sheet)
         summary_name = "Summary" if name.casefold() != "summary" else "leadsync summary"
         self.summary_sheet = self.book.add_worksheet(summary_name)
         self.fills = {
@@ -199,32 +189,27 @@ class XlsxReport:
         self.widths = [len(str(text)) for text in header]
         self.header_index = self.next_row
         self._letters = [xl_col_to_name(j) for j in range(len(header))]
-        self._attributes: dict[Any, str] = {}  # a style -> its cells' ' s="N"'
-        self._preserve = _preserve_whitespace
-        self._put(self.next_row, header, bold=True)
+        self._palette = [None, self.fills[RED], self.fills[AMBER], self.fills[GREEN]]
+        self._held: list[tuple[Any, ...]] = []  # rows given one by one, not yet batched
+        self._waiting: list[SheetRows] = []  # batches not yet written
+        self._waiting_rows = 0
+        self.direct_rows = 0  # rows written as a batch's XML (the others: XlsxWriter's call)
+        self._put(self.next_row, header, {}, bold=True)
         self.next_row += 1
 
     def _put(
-        self,
-        row: int,
-        values: Sequence[Any],
-        *,
-        bold: bool = False,
-        fills: Mapping[int, str] | None = None,
-        comments: Mapping[int, str] | None = None,
+        self, row: int, values: Sequence[Any], styles: Mapping[int, Any], *, bold: bool = False
     ) -> None:
-        sheet = self.sheet
-        if self._put_direct(row, values, fills, comments, bold):
-            return
-        write_string = sheet.write_string
+        """One row through XlsxWriter's own call per cell (the header, a row with a text
+        too long to write directly, every row of the tests' oracle)."""
+        write_string = self.sheet.write_string
         for col, value in enumerate(values):
-            fill = fills.get(col) if fills else None
-            style = self.bold if bold else (self.fills[fill] if fill else None)
-            if comments and col in comments:
-                self._comment(row, col, comments[col])
+            style = self.bold if bold else styles.get(col)
             if value.__class__ is str and value:  # most cells: text, straight through
                 write_string(row, col, value, style)
             else:
+                if value.__class__ is Shown and isinstance(value.value, dt.date):
+                    value = value.value
                 if isinstance(value, dt.date):
                     style = self._date_style(style, value)
                 write_cell(self, row, col, value, style)
@@ -245,102 +230,6 @@ class XlsxReport:
         colour = self._colour_of.get(style)
         return style if colour is None else self.dated_fills[(colour, timed)]
 
-    def _put_direct(
-        self,
-        row: int,
-        values: Sequence[Any],
-        fills: Mapping[int, str] | None,
-        comments: Mapping[int, str] | None,
-        bold: bool = False,
-    ) -> bool:
-        """Write a row as its XML, the very bytes XlsxWriter's call per cell writes
-        (constant-memory mode; the tests hold them equal), ~5x faster; False, with
-        nothing written, for a text so long that XlsxWriter may cut it to Excel's limit.
-        A text that looks like XlsxWriter's rich-string markup stays the user's text."""
-        sheet = self.sheet
-        number = str(row + 1)
-        parts = [f'<row r="{number}">']
-        letters = self._letters
-        style_of = {col: self.bold for col in range(len(values))} if bold else {}
-        if fills:
-            style_of.update((col, self.fills[fill]) for col, fill in fills.items())
-        attribute = self._attributes
-        styles = {}
-        for col, style in style_of.items():
-            text = attribute.get(style)
-            if text is None:  # a style's index is fixed once asked for
-                text = attribute[style] = f' s="{style._get_xf_index()}"'
-            styles[col] = text
-        # one look at the row's texts: most rows hold nothing XlsxWriter would change
-        texts = "\x7f".join([v for v in values if v.__class__ is str])
-        plain = len(texts) <= _DIRECT_MAX and not _row_needs_care(texts)
-        first = last = -1
-        append, style_text = parts.append, styles.get
-        for col, value in enumerate(values):
-            cell: str | None
-            if plain and value and value.__class__ is str:
-                cell = (
-                    f'<c r="{letters[col]}{number}"{style_text(col, "")} t="inlineStr">'
-                    f"<is><t>{value}</t></is></c>"
-                )
-            elif (value is None or value == "") and col not in styles:
-                continue  # a blank cell without a style: not written
-            else:
-                cell = self._cell(f'<c r="{letters[col]}{number}"', value, style_of.get(col))
-                if cell is None:
-                    return False
-                if not cell:
-                    continue
-            append(cell)
-            if first < 0:
-                first = col
-            last = col
-        if last < 0:
-            return False
-        # XlsxWriter's row in hand (the row before) goes out first; this row's comments
-        # and extent are recorded as XlsxWriter records them
-        sheet._write_single_row(row)
-        for col, text in (comments or {}).items():
-            self._comment(row, col, text)
-        sheet._check_dimensions(row, first)
-        sheet._check_dimensions(row, last)
-        parts.append("</row>")
-        sheet.fh.write("".join(parts))
-        # XlsxWriter has nothing of this row to write when it moves on
-        sheet.previous_row = row + 1
-        return True
-
-    def _cell(self, ref: str, value: Any, style: Any) -> str | None:
-        """One cell's XML (``ref``: its opening, ``<c r="B7"``), typed as
-        :func:`write_cell` types it; "" for a blank cell without a style (not written),
-        None for a text too long to write here."""
-        if isinstance(value, dt.date):
-            if isinstance(value, dt.datetime):
-                value = value.replace(tzinfo=None)
-            style = self._date_style(style, value)
-        at = ref if style is None else f'{ref} s="{style._get_xf_index()}"'
-        if isinstance(value, bool):
-            return f'{at} t="b"><v>{int(value)}</v></c>'
-        if isinstance(value, (int, float)):
-            if math.isfinite(value):
-                return f"{at}><v>{value:.16G}</v></c>"
-            value = str(value)  # XlsxWriter refuses NaN and infinities: as text
-        elif isinstance(value, dt.date):
-            return f"{at}><v>{self.sheet._convert_date_time(value):.16G}</v></c>"
-        elif value is not None and not isinstance(value, str):
-            value = display_text(value)
-        if not value:
-            return f"{at}/>" if style is not None else ""
-        if len(value) > _DIRECT_MAX:
-            return None
-        sheet, space = self.sheet, ""
-        if _XML_CARE.search(value):  # as XlsxWriter's _write_cell does it
-            value = sheet._escape_control_characters(value)
-            if self._preserve(value):
-                space = ' xml:space="preserve"'
-            value = sheet._escape_data(value)
-        return f'{at} t="inlineStr"><is><t{space}>{value}</t></is></c>'
-
     def write(
         self,
         row_number: int,
@@ -349,47 +238,176 @@ class XlsxReport:
         problems: Sequence[Problem],
         lead_id: str | None = None,
     ) -> None:
+        """One row, if the gate takes it: held, and written with the rows after it."""
         if not self.gate.admits(outcome):
             return
-        index = row_number - 1 if self.full else self.next_row
-        if index > XLSX_MAX_ROWS or index < self.next_row:
-            self.omitted += 1
+        self._held.append((row_number, cells, outcome, problems, lead_id))
+        if len(self._held) >= _HELD_ROWS:
+            self._batch_held()
+
+    def _batch_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            self._queue(SheetRows.of(held, self.width))
+
+    def write_rows(self, rows: SheetRows) -> None:
+        """Rows the gate has taken (:meth:`Gate.take`), in the file's order: written
+        with the batches after them, :data:`_BATCH_ROWS` at a time."""
+        self._batch_held()
+        self._queue(rows)
+
+    def _queue(self, rows: SheetRows) -> None:
+        self._waiting.append(rows)
+        self._waiting_rows += len(rows)
+        if self._waiting_rows >= _BATCH_ROWS:
+            self._write_waiting()
+
+    def _write_waiting(self) -> None:
+        if self._waiting:
+            parts, self._waiting, self._waiting_rows = self._waiting, [], 0
+            self._write_batch(SheetRows.concat(parts, self.width))
+
+    def _write_batch(self, rows: SheetRows) -> None:
+        """A batch of rows, column by column: leadsync's outcome and problems, the user's
+        cells, bad cells red (with a comment, on the first rows)."""
+        import numpy as np
+
+        placed, index = [], []
+        next_row = self.next_row
+        for k, number in enumerate(rows.numbers):
+            at = number - 1 if self.full else next_row
+            if at > XLSX_MAX_ROWS or at < next_row:
+                self.omitted += 1
+                continue
+            placed.append(k)
+            index.append(at)
+            next_row = at + 1
+        if not placed:
             return
-        by_column: dict[int, list[str]] = {}
-        for p in problems:
-            if p.column_index is not None and p.column_index < self.width:
-                by_column.setdefault(p.column_index, []).append(p.message)
-        offset = self.lead
-        summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
-        values: list[Any] = [] if self.full else [row_number]
-        values += [outcome, summary or None]
+        if len(placed) < len(rows):
+            rows = rows.take(placed)
+        self.next_row = next_row
+        n, width, offset = len(placed), self.width, self.lead
+        summaries: list[str | None] = []
+        comments: dict[int, dict[int, str]] = {}  # a row -> its commented columns' texts
+        red: dict[int, np.ndarray] = {}  # a user's column -> its cells' codes
+        for k, problems in enumerate(rows.problems):
+            summary = "; ".join((f"{p.column}: " if p.column else "") + p.message for p in problems)
+            summaries.append(summary or None)
+            by_column: dict[int, list[str]] = {}
+            for p in problems:
+                if p.column_index is not None and p.column_index < width:
+                    by_column.setdefault(p.column_index, []).append(p.message)
+            for j in by_column:
+                codes = red.get(j)
+                if codes is None:
+                    codes = red[j] = np.zeros(n, dtype=np.int8)
+                codes[k] = _CODE_OF[RED]
+            if by_column and self.commented >= XLSX_COMMENT_ROWS:
+                self.uncommented += 1
+            elif by_column:
+                self.commented += 1
+                comments[k] = {j + offset: "\n".join(m) for j, m in by_column.items()}
+        outcome_codes = np.array(
+            [_CODE_OF.get(_COLOUR_OF[o] or "", 0) for o in rows.outcomes], dtype=np.int8
+        )
+        columns: list[Any] = [] if self.full else [list(rows.numbers)]
+        columns += [list(rows.outcomes), summaries]
         if self.lead_ids:
-            values.append(lead_id)
-        values.extend(cells[: self.width])
-        if len(cells) < self.width:  # a short row: blanks to the last column
-            values.extend([None] * (self.width - len(cells)))
-        fills = {j + offset: RED for j in by_column}
-        colour = _COLOUR_OF[outcome]
-        if colour:
-            fills[self.outcome_column] = colour
-        comments = {j + offset: "\n".join(m) for j, m in by_column.items()}
-        if comments and self.commented >= XLSX_COMMENT_ROWS:
-            comments = {}
-            self.uncommented += 1
-        elif comments:
-            self.commented += 1
-        self._put(index, values, fills=fills, comments=comments)
-        self.next_row = index + 1
-        if self.measured < _MEASURED_ROWS:
-            self.measured += 1
-            widths = self.widths
-            for j, value in enumerate(values):
-                if value is not None and j < len(widths):
-                    size = len(value) if value.__class__ is str else len(display_text(value))
-                    if size > widths[j]:
-                        widths[j] = size
+            columns.append(list(rows.lead_ids or [None] * n))
+        users = list(rows.columns[:width])
+        users += [[None] * n for _ in range(width - len(users))]
+        codes_of: list[np.ndarray | None] = [None] * len(columns)
+        codes_of[self.outcome_column] = outcome_codes
+        codes_of += [red.get(j) for j in range(width)]
+        columns += users
+        self._measure(columns, n)
+        if self.direct:
+            self._write_xml(np.array(index, dtype=np.int64), columns, codes_of, comments)
+        else:
+            for k in range(n):
+                self._put_one(index[k], columns, codes_of, comments.get(k, {}), k)
+
+    def _put_one(
+        self,
+        row: int,
+        columns: Sequence[Any],
+        codes: Sequence[Any],
+        comments: Mapping[int, str],
+        k: int,
+    ) -> None:
+        """Row ``k`` of a batch through XlsxWriter's own call."""
+        values = [c[k].as_py() if not isinstance(c, list) else c[k] for c in columns]
+        palette = self._palette
+        styles = {j: palette[c[k]] for j, c in enumerate(codes) if c is not None and c[k]}
+        self._put(row, values, styles)
+        for col, text in comments.items():
+            self._comment(row, col, text)
+
+    # False in the tests' oracle: every row through XlsxWriter's own call per cell
+    direct = True
+
+    def _write_xml(
+        self,
+        index: np.ndarray,
+        columns: Sequence[Any],
+        codes: Sequence[Any],
+        comments: Mapping[int, Mapping[int, str]],
+    ) -> None:
+        """A batch's rows as their XML, in one write between the rows XlsxWriter writes
+        itself; their comments and the sheet's extent recorded as XlsxWriter records them."""
+        from leadsync.columnar import string_buffers
+
+        sheet = self.sheet
+        xml = rows_xml(sheet, self._letters, index, columns, codes, self._palette, self._date_style)
+        data, offsets = string_buffers(xml.rows)
+        start, n = 0, len(index)
+        for stop in [*xml.by_xlsxwriter, n]:
+            if stop > start:
+                first, last = int(index[start]), int(index[stop - 1])
+                sheet._write_single_row(first)  # XlsxWriter's row in hand goes out first
+                sheet._check_dimensions(first, 0)
+                sheet._check_dimensions(last, xml.last_column)
+                sheet.fh.flush()
+                sheet.fh.buffer.write(data[offsets[start] : offsets[stop]])
+                for k in range(start, stop):
+                    for col, text in comments.get(k, {}).items():
+                        self._comment(int(index[k]), col, text)
+                sheet.previous_row = last + 1  # XlsxWriter has nothing of these rows to write
+                self.direct_rows += stop - start
+            if stop < n:
+                self._put_one(int(index[stop]), columns, codes, comments.get(stop, {}), stop)
+            start = stop + 1
+
+    def _measure(self, columns: Sequence[Any], n: int) -> None:
+        """The column widths: the longest texts of the first rows."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        m = min(n, _MEASURED_ROWS - self.measured)
+        if m <= 0:
+            return
+        self.measured += m
+        widths = self.widths
+        for j, column in enumerate(columns[: len(widths)]):
+            if isinstance(column, pa.Array):
+                size = pc.max(pc.utf8_length(column.slice(0, m))).as_py() or 0
+            else:
+                size = (
+                    max(
+                        (len(v) if v.__class__ is str else len(display_text(v)))
+                        for v in column[:m]
+                        if v is not None
+                    )
+                    if any(v is not None for v in column[:m])
+                    else 0
+                )
+            if size > widths[j]:
+                widths[j] = size
 
     def close(self, summary: Mapping[str, Any]) -> None:
+        self._batch_held()
+        self._write_waiting()
         lines: list[tuple[Any, ...]] = [("leadsync report",)]
         for key in ("command", "run_id", "started_at", "finished_at", "rows"):
             if key in summary:
@@ -462,6 +480,24 @@ class XlsxReport:
         self.fh.close()
 
 
+def _copy_rows_quickly(sheet: Any) -> None:
+    """XlsxWriter's ``_write_optimized_sheet_data``, copying the rows' file into the sheet
+    as bytes rather than as text decoded and encoded again (0.35 s -> 0.05 s for 32,000
+    rows, time a run waits after its last row)."""
+    import shutil
+
+    if sheet.dim_rowmin is None or not hasattr(sheet.fh, "buffer"):
+        type(sheet)._write_optimized_sheet_data(sheet)  # nothing to copy, or not a file
+        return
+    sheet._xml_start_tag("sheetData")
+    sheet.row_data_fh.close()
+    sheet.fh.flush()
+    with open(sheet.row_data_filename, "rb") as rows:
+        shutil.copyfileobj(rows, sheet.fh.buffer, 1 << 20)
+    os.unlink(sheet.row_data_filename)
+    sheet._xml_end_tag("sheetData")
+
+
 def _close_quickly(book: Any) -> None:
     """Close an XlsxWriter workbook, deflating its parts at zlib level 1 rather than 6:
     the sheet of a large run's rows is zipped after its last row, so this is time the run
@@ -494,6 +530,8 @@ def write_cell(
 ) -> None:
     """One cell, typed as it was read (text stays text, even if it starts with '=')."""
     sheet = sheet if sheet is not None else report.sheet
+    if value.__class__ is Shown and isinstance(value.value, dt.date):
+        value = value.value  # a date cell stays a date (shown as it was by its format)
     if value is None or (isinstance(value, str) and not value):
         if style is not None:
             sheet.write_blank(row, col, None, style)

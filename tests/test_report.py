@@ -342,8 +342,7 @@ def test_a_report_xlsx_fed_back_in_sends_only_the_users_columns(tmp_path: Path) 
 class _CellByCell(XlsxReport):
     """report.xlsx written through XlsxWriter's call per cell only: the oracle."""
 
-    def _put_direct(self, *args: Any) -> bool:
-        return False
+    direct = False
 
 
 # texts XlsxWriter changes as it writes them, and the plain ones it does not
@@ -410,17 +409,10 @@ def test_report_xlsx_rows_written_directly_are_xlsxwriters_own_bytes(
     for kind in (XlsxReport, _CellByCell):
         path = tmp_path / f"{kind.__name__}.xlsx"
         report = kind(path, spec, full=full)
-
-        def counted(*args: Any, put_direct: Any = report._put_direct) -> bool:
-            nonlocal direct_rows
-            done = bool(put_direct(*args))
-            direct_rows += done
-            return done
-
-        report._put_direct = counted  # type: ignore[method-assign]
         for number, cells, outcome, bad in rows:
             report.write(number, cells, outcome, bad)
         report.close({"command": "validate", "rows": len(rows)})
+        direct_rows += report.direct_rows
         with zipfile.ZipFile(path) as book:
             written[kind] = {
                 name: book.read(name) for name in book.namelist() if name != "docProps/core.xml"
@@ -455,6 +447,47 @@ def test_report_xlsx_rows_written_directly_are_xlsxwriters_own_bytes(
     cell = sheet.cell(red_date[0], lead + len(red_date[1]) - 1)
     assert cell.value == dt.datetime(2025, 7, 12)
     assert (cell.number_format, cell.fill.fgColor.rgb[-6:]) == ("yyyy-mm-dd", RED)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_report_xlsx_rows_given_as_a_csv_chunk_s_columns_are_xlsxwriters_own_bytes(
+    tmp_path: Path, full: bool
+) -> None:
+    """A CSV chunk's rows reach report.xlsx as pyarrow columns, in batches: the bytes are
+    those of XlsxWriter's call per cell, row by row."""
+    import pyarrow as pa
+
+    from leadsync.xlsx_rows import SheetRows
+
+    headers = tuple(f"col {j}" for j in range(len(_AWKWARD)))
+    spec = SheetSpec(headers=headers, sheet="Leads", header_row=1)
+    rows = []
+    for r in range(2, 60):
+        cells = [f"text {r}.{j}" if (r + j) % 7 else "" for j in range(len(_AWKWARD))]
+        cells[r % len(cells)] = _AWKWARD[r % len(_AWKWARD)]
+        if r == 17:
+            cells[4] = _TOO_LONG_HERE
+        bad = [Problem(row=r, code="x", message=f"bad <{r}>", column="col 2", column_index=2)]
+        rows.append((r, cells, "invalid" if r % 3 else "valid", bad if r % 3 else []))
+    if not full:
+        rows = [row for row in rows if row[2] == "invalid"]
+    oracle = _CellByCell(tmp_path / "oracle.xlsx", spec, full=full)
+    for number, cells, outcome, bad in rows:
+        oracle.write(number, tuple(cells), outcome, bad)
+    oracle.close({"rows": len(rows)})
+    direct = XlsxReport(tmp_path / "direct.xlsx", spec, full=full)
+    for part in (rows[:20], rows[20:]):
+        columns = [pa.array([cells[j] for _, cells, _, _ in part]) for j in range(len(headers))]
+        direct.write_rows(
+            SheetRows([r[0] for r in part], [r[2] for r in part], [r[3] for r in part], columns)
+        )
+    direct.close({"rows": len(rows)})
+    assert direct.direct_rows == len(rows) - 1  # all but the row with a too-long text
+    books = {}
+    for name in ("oracle", "direct"):
+        with zipfile.ZipFile(tmp_path / f"{name}.xlsx") as book:
+            books[name] = {n: book.read(n) for n in book.namelist() if n != "docProps/core.xml"}
+    assert books["direct"] == books["oracle"]
 
 
 def test_report_xlsx_keeps_a_text_that_looks_like_xlsxwriter_markup(tmp_path: Path) -> None:
