@@ -51,6 +51,13 @@ def test_what_each_formatted_cell_sends() -> None:
     # 12/07/2025 00:00 under dd/mm/yyyy hh:mm: a date-time (London is UTC+1 in July)
     assert payload["next_action_date"] == "2025-07-11T23:00:00Z"
     assert rows[3][0]["meta"] == {"share": "0.33", "call": "0:05:30"}  # 0.333... under 0.00
+    # date cells in a text field: as they show (the date field above takes the date)
+    assert [rows[r][0]["utm_content"] for r in (2, 3, 4, 5)] == [
+        "12/07/2025",
+        "12/07/2025 14:30",
+        "1 August 2025",
+        "Sat 2 Aug 2025 9:05 AM",
+    ]
 
 
 @pytest.mark.parametrize("name", ["leads.xlsx", "leads.ods", "leads.xls"])
@@ -78,6 +85,78 @@ def test_openpyxl_number_formats_and_a_format_that_cannot_be_shown(tmp_path: Pat
     assert row.payload["next_action_date"] == "2025-01-03T00:00:00Z"  # GMT in January
     notices = result.summary["notices"]
     assert any("'# ?/?' (first: E2)" in n and "plain number" in n for n in notices), notices
+
+
+def test_date_cells_in_text_fields_send_what_they_show(tmp_path: Path) -> None:
+    """A date cell in a question, a meta value or an address is sent as the sheet shows
+    it (as Excel's "Save as CSV" writes it), fast path and row by row alike; the date
+    field takes the date; report.xlsx keeps the cell a date."""
+    from openpyxl import load_workbook
+
+    cells = {
+        "dd/mm/yyyy": (dt.date(2025, 7, 12), "12/07/2025"),
+        "mm-dd-yy": (dt.date(2025, 7, 12), "12/07/2025"),  # built-in 14: en-GB's short date
+        "d mmmm yyyy": (dt.date(2025, 7, 12), "12 July 2025"),
+        "[$-809]dd mmm yyyy;@": (dt.date(2025, 7, 12), "12 Jul 2025"),
+        "dd/mm/yyyy hh:mm": (dt.datetime(2025, 7, 12, 14, 30), "12/07/2025 14:30"),
+        "dd/mm/yy h:mm AM/PM": (dt.datetime(2025, 7, 12, 9, 5), "12/07/25 9:05 AM"),
+        "yyyy-mm-dd": (dt.date(2025, 7, 12), "2025-07-12"),
+    }
+    header = ["id", "first_name", "last_name", "questionnaire: Move by?", "meta: seen"]
+    header.append("next_action_date")
+    rows: list[list[Any]] = [header]
+    formats = {}
+    for r, (code, (value, _)) in enumerate(cells.items(), start=2):
+        rows.append([1000 + r, "Ann", "Lee", value, value, value])
+        formats.update({f"D{r}": code, f"E{r}": code, f"F{r}": code})
+    src = write_xlsx(tmp_path / "dates.xlsx", rows, number_formats=formats)
+    for fast in (True, False):
+        got = list(leadsync.mapped_rows(src, fast=fast))
+        assert [r.payload["questionnaire"][0][1] for r in got] == [s for _, s in cells.values()]
+        assert [r.payload["meta"]["seen"] for r in got] == [s for _, s in cells.values()]
+        # the date field: the date (a date-time in UTC: London is UTC+1 in July)
+        sent = [r.payload["next_action_date"] for r in got]
+        assert sent[:4] == ["2025-07-12"] * 4
+        assert sent[4:6] == ["2025-07-12T13:30:00Z", "2025-07-12T08:05:00Z"]
+    leadsync.validate(src, report_dir=tmp_path / "r")
+    sheet = load_workbook(tmp_path / "r" / "report.xlsx")["Leads"]
+    assert sheet["F2"].value == dt.datetime(2025, 7, 12)  # a date cell, not a text
+    assert sheet["F6"].value == dt.datetime(2025, 7, 12, 14, 30)
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "shown"),
+    [
+        (dt.date(2025, 7, 5), "dd/mm/yyyy", "05/07/2025"),
+        (dt.date(2025, 7, 5), "d/m/yy", "5/7/25"),
+        (dt.date(2025, 7, 5), "dddd d mmmm yyyy", "Saturday 5 July 2025"),
+        (dt.date(2025, 7, 5), "ddd, mmm d", "Sat, Jul 5"),
+        (dt.date(2025, 7, 5), "mmmmm-yy", "J-25"),
+        (dt.date(2025, 7, 5), "yyyy-mm-dd hh:mm", "2025-07-05 00:00"),
+        (dt.datetime(2025, 7, 5, 14, 3, 9), "h:mm:ss AM/PM", "2:03:09 PM"),
+        (dt.datetime(2025, 7, 5, 0, 3), "h:mm am/pm", "12:03 am"),
+        (dt.datetime(2025, 7, 5, 14, 3), "hh:mm A/P", "02:03 P"),
+        (dt.datetime(2025, 7, 5, 14, 3, 9), "mm:ss", "03:09"),  # minutes before seconds
+        (dt.datetime(2025, 7, 5, 14, 3, 9), 'yyyy-mm-dd"T"hh:mm:ss', "2025-07-05T14:03:09"),
+        (dt.datetime(2025, 7, 5, 14, 29, 59, 600000), "hh:mm:ss", "14:30:00"),  # rounded
+        (dt.datetime(2025, 7, 5, 14, 29, 59, 640000), "hh:mm:ss.0", "14:29:59.6"),
+        (
+            dt.datetime(2025, 12, 31, 23, 59, 59, 700000),
+            "dd/mm/yyyy hh:mm:ss",
+            "01/01/2026 00:00:00",
+        ),
+        (dt.time(9, 5), "h:mm", "9:05"),
+        (dt.time(9, 5), "dd/mm/yyyy", None),  # a time under a date format: Excel's day 0
+        (dt.time(6), "[h]:mm", None),  # elapsed hours: not rendered
+        (dt.date(2025, 7, 5), "[>45000]dd/mm/yyyy;0", None),  # a condition: not rendered
+        (dt.date(2025, 7, 5), "ggg e", None),  # an era: not rendered
+    ],
+)
+def test_render_date(value: Any, code: str, shown: str | None) -> None:
+    """Each case is what Excel (English, United Kingdom) displays for it."""
+    from leadsync.reader.datefmt import render_date
+
+    assert render_date(value, code) == shown
 
 
 @pytest.mark.parametrize(

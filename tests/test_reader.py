@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadsync.errors import InputError
-from leadsync.reader import column_letter, open_table, sniff_delimiter
+from leadsync.reader import Shown, column_letter, open_table, sniff_delimiter
 from tests.conftest import write_csv, write_xlsx
 
 
@@ -160,8 +160,13 @@ def test_xlsx_typed_cells_are_normalised(tmp_path: Path) -> None:
     rows = all_rows(path)
     assert rows[0] == (
         2,
-        [1001, 375, dt.date(2025, 7, 12), dt.datetime(2025, 7, 12, 14, 30), True, 375.5, "007"],
+        [1001, 375, "2025-07-12", "2025-07-12 14:30:00", True, 375.5, "007"],
     )
+    # a date cell is read as it shows under its format (openpyxl's yyyy-mm-dd and
+    # yyyy-mm-dd h:mm:ss), keeping its value
+    when, at = rows[0][1][2:4]
+    assert (type(when), when.value) == (Shown, dt.date(2025, 7, 12))
+    assert (type(at), at.value) == (Shown, dt.datetime(2025, 7, 12, 14, 30))
     assert type(rows[0][1][0]) is int and type(rows[0][1][1]) is int
     assert rows[1] == (3, ["", 375, "", "", False, "", ""])
     assert type(rows[1][1][1]) is int

@@ -117,14 +117,15 @@ class Chunk:
 
 
 class Shown(str):
-    """A number cell as its number format shows it (``00007``, ``£350,000``); ``value``
-    is the number itself (an ods's time cell: the time). Text fields send the text, as
-    Excel's "Save as CSV" writes it; numeric fields and the lead id take the number."""
+    """A number cell as its number format shows it (``00007``, ``£350,000``, a date as
+    ``12/07/2025``); ``value`` is the number itself (a date cell's date, an ods's time
+    cell's time). Text fields send the text, as Excel's "Save as CSV" writes it; numeric
+    and date fields and the lead id take the value."""
 
     __slots__ = ("value",)
-    value: float | dt.time
+    value: float | dt.date | dt.time
 
-    def __new__(cls, text: str, value: float | dt.time) -> Shown:
+    def __new__(cls, text: str, value: float | dt.date | dt.time) -> Shown:
         self = super().__new__(cls, text)
         self.value = value
         return self

@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from leadsync.reader.cells import Overlay
-from leadsync.reader.numfmt import kind
+from leadsync.reader.datefmt import LOCAL_BUILTIN
+from leadsync.reader.numfmt import SHOWN_KINDS, kind
 
 
 def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay, bool]:
@@ -37,7 +38,8 @@ def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay, bool]:
                 xf = book.xf_list[cell.xf_index]
                 fmt = book.format_map.get(xf.format_key)
                 code = fmt.format_str if fmt is not None else ""
-                if code and kind(code) in ("number", "datetime"):
+                code = LOCAL_BUILTIN.get(xf.format_key, code)  # the system's short date
+                if code and kind(code) in SHOWN_KINDS:
                     formats.setdefault(r + 1, []).append((c, code))
     book.release_resources()
     return errors, formats, book.datemode == 1

@@ -15,14 +15,10 @@ checked against what Excel and LibreOffice display in ``tests/test_excel_fidelit
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
-
-from leadsync.reader.cells import Shown, normalise_cell
 
 # ECMA-376 18.8.30: the built-in formats a file refers to by id alone (14-22 and
 # 45-47 are dates and times, which calamine types itself)
@@ -48,11 +44,16 @@ _DATE_TOKENS = set("yYmMdDhHsS")
 _QUANTA = [Decimal(1).scaleb(-n) for n in range(31)]
 
 
+# the kinds of format whose cells are put back as they show (General and @ show a cell
+# as calamine reads it)
+SHOWN_KINDS = frozenset({"number", "date", "datetime", "time"})
+
+
 @functools.lru_cache(maxsize=256)
 def kind(code: str) -> str:
     """``general``, ``text`` (``@``), ``date``, ``datetime`` (a date with a time of
     day), ``time`` or ``number``: what a format does, from its first section."""
-    first = _sections(code)[0]
+    first = sections(code)[0]
     letters = {t for t in _tokens(first) if len(t) == 1} & _DATE_TOKENS
     if first.strip().lower() == "general" or not first.strip():
         return "general"
@@ -72,15 +73,15 @@ def kind(code: str) -> str:
 def render(value: float, code: str) -> str | None:
     """What Excel shows for the number ``value`` under the format ``code``; None when
     this module cannot render that format faithfully."""
-    sections = _sections(code)
-    if _unsupported(code):
+    parts = sections(code)
+    if unsupported(code):
         return None
-    if value < 0 and len(sections) >= 2:
-        section, value, sign = sections[1], -value, ""
-    elif value == 0 and len(sections) >= 3:
-        section, sign = sections[2], ""
+    if value < 0 and len(parts) >= 2:
+        section, value, sign = parts[1], -value, ""
+    elif value == 0 and len(parts) >= 3:
+        section, sign = parts[2], ""
     else:
-        section, sign = sections[0], "-" if value < 0 else ""
+        section, sign = parts[0], "-" if value < 0 else ""
         value = abs(value)
     plan = _plan(section)
     if plan is None:
@@ -96,9 +97,9 @@ def render(value: float, code: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _unsupported(code: str) -> bool:
-    sections = _sections(code)
-    return len(sections) > 4 or any(_condition(s) for s in sections)
+def unsupported(code: str) -> bool:
+    parts = sections(code)
+    return len(parts) > 4 or any(_condition(s) for s in parts)
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def _plan(section: str) -> _Plan | str | None:
     if not any(t in "0#?" for t in tokens):
         if "@" in tokens or section.strip().lower() == "general":
             return "@"
-        return "".join(_literal(t) for t in tokens)
+        return "".join(literal(t) for t in tokens)
     exp_at = next((i for i, t in enumerate(tokens) if t[:1] in "Ee" and len(t) == 2), None)
     digits = [i for i, t in enumerate(tokens) if t in ("0", "#", "?")]
     dot = next((i for i, t in enumerate(tokens) if t == "."), None)
@@ -152,12 +153,12 @@ def _plan(section: str) -> _Plan | str | None:
         and all(tokens[i] == "0" for i in frac_slots)
         and int_slots
     ):
-        prefix = "".join(_literal(t) for t in tokens[: digits[0]])
-        suffix = "".join(_literal(t) for t in tokens[last + 1 :] if t != ",")
+        prefix = "".join(literal(t) for t in tokens[: digits[0]])
+        suffix = "".join(literal(t) for t in tokens[last + 1 :] if t != ",")
         simple = (prefix, suffix, sum(tokens[i] == "0" for i in int_slots))
     return _Plan(
         tokens=tokens,
-        template=tuple(_literal(t) if t not in ("0", "#", "?", ".", ",") else "" for t in tokens),
+        template=tuple(literal(t) if t not in ("0", "#", "?", ".", ",") else "" for t in tokens),
         exp_at=exp_at,
         dot=dot,
         scale=scale,
@@ -171,7 +172,8 @@ def _plan(section: str) -> _Plan | str | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _sections(code: str) -> list[str]:
+def sections(code: str) -> list[str]:
+    """A format's sections (``;`` outside quotes splits them)."""
     out, current = [], ""
     for token in _TOKEN.findall(code):
         if token == ";":
@@ -192,7 +194,9 @@ def _condition(section: str) -> bool:
     return any(t.startswith("[") and t[1:2] in "<>=" for t in _tokens(section))
 
 
-def _literal(token: str) -> str:
+def literal(token: str) -> str:
+    """What a format's literal token shows (a quoted text, an escaped character, a
+    width as a space, a currency symbol; a colour or a fill nothing)."""
     if token.startswith('"'):
         return token[1:-1]
     if token.startswith("\\"):
@@ -308,29 +312,15 @@ def _scientific(value: float, tokens: list[str], exp_at: int) -> str | None:
     text = f"{float(value):.{decimals}E}"
     base, power = text.split("E")
     sign = "-" if int(power) < 0 else ("+" if tokens[exp_at][1] == "+" else "")
-    rest = "".join(_literal(t) for t in tokens[exp_at + 1 + len(exponent) :])
+    rest = "".join(literal(t) for t in tokens[exp_at + 1 + len(exponent) :])
     return f"{base}E{sign}{str(abs(int(power))).zfill(len(exponent))}{rest}"
 
 
 @functools.lru_cache(maxsize=65536, typed=True)
-def _shown(value: float, code: str) -> str | None:
+def shown_number(value: float, code: str) -> str | None:
     """What a number shows under ``code``; None where it is read as it is (not a number
     format, one leadsync cannot show, or the text General would show)."""
     if kind(code) != "number":
         return None
     text = render(value, code)
     return None if text is None or text == general(value) else text
-
-
-def formatted(value: Any, code: str) -> Any:
-    """A calamine cell under the number format ``code``: a number as the text it shows
-    (:class:`~leadsync.reader.cells.Shown`, keeping the number), a date under a
-    date-and-time format as a date-time (calamine reads midnight as a plain date)."""
-    if value.__class__ in (float, int):
-        # a column under one format repeats its values (office ids, prices): each
-        # distinct number is rendered once (0 is not cached: -0.0 == 0.0 as a key)
-        text = _shown(value, code) if value else _shown.__wrapped__(value, code)
-        return value if text is None else Shown(text, normalise_cell(value))
-    if value.__class__ is dt.date and kind(code) == "datetime":
-        return dt.datetime.combine(value, dt.time())
-    return value

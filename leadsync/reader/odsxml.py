@@ -177,6 +177,11 @@ def _look(table: _Table, pending: tuple[range, range, bytes, bytes], text: str |
             table.add(table.shown, rows, cols, text)
     elif kind == b"midnight":
         table.add(table.formats, rows, cols, MIDNIGHT_FORMAT)
+        if text is not None:
+            table.add(table.shown, rows, cols, text)
+    elif kind == b"date" and text is not None:
+        # a date as the file shows it (12/07/2025): what a text field sends
+        table.add(table.shown, rows, cols, text)
 
 
 def _finish(scan: OdsScan, table: _Table) -> None:

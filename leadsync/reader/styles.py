@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from leadsync.reader.numfmt import BUILTIN, kind
+from leadsync.reader.datefmt import LOCAL_BUILTIN
+from leadsync.reader.numfmt import BUILTIN, SHOWN_KINDS, kind
 
 
 def number_styles(z: Any) -> dict[int, str]:
     """Cell style index -> format code, for the styles whose format changes what a
-    number cell shows (anything but General and plain text), or that hold a date with a
-    time of day (calamine reads one at midnight as a plain date)."""
+    number cell shows (anything but General and plain text): numbers, dates and times
+    (a built-in short date as en-GB shows it, :data:`~leadsync.reader.datefmt.LOCAL_BUILTIN`)."""
     from xml.etree import ElementTree
 
     try:
@@ -33,8 +34,8 @@ def number_styles(z: Any) -> dict[int, str]:
     styles = {}
     for index, xf in enumerate(xfs):
         number = _int(xf.get("numFmtId")) or 0
-        code = custom.get(number, BUILTIN.get(number))
-        if code and kind(code) in ("number", "datetime"):
+        code = custom.get(number, LOCAL_BUILTIN.get(number, BUILTIN.get(number)))
+        if code and kind(code) in SHOWN_KINDS:
             styles[index] = code
     return styles
 

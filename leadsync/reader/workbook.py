@@ -21,9 +21,10 @@ from leadsync.reader.cells import (
     normalise_cell,
     present,
 )
+from leadsync.reader.datefmt import formatted
 from leadsync.reader.extent import check_ods_memory, check_unpacked_size, check_xlsx_memory
 from leadsync.reader.legacy import scan_xls
-from leadsync.reader.numfmt import formatted, kind, render
+from leadsync.reader.numfmt import kind, render
 from leadsync.reader.odsxml import OdsScan, scan_ods
 from leadsync.reader.sheetxml import scan_sheets
 from leadsync.reader.table import Source, Table, text_blocks
@@ -195,8 +196,10 @@ def _overlaid(
             for column, text in texts or ():
                 if 0 <= column - left < width:
                     cell = cells[column - left]
-                    if cell.__class__ in (float, int, dt.time):
+                    if cell.__class__ in (float, int, dt.time, dt.date, dt.datetime):
                         cells[column - left] = Shown(text, normalise_cell(cell))
+                    elif cell.__class__ is Shown and isinstance(cell.value, dt.date):
+                        cells[column - left] = Shown(text, cell.value)  # a midnight's
                     elif cell.__class__ is str:  # a duration calamine left as PT30H00M00S
                         cells[column - left] = text
             for column, text in found or ():
