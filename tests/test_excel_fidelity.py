@@ -125,6 +125,19 @@ def test_date_cells_in_text_fields_send_what_they_show(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1e20, "1E+20"), (1.5e-10, "1.5E-10"), (0.333333333333333, "0.333333333333333"),
+     (12345678901.5, "12345678901.5"), (-1e300, "-1E+300")],
+)  # fmt: skip
+def test_a_general_number_shows_its_exponent_as_excel_does(value: float, shown: str) -> None:
+    """Under General a number cell shows 15 significant digits, an exponent with a
+    capital E (Excel's CSV of 1e20 holds 1E+20; LibreOffice's 1E+020)."""
+    from leadsync.reader.cells import cell_text
+
+    assert cell_text(value) == shown
+
+
+@pytest.mark.parametrize(
     ("value", "code", "shown"),
     [
         (dt.date(2025, 7, 5), "dd/mm/yyyy", "05/07/2025"),

@@ -144,7 +144,7 @@ def to_integer(value: Any) -> Any:
     if isinstance(value, float):
         if value.is_integer():
             return int(value)
-        return Bad(Code.NOT_WHOLE_NUMBER, f"{format(value, '.15g')} is not a whole number")
+        return Bad(Code.NOT_WHOLE_NUMBER, f"{cell_text(value)} is not a whole number")
     text = cell_text(value)
     if _GROUPED_RE.fullmatch(text):  # 1,213: a number cell formatted #,##0, saved as CSV
         text = text.replace(",", "")

@@ -4,6 +4,7 @@ a cell (trimmed text, whole numbers without ``.0``, Excel's error texts)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -227,7 +228,7 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float):
         if value != value:  # NaN never reaches a payload
             return ""
-        return format(value, ".15g")
+        return float_text(value)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, (dt.date, dt.time)):
@@ -235,6 +236,17 @@ def cell_text(value: Any) -> str:
     if isinstance(value, dt.timedelta):  # a duration cell ([h]:mm:ss): not "1 day, 6:00:00"
         return duration_text(value)
     return str(value).strip()
+
+
+def float_text(value: float) -> str:
+    """A number cell's float as a sheet shows it under General, to 15 significant
+    digits: ``0.1``, ``1E+20`` (Excel and LibreOffice write the exponent's E uppercase)."""
+    text = format(value, ".15g")
+    return (
+        text.replace("e", "E")
+        if "e" in text and value == value and abs(value) != math.inf
+        else text
+    )
 
 
 def duration_text(value: dt.timedelta) -> str:
@@ -279,7 +291,7 @@ def normalise_cell(value: Any) -> Any:
 def header_text(value: Any) -> str:
     value = normalise_cell(value)
     if isinstance(value, float):
-        return format(value, ".15g")
+        return float_text(value)
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     return "" if value is None else str(value)
