@@ -147,8 +147,9 @@ def test_a_general_number_shows_its_exponent_as_excel_does(value: float, shown: 
         (dt.date(2025, 7, 5), "mmmmm-yy", "J-25"),
         (dt.date(2025, 7, 5), "yyyy-mm-dd hh:mm", "2025-07-05 00:00"),
         (dt.datetime(2025, 7, 5, 14, 3, 9), "h:mm:ss AM/PM", "2:03:09 PM"),
-        (dt.datetime(2025, 7, 5, 0, 3), "h:mm am/pm", "12:03 am"),
+        (dt.datetime(2025, 7, 5, 0, 3), "h:mm am/pm", "12:03 AM"),
         (dt.datetime(2025, 7, 5, 14, 3), "hh:mm A/P", "02:03 P"),
+        (dt.datetime(2025, 7, 5, 14, 3), "hh:mm a/p", "02:03 p"),
         (dt.datetime(2025, 7, 5, 14, 3, 9), "mm:ss", "03:09"),  # minutes before seconds
         (dt.datetime(2025, 7, 5, 14, 3, 9), 'yyyy-mm-dd"T"hh:mm:ss', "2025-07-05T14:03:09"),
         (dt.datetime(2025, 7, 5, 14, 29, 59, 600000), "hh:mm:ss", "14:30:00"),  # rounded

@@ -23,6 +23,9 @@ from typing import Any
 from leadsync.reader.cells import Shown, normalise_cell
 from leadsync.reader.numfmt import kind, literal, sections, shown_number, unsupported
 
+# Where Excel's rules are not written down, SheetJS's SSF (which copies Excel's display)
+# decides: seconds rounded to the unit shown, AM/PM in capitals.
+
 # the built-in formats Excel shows in the system's short date: as en-GB shows them
 LOCAL_BUILTIN = {14: "dd/mm/yyyy", 22: "dd/mm/yyyy hh:mm"}
 
@@ -68,11 +71,10 @@ def render_date(value: dt.date | dt.time, code: str) -> str | None:
         letter = lower[:1]
         if lower in ("am/pm", "a/p"):
             pm = moment.hour >= 12
-            if lower == "am/pm":
-                text = "PM" if pm else "AM"
-                out.append(text if token[0].isupper() else text.lower())
+            if lower == "am/pm":  # AM or PM however it is written; A/P as written
+                out.append("PM" if pm else "AM")
             else:
-                out.append(("P" if pm else "A") if token[0].isupper() else ("p" if pm else "a"))
+                out.append(token[2] if pm else token[0])
         elif letter == "y":
             out.append(f"{moment.year % 100:02d}" if len(token) <= 2 else f"{moment.year:04d}")
         elif letter == "m" and _is_minutes(tokens, i):
