@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import leadsync
 from leadsync.reader.numfmt import kind, render
@@ -360,3 +362,30 @@ def test_a_sloppy_xls_keeps_xlrds_warnings_out_of_the_json(tmp_path: Path) -> No
     assert out.returncode in (0, 1), out.stderr
     assert json.loads(out.stdout)["outcomes"]["valid"] >= 1
     assert "WARNING" not in out.stdout + out.stderr
+
+
+# a format code's characters, and every kind of cell value calamine gives
+_FORMAT_CHARS = 'ymdhsaAMPpe/:-. ,"\\_*[]$@;0#?%EbBgG<>=年月日'
+_CELL_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.dates(),
+    st.datetimes(),
+    st.times(),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(code=st.text(_FORMAT_CHARS, max_size=16), value=_CELL_VALUES)
+@example(code="\\", value=1.0)  # a backslash that escapes nothing
+@example(code="0.00", value=1e30)  # more digits than Decimal's default precision
+@example(code="0E+00", value=12345.0)  # scientific without a point
+@example(code=".#,0", value=5.0)  # grouping with no integer digit
+def test_any_format_on_any_cell_is_shown_or_left_as_read(code: str, value: Any) -> None:
+    """A workbook may hold any format code: a cell is shown by it or left as calamine
+    read it, never an error (a crash here would stop the run on one odd cell)."""
+    from leadsync.reader.cells import Shown
+    from leadsync.reader.datefmt import formatted
+
+    got = formatted(value, code)
+    assert got is value or got.__class__ is Shown or isinstance(got, dt.datetime)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 # ECMA-376 18.8.30: the built-in formats a file refers to by id alone (14-22 and
 # 45-47 are dates and times, which calamine types itself)
@@ -42,6 +42,10 @@ _TOKEN = re.compile(
 )
 _DATE_TOKENS = set("yYmMdDhHsS")
 _QUANTA = [Decimal(1).scaleb(-n) for n in range(31)]
+# Excel shows 15 significant digits: a number this large shows digits a float does not
+# hold, which are not rendered here (it is sent as its plain number, and said)
+_LARGEST = 1e15
+_EXACT = Context(prec=80)  # 15 digits and 30 decimals, rounded without loss
 
 
 # the kinds of format whose cells are put back as they show (General and @ show a cell
@@ -74,8 +78,8 @@ def render(value: float, code: str) -> str | None:
     """What Excel shows for the number ``value`` under the format ``code``; None when
     this module cannot render that format faithfully."""
     parts = sections(code)
-    if unsupported(code):
-        return None
+    if unsupported(code) or not abs(value) < _LARGEST:
+        return None  # (NaN and infinities too)
     if value < 0 and len(parts) >= 2:
         section, value, sign = parts[1], -value, ""
     elif value == 0 and len(parts) >= 3:
@@ -200,7 +204,7 @@ def literal(token: str) -> str:
     if token.startswith('"'):
         return token[1:-1]
     if token.startswith("\\"):
-        return token[1]
+        return token[1:]  # (a backslash that ends the format escapes nothing)
     if token.startswith("_"):
         return " "
     if token.startswith("*"):
@@ -231,7 +235,7 @@ def _number(value: float, plan: _Plan) -> str | None:
     amount = Decimal(repr(float(value)))
     if plan.percent or plan.scale:
         amount = amount * (100**plan.percent) / (1000**plan.scale)
-    rounded = amount.quantize(_QUANTA[len(frac_slots)], rounding=ROUND_HALF_UP)
+    rounded = amount.quantize(_QUANTA[len(frac_slots)], ROUND_HALF_UP, _EXACT)
     whole, _, frac = f"{rounded:f}".partition(".")
     if whole == "0" and not plan.zero_int:
         whole = ""
@@ -248,7 +252,7 @@ def _number(value: float, plan: _Plan) -> str | None:
             out[i], pending = pending[-1], pending[:-1]
         else:
             out[i] = {"0": "0", "?": " "}.get(tokens[i], "")
-    if grouping:
+    if grouping and int_slots:
         literal_inside = any(
             out[i] and tokens[i] not in ("0", "#", "?", ",")
             for i in range(int_slots[0], int_slots[-1] + 1)
@@ -280,7 +284,7 @@ def _simple(value: float, plan: _Plan, prefix: str, suffix: str, zeros: int) -> 
         amount = Decimal(repr(float(value)))
         if plan.percent or plan.scale:
             amount = amount * (100**plan.percent) / (1000**plan.scale)
-        text = f"{amount.quantize(_QUANTA[places], rounding=ROUND_HALF_UP):f}"
+        text = f"{amount.quantize(_QUANTA[places], ROUND_HALF_UP, _EXACT):f}"
         head, _, frac = text.partition(".")
         whole = int(head)
     if plan.grouping:
@@ -308,7 +312,7 @@ def _scientific(value: float, tokens: list[str], exp_at: int) -> str | None:
     whole = mantissa.index(".") if "." in mantissa else len(mantissa)
     if whole != 1:
         return None  # engineering notation (##0.0E+0) moves the point in threes
-    decimals = len(mantissa) - whole - 1
+    decimals = max(len(mantissa) - whole - 1, 0)  # 0E+00: no point, no decimals
     text = f"{float(value):.{decimals}E}"
     base, power = text.split("E")
     sign = "-" if int(power) < 0 else ("+" if tokens[exp_at][1] == "+" else "")
