@@ -39,6 +39,25 @@ def test_libreoffices_xlsx_ods_xls_and_csv_give_the_same_payloads() -> None:
             assert _rows(FIXTURES / name, fast) == csv, (name, fast)
 
 
+def test_a_strict_iso_workbook_sends_what_its_csv_sends(tmp_path: Path) -> None:
+    """An ISO 29500 Strict workbook (calamine's test file; its relationships in another
+    namespace) has its number formats applied: its cells were sent unformatted, 2190 for
+    a cell that shows 2190.00."""
+    from leadsync.reader import open_table
+
+    here = FIXTURES.parent / "calamine"  # each column sent as a meta value
+
+    names = open_table(here / "strict_iso_paths.xlsx", None).headers
+    mapping = tmp_path / "m.toml"
+    lines = ['"Item" = "id"', *(f'"{h}" = "meta: {h}"' for h in names[1:])]
+    mapping.write_text("[columns]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    config = leadsync.load_mapping(mapping)
+    sheet = [r.payload for r in leadsync.mapped_rows(here / "strict_iso_paths.xlsx", config)]
+    csv = [r.payload for r in leadsync.mapped_rows(here / "strict_iso_paths.csv", config)]
+    assert sheet == csv
+    assert sheet[0]["meta"]["FlatBox X"] == "2190.00"
+
+
 def test_what_each_formatted_cell_sends() -> None:
     rows = _rows(FIXTURES / "leads.ods")
     payload, problems = rows[2]
@@ -200,6 +219,8 @@ def test_render_date(value: Any, code: str, shown: str | None) -> None:
         (12, "0.00E+00", "1.20E+01"),
         (3, '0" bed"', "3 bed"),
         (7, "@", "7"),
+        (1, "General_)", "1 "),  # General among literals: the number where it stands
+        (-5, 'General" kg"', "-5 kg"),
         (1.5, "# ?/?", None),  # fractions: not rendered
         (5, "[>10]0;0", None),  # conditions: not rendered
         (12, "##0.0E+0", None),  # engineering notation: not rendered

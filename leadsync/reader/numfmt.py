@@ -38,9 +38,11 @@ _TOKEN = re.compile(
     r"|\*."  # fill to the column's width: nothing in a CSV
     r"|\[[^\]]*\]"  # [Red], [$£-809], [>100]
     r"|[Ee][+-]"  # scientific notation
+    r"|(?i:general)"  # the number as General shows it, among literals (General_) )
     r"|."
 )
 _DATE_TOKENS = set("yYmMdDhHsS")
+_GENERAL = "\x00"  # where General's number goes in a section's literal text
 _QUANTA = [Decimal(1).scaleb(-n) for n in range(31)]
 # Excel shows 15 significant digits: a number this large shows digits a float does not
 # hold, which are not rendered here (it is sent as its plain number, and said)
@@ -91,7 +93,9 @@ def render(value: float, code: str) -> str | None:
     if plan is None:
         return None
     if isinstance(plan, str):  # a section without digits: General, @, or literal text
-        return sign + general(value) if plan == "@" else plan
+        if plan == "@":
+            return sign + general(value)
+        return plan.replace(_GENERAL, sign + general(value))
     text = _number(value, plan)
     if text is None:
         return None
@@ -137,7 +141,7 @@ def _plan(section: str) -> _Plan | str | None:
     if not any(t in "0#?" for t in tokens):
         if "@" in tokens or section.strip().lower() == "general":
             return "@"
-        return "".join(literal(t) for t in tokens)
+        return "".join(_GENERAL if t.lower() == "general" else literal(t) for t in tokens)
     exp_at = next((i for i, t in enumerate(tokens) if t[:1] in "Ee" and len(t) == 2), None)
     digits = [i for i, t in enumerate(tokens) if t in ("0", "#", "?")]
     dot = next((i for i, t in enumerate(tokens) if t == "."), None)

@@ -160,7 +160,6 @@ def _workbook_facts(z: Any) -> tuple[dict[str, str], bool]:
     import posixpath
     from xml.etree import ElementTree
 
-    ns_rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
     try:
         book = ElementTree.fromstring(z.read("xl/workbook.xml"))
         rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
@@ -175,7 +174,9 @@ def _workbook_facts(z: Any) -> tuple[dict[str, str], bool]:
             date1904 = element.get("date1904", "").strip().lower() in ("1", "true")
         if tag != "sheet":
             continue
-        target = targets.get(element.get(f"{{{ns_rel}}}id"))
+        # r:id, in the transitional namespace or the strict one (ISO 29500 Strict files)
+        rid = next((v for k, v in element.attrib.items() if k.endswith("}id")), None)
+        target = targets.get(rid)
         if target and element.get("name") is not None:
             part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
             parts[str(element.get("name"))] = posixpath.normpath(part)
