@@ -28,6 +28,36 @@ def all_rows(path: Path, sheet: str | None = None, size: int = 1000) -> list[tup
     return out
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
+def test_a_header_cell_with_a_line_break_is_one_header_row(tmp_path: Path, encoding: str) -> None:
+    """Excel's Alt+Enter in a header ("Lead\\nRef"): the fast reader skipped one line of
+    the header, read its second line as a data row and numbered every row one too high."""
+    import leadsync
+
+    path = write_csv(
+        tmp_path / "a.csv",
+        [
+            ["Lead\nid", "first_name", "last_name\n(family)"],
+            ["1", "Ann", "Lee"],
+            ["2", "Bo", "Ray"],
+        ],
+        encoding=encoding,
+    )
+    table = open_table(path)
+    assert table.headers == ("Lead\nid", "first_name", "last_name\n(family)")
+    assert all_rows(path) == [(2, ["1", "Ann", "Lee"]), (3, ["2", "Bo", "Ray"])]
+    assert [list(b.to_pylist()) for b in table.column_text(0, 100)] == [["1", "2"]]
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[columns]\n"Lead\\nid" = "id"\n"last_name\\n(family)" = "last_name"\n')
+    config = leadsync.load_mapping(mapping)
+    for fast in (True, False):
+        rows = list(leadsync.mapped_rows(path, config, fast=fast))
+        assert [(r.row, r.lead_id, r.payload, r.problems) for r in rows] == [
+            (2, "1", {"first_name": "Ann", "last_name": "Lee"}, []),
+            (3, "2", {"first_name": "Bo", "last_name": "Ray"}, []),
+        ]
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
 def test_csv_encodings_round_trip_text(tmp_path: Path, encoding: str) -> None:
     path = write_csv(

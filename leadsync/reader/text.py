@@ -249,7 +249,12 @@ class _TextSource(Source):
             return pcsv.open_csv(
                 self.path,
                 read_options=pcsv.ReadOptions(
-                    block_size=1 << 20, use_threads=False, skip_rows=1, column_names=names
+                    block_size=1 << 20,
+                    use_threads=False,
+                    # the header record, read as the parser reads records (a quoted line
+                    # break in a header cell: skip_rows would skip one line of it)
+                    skip_rows_after_names=1,
+                    column_names=names,
                 ),
                 parse_options=pcsv.ParseOptions(
                     delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
