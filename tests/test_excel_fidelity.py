@@ -39,6 +39,23 @@ def test_libreoffices_xlsx_ods_xls_and_csv_give_the_same_payloads() -> None:
             assert _rows(FIXTURES / name, fast) == csv, (name, fast)
 
 
+def test_a_header_cell_reads_as_it_shows(tmp_path: Path) -> None:
+    """A date or a formatted number in the header row is the header the sheet shows (a
+    mapping names it so, as in the sheet's CSV): it was read as 2025-07-01 and 7."""
+    from leadsync.reader import open_table
+
+    src = write_xlsx(
+        tmp_path / "h.xlsx",
+        [["id", dt.date(2025, 7, 1), 7], [1001, "yes", "no"]],
+        number_formats={"B1": "mmmm yyyy", "C1": '"Q"0'},
+    )
+    assert open_table(src, None).headers == ("id", "July 2025", "Q7")
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[columns]\n"July 2025" = "meta: july"\n"Q7" = "meta: q7"\n')
+    [row] = list(leadsync.mapped_rows(src, leadsync.load_mapping(mapping)))
+    assert row.payload == {"meta": {"july": "yes", "q7": "no"}}
+
+
 def test_a_strict_iso_workbook_sends_what_its_csv_sends(tmp_path: Path) -> None:
     """An ISO 29500 Strict workbook (calamine's test file; its relationships in another
     namespace) has its number formats applied: its cells were sent unformatted, 2190 for

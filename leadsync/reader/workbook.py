@@ -90,8 +90,11 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         date1904 = scan.date1904
     if header is None:
         _refuse_empty(path, workbook, name, errors, xlsx=ods is None, chosen=sheet is None)
-    headers = header_names([header_text(c) for c in header])
     header_row = start_row + 1
+    # a header cell as it shows, as its data cells are (a date header is 01/01/2021)
+    overlays = (errors, formats, shown)
+    header = next(_overlaid(iter([header]), overlays, header_row, start_col))
+    headers = header_names([header_text(c) for c in header])
 
     table = Table(
         path=path,
@@ -101,9 +104,7 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         first_column=start_col,
         sheet=name,
         date1904=date1904,
-        source=_SheetSource(
-            worksheet, skip, header_row, start_col, len(headers), (errors, formats, shown)
-        ),
+        source=_SheetSource(worksheet, skip, header_row, start_col, len(headers), overlays),
     )
     unshown = _unrenderable(formats)
     if unshown:
