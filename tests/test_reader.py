@@ -240,6 +240,7 @@ def test_sheet_not_starting_at_a1_keeps_excel_row_numbers(tmp_path: Path) -> Non
         ("missing.csv", None, "file not found: "),
         ("empty.csv", b"", "empty.csv is empty: expected a header row, then one row per lead"),
         ("blank.csv", b"\r\n\r\n", "blank.csv is empty"),
+        ("empty.xlsx", b"", "empty.xlsx is empty (0 bytes): save or export the workbook again"),
         (
             "broken.xlsx",
             b"PK\x03\x04 this is not really a zip",

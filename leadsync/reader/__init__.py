@@ -75,7 +75,9 @@ def open_table(path: str | Path, sheet: str | None = None) -> Table:
             table = open_text(p, suffix)
             table.notices.append(f"{p.name} is text, not a workbook: read it as CSV")
             return table
-        raise InputError(f"{p} is not a readable Excel workbook (not a zip/xlsx file)")
+        if not head:
+            raise InputError(f"{p.name} is empty (0 bytes): save or export the workbook again")
+        raise InputError(f"{p.name} is not a readable Excel workbook (not a zip/xlsx file)")
     if suffix in TEXT_SUFFIXES or looks_like_text(p):
         if sheet is not None:
             raise InputError(f"--sheet does not apply to {p.name}: it is a text file")
