@@ -229,6 +229,9 @@ def test_render_date(value: Any, code: str, shown: str | None) -> None:
         (1234567, '#,##0,"k"', "1,235k"),
         (0, '0;-0;"zero"', "zero"),
         (-0.001, "0.00", "0.00"),
+        (-0.5, '#,##0,"k"', "0k"),  # a negative that rounds to 0, a literal after it
+        (-0.04, '"£"0.0" (est. 2025)"', "£0.0 (est. 2025)"),  # digits in the literal
+        (-1500, '#,##0,"k"', "-2k"),
         (2.5, "0", "3"),  # half away from zero, as Excel rounds
         (-2.5, "0", "-3"),
         (8.9, "#.##", "8.9"),

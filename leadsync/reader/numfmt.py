@@ -99,9 +99,18 @@ def render(value: float, code: str) -> str | None:
     text = _number(value, plan)
     if text is None:
         return None
-    if sign and text.strip("0.,% ") == "":  # -0.001 under "0.00" shows 0.00, not -0.00
+    if sign and not _shows_a_digit(text, plan):  # -0.001 under "0.00" shows 0.00
         sign = ""
     return sign + text
+
+
+def _shows_a_digit(text: str, plan: _Plan) -> bool:
+    """Whether a rendered number shows a digit other than 0 (its literals aside: -0.5
+    under ``#,##0,"k"`` shows 0k, as LibreOffice shows it)."""
+    for part in plan.template:
+        if part:
+            text = text.replace(part, "", 1)
+    return any(c in "123456789" for c in text)
 
 
 @functools.lru_cache(maxsize=256)
