@@ -56,6 +56,17 @@ def test_a_header_cell_reads_as_it_shows(tmp_path: Path) -> None:
     assert row.payload == {"meta": {"july": "yes", "q7": "no"}}
 
 
+def test_a_binary_workbook_is_read_and_says_what_it_cannot_show() -> None:
+    """An .xlsb (calamine's test file) is read, with a notice: its formats and error cells
+    are not seen, so what it sends may differ from what Excel shows."""
+    from leadsync.reader import open_table
+
+    table = open_table(FIXTURES.parent / "calamine" / "date.xlsb", None)
+    assert table.headers == ("2021-01-01", "15")  # a date cell as calamine reads it
+    [notice] = table.notices
+    assert "date.xlsb is a binary workbook (.xlsb)" in notice and "Save it as .xlsx" in notice
+
+
 def test_a_strict_iso_workbook_sends_what_its_csv_sends(tmp_path: Path) -> None:
     """An ISO 29500 Strict workbook (calamine's test file; its relationships in another
     namespace) has its number formats applied: its cells were sent unformatted, 2190 for

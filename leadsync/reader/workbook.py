@@ -114,6 +114,12 @@ def open_excel(path: Path, sheet: str | None) -> Table:
             "plain number: leadsync cannot show them as Excel does (change the format, or "
             "save the sheet as CSV from Excel)"
         )
+    if path.suffix.lower() == ".xlsb":
+        table.notices.append(
+            f"{path.name} is a binary workbook (.xlsb): its cells are read without their "
+            "number formats, and a cell showing an error (#N/A ...) reads as blank. Save it "
+            "as .xlsx in Excel to send what the sheet shows"
+        )
     if scan.uncached:
         table.notices.append(
             f"{path.name} has {scan.uncached} formula cell(s) with no saved result (written "
