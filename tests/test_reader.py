@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
 import io
@@ -26,6 +27,30 @@ def all_rows(path: Path, sheet: str | None = None, size: int = 1000) -> list[tup
         ):
             out.append((number, list(cells)))
     return out
+
+
+def test_blank_lines_above_a_csv_header_are_rows_excel_shows(tmp_path: Path) -> None:
+    """An export that starts with empty lines: the header is the first record with a value
+    (as in a workbook), and every row keeps the number Excel shows it at."""
+    import leadsync
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(b'\r\n,,\r\n"Lead\nid",first_name,last_name\r\n1,Ann,Lee\r\n2,Bo,Ray\r\n')
+    table = open_table(path)
+    assert (table.headers, table.header_row) == (("Lead\nid", "first_name", "last_name"), 3)
+    assert all_rows(path) == [(4, ["1", "Ann", "Lee"]), (5, ["2", "Bo", "Ray"])]
+    assert [list(b.to_pylist()) for b in table.column_text(0, 100)] == [["1", "2"]]
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[columns]\n"Lead\\nid" = "id"\n')
+    config = leadsync.load_mapping(mapping)
+    for fast in (True, False):
+        rows = list(leadsync.mapped_rows(path, config, fast=fast))
+        assert [(r.row, r.lead_id) for r in rows] == [(4, "1"), (5, "2")]
+    result = leadsync.validate(path, config, report_dir=tmp_path / "r")
+    assert result.summary["outcomes"]["valid"] == 2
+    with (tmp_path / "r" / "successes.csv").open(encoding="utf-8", newline="") as fh:
+        lines = list(csv.reader(fh))
+    assert [line[0] for line in lines[1:]] == ["4", "5"]
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])

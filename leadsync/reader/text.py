@@ -182,6 +182,7 @@ class _TextSource(Source):
     def __init__(self, path: Path, encoding: str, delimiter: str) -> None:
         self.path, self.encoding, self.delimiter = path, encoding, delimiter
         self.width = 0  # cells in the header record
+        self.above = 0  # blank records above the header (Excel shows them as rows)
 
     def records(self) -> Iterator[list[str]]:
         # cp1252 leaves five byte values undefined; replace rather than crash on them.
@@ -191,9 +192,10 @@ class _TextSource(Source):
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         records = self.records()
-        next(records, None)  # header
-        # Excel shows one record per row, so row = record index + 2 (header = row 1).
-        yield from enumerate(records, start=2)
+        for _ in range(self.above + 1):  # the blank records, then the header
+            next(records, None)
+        # Excel shows one record per row: the header is row above + 1, then one a record
+        yield from enumerate(records, start=self.above + 2)
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
         """The fast reader: pyarrow parses the file in 1 MB blocks (memory stays flat).
@@ -251,9 +253,9 @@ class _TextSource(Source):
                 read_options=pcsv.ReadOptions(
                     block_size=1 << 20,
                     use_threads=False,
-                    # the header record, read as the parser reads records (a quoted line
-                    # break in a header cell: skip_rows would skip one line of it)
-                    skip_rows_after_names=1,
+                    # the blank records and the header, read as the parser reads records
+                    # (a quoted line break in a header cell: skip_rows would skip one line)
+                    skip_rows_after_names=self.above + 1,
                     column_names=names,
                 ),
                 parse_options=pcsv.ParseOptions(
@@ -285,7 +287,8 @@ class _TextSource(Source):
         if len(columns) > width:
             extra = _spilled(columns[width:])
             columns = columns[:width]
-        numbers = range(consumed + 2, consumed + 2 + head.num_rows)
+        first = consumed + self.above + 2
+        numbers = range(first, first + head.num_rows)
         return Chunk(columns, numbers, extra), tail.to_batches(), tail.num_rows
 
 
@@ -367,6 +370,19 @@ def _refuse_huge_header(path: Path) -> None:
         )
 
 
+# blank records looked through for the header (an export's empty first lines)
+_BLANK_ABOVE_MAX = 100
+
+
+def _header_record(source: _TextSource) -> tuple[list[str] | None, int]:
+    """The header, the first record with a value (as a workbook's is its first row with
+    a value), and how many blank records stand above it."""
+    for above, record in enumerate(itertools.islice(source.records(), _BLANK_ABOVE_MAX + 1)):
+        if any(cell.strip() for cell in record):
+            return record, above
+    return None, 0
+
+
 def open_text(path: Path, suffix: str) -> Table:
     _refuse_huge_header(path)
     encoding, quotes = _sniff_bytes(path)
@@ -375,7 +391,7 @@ def open_text(path: Path, suffix: str) -> Table:
             sample = fh.read(_SNIFF_CHARS)
         delimiter = sniff_delimiter(sample, suffix)
         source = _TextSource(path, encoding, delimiter)
-        header = next(source.records(), None)
+        header, source.above = _header_record(source)
     except csv.Error as exc:
         raise InputError(f"{path.name} is not a readable CSV file: {exc}") from None
     except UnicodeError as exc:
@@ -388,7 +404,7 @@ def open_text(path: Path, suffix: str) -> Table:
         path=path,
         format="csv",
         headers=header_names(header),
-        header_row=1,
+        header_row=source.above + 1,
         encoding=encoding,
         delimiter=delimiter,
         source=source,
