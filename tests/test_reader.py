@@ -29,6 +29,17 @@ def all_rows(path: Path, sheet: str | None = None, size: int = 1000) -> list[tup
     return out
 
 
+def _ids_read_alike(tmp_path: Path, path: Path, columns: str) -> Any:
+    """The id column's single pass reads what the rows read (ids 1 and 2); the config of
+    a mapping with these ``[columns]`` lines."""
+    import leadsync
+
+    assert [list(b.to_pylist()) for b in open_table(path).column_text(0, 100)] == [["1", "2"]]
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(f"[columns]\n{columns}\n")
+    return leadsync.load_mapping(mapping)
+
+
 def test_blank_lines_above_a_csv_header_are_rows_excel_shows(tmp_path: Path) -> None:
     """An export that starts with empty lines: the header is the first record with a value
     (as in a workbook), and every row keeps the number Excel shows it at."""
@@ -39,10 +50,7 @@ def test_blank_lines_above_a_csv_header_are_rows_excel_shows(tmp_path: Path) -> 
     table = open_table(path)
     assert (table.headers, table.header_row) == (("Lead\nid", "first_name", "last_name"), 3)
     assert all_rows(path) == [(4, ["1", "Ann", "Lee"]), (5, ["2", "Bo", "Ray"])]
-    assert [list(b.to_pylist()) for b in table.column_text(0, 100)] == [["1", "2"]]
-    mapping = tmp_path / "m.toml"
-    mapping.write_text('[columns]\n"Lead\\nid" = "id"\n')
-    config = leadsync.load_mapping(mapping)
+    config = _ids_read_alike(tmp_path, path, '"Lead\\nid" = "id"')
     for fast in (True, False):
         rows = list(leadsync.mapped_rows(path, config, fast=fast))
         assert [(r.row, r.lead_id) for r in rows] == [(4, "1"), (5, "2")]
@@ -68,13 +76,11 @@ def test_a_header_cell_with_a_line_break_is_one_header_row(tmp_path: Path, encod
         ],
         encoding=encoding,
     )
-    table = open_table(path)
-    assert table.headers == ("Lead\nid", "first_name", "last_name\n(family)")
+    assert open_table(path).headers == ("Lead\nid", "first_name", "last_name\n(family)")
     assert all_rows(path) == [(2, ["1", "Ann", "Lee"]), (3, ["2", "Bo", "Ray"])]
-    assert [list(b.to_pylist()) for b in table.column_text(0, 100)] == [["1", "2"]]
-    mapping = tmp_path / "m.toml"
-    mapping.write_text('[columns]\n"Lead\\nid" = "id"\n"last_name\\n(family)" = "last_name"\n')
-    config = leadsync.load_mapping(mapping)
+    config = _ids_read_alike(
+        tmp_path, path, '"Lead\\nid" = "id"\n"last_name\\n(family)" = "last_name"'
+    )
     for fast in (True, False):
         rows = list(leadsync.mapped_rows(path, config, fast=fast))
         assert [(r.row, r.lead_id, r.payload, r.problems) for r in rows] == [
