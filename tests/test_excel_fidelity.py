@@ -248,6 +248,8 @@ def test_render_date(value: Any, code: str, shown: str | None) -> None:
         (8.9, "#.##", "8.9"),
         (0.5, "#.00", ".50"),
         (12, "0.00E+00", "1.20E+01"),
+        (1e20, "0.00E+00", "1.00E+20"),  # large, in scientific notation: shown
+        (1e20, "#,##0", None),  # 15+ digits in fixed point: digits a float lacks
         (3, '0" bed"', "3 bed"),
         (7, "@", "7"),
         (1, "General_)", "1 "),  # General among literals: the number where it stands

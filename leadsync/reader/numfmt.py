@@ -16,6 +16,7 @@ checked against what Excel and LibreOffice display in ``tests/test_excel_fidelit
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
@@ -44,8 +45,8 @@ _TOKEN = re.compile(
 _DATE_TOKENS = set("yYmMdDhHsS")
 _GENERAL = "\x00"  # where General's number goes in a section's literal text
 _QUANTA = [Decimal(1).scaleb(-n) for n in range(31)]
-# Excel shows 15 significant digits: a number this large shows digits a float does not
-# hold, which are not rendered here (it is sent as its plain number, and said)
+# Excel shows 15 significant digits: a number this large shows, in fixed-point digits,
+# digits a float does not hold, which are not rendered here (it is read as it is)
 _LARGEST = 1e15
 _EXACT = Context(prec=80)  # 15 digits and 30 decimals, rounded without loss
 
@@ -80,8 +81,8 @@ def render(value: float, code: str) -> str | None:
     """What Excel shows for the number ``value`` under the format ``code``; None when
     this module cannot render that format faithfully."""
     parts = sections(code)
-    if unsupported(code) or not abs(value) < _LARGEST:
-        return None  # (NaN and infinities too)
+    if unsupported(code) or not math.isfinite(value):
+        return None
     if value < 0 and len(parts) >= 2:
         section, value, sign = parts[1], -value, ""
     elif value == 0 and len(parts) >= 3:
@@ -96,6 +97,8 @@ def render(value: float, code: str) -> str | None:
         if plan == "@":
             return sign + general(value)
         return plan.replace(_GENERAL, sign + general(value))
+    if plan.exp_at is None and value >= _LARGEST:
+        return None
     text = _number(value, plan)
     if text is None:
         return None
