@@ -42,8 +42,8 @@ from leadsync.xlsx_rows import SheetRows
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# what the fast path gives a row it cleared: 0 valid, 1 skipped_blank (2: see slow rows)
-_FAST_OUTCOMES = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value)
+# a chunk's outcome codes: 0 valid, 1 skipped_blank (cleared by the fast path), 2 invalid
+_OUTCOME_OF_CODE = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value, Outcome.INVALID.value)
 
 
 class ReportWriter:
@@ -228,10 +228,7 @@ class ReportWriter:
             columns = [
                 _numbers_text(chunk.row_numbers),
                 Cells(checked.lead_ids).csv_field(),
-                pc.take(
-                    pa.array([Outcome.VALID.value, Outcome.SKIPPED_BLANK.value, ""]),
-                    pa.array(outcome),
-                ),
+                pc.take(pa.array(_OUTCOME_OF_CODE), pa.array(outcome)),
                 "",
                 fields,
                 *(chunk.display_cells(j).csv_field() for j in range(len(self.headers))),
@@ -246,12 +243,11 @@ class ReportWriter:
             positions = list(range(n)) if every else self._xlsx.gate.take(order)
             if positions:
                 part = chunk if every else chunk.take(positions)
-                names = (Outcome.VALID.value, Outcome.SKIPPED_BLANK.value, Outcome.INVALID.value)
                 found = [failing.get(i) for i in positions]
                 self._xlsx.write_rows(
                     SheetRows(
                         list(part.row_numbers),
-                        [names[outcome[i]] for i in positions],
+                        [_OUTCOME_OF_CODE[outcome[i]] for i in positions],
                         [f.problems if f is not None else () for f in found],
                         part.columns,
                     )

@@ -22,8 +22,8 @@ from leadsync.defaults import (
 )
 from leadsync.model import AMBER, FAILURE_OUTCOMES, GREEN, RED, Outcome, Problem
 from leadsync.private import open_private
-from leadsync.reader.cells import Shown, display_text
-from leadsync.xlsx_rows import SheetRows, rows_xml
+from leadsync.reader.cells import display_text
+from leadsync.xlsx_rows import SheetRows, rows_xml, stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -208,8 +208,7 @@ class XlsxReport:
             if value.__class__ is str and value:  # most cells: text, straight through
                 write_string(row, col, value, style)
             else:
-                if value.__class__ is Shown and isinstance(value.value, dt.date):
-                    value = value.value
+                value = stored(value)
                 if isinstance(value, dt.date):
                     style = self._date_style(style, value)
                 write_cell(self, row, col, value, style)
@@ -393,14 +392,13 @@ class XlsxReport:
             if isinstance(column, pa.Array):
                 size = pc.max(pc.utf8_length(column.slice(0, m))).as_py() or 0
             else:
-                size = (
-                    max(
-                        (len(v) if v.__class__ is str else len(display_text(v)))
+                size = max(
+                    (
+                        len(v if v.__class__ is str else display_text(v))
                         for v in column[:m]
                         if v is not None
-                    )
-                    if any(v is not None for v in column[:m])
-                    else 0
+                    ),
+                    default=0,
                 )
             if size > widths[j]:
                 widths[j] = size
@@ -530,8 +528,7 @@ def write_cell(
 ) -> None:
     """One cell, typed as it was read (text stays text, even if it starts with '=')."""
     sheet = sheet if sheet is not None else report.sheet
-    if value.__class__ is Shown and isinstance(value.value, dt.date):
-        value = value.value  # a date cell stays a date (shown as it was by its format)
+    value = stored(value)
     if value is None or (isinstance(value, str) and not value):
         if style is not None:
             sheet.write_blank(row, col, None, style)

@@ -110,6 +110,14 @@ class SheetRows:
         )
 
 
+def stored(value: Any) -> Any:
+    """A cell as report.xlsx stores it: a date cell shown by its format stays a date (its
+    format is lost, its value kept); any other cell as it is."""
+    if value.__class__ is Shown and isinstance(value.value, dt.date):
+        return value.value
+    return value
+
+
 def cell_xml(
     sheet: Any, ref: str, value: Any, style: Any, date_style: Callable[..., Any]
 ) -> str | None:
@@ -117,8 +125,7 @@ def cell_xml(
     typed as :func:`~leadsync.xlsx_report.write_cell` types it; "" for a blank cell
     without a style (not written), None for a text too long to write here.
     ``date_style(style, value)``: the style a date cell takes."""
-    if value.__class__ is Shown and isinstance(value.value, dt.date):
-        value = value.value  # a date cell stays a date in the user's rows
+    value = stored(value)
     if isinstance(value, dt.date):
         if isinstance(value, dt.datetime):
             value = value.replace(tzinfo=None)

@@ -4,7 +4,6 @@ a cell (trimmed text, whole numbers without ``.0``, Excel's error texts)."""
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -241,12 +240,7 @@ def cell_text(value: Any) -> str:
 def float_text(value: float) -> str:
     """A number cell's float as a sheet shows it under General, to 15 significant
     digits: ``0.1``, ``1E+20`` (Excel and LibreOffice write the exponent's E uppercase)."""
-    text = format(value, ".15g")
-    return (
-        text.replace("e", "E")
-        if "e" in text and value == value and abs(value) != math.inf
-        else text
-    )
+    return format(value, ".15g").replace("e", "E")  # (nan and inf hold no e)
 
 
 def duration_text(value: dt.timedelta) -> str:
