@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,10 +28,9 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-# a text XlsxWriter changes as it writes it: XML's & < >, control characters and its
-# _xHHHH_ escapes, U+FFFE/U+FFFF, spaces at either end (kept with xml:space) ...
-_XML_CARE = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_|^\s|\s$")
-# ... and the same, for pyarrow (RE2: Python's \s spelled out)
+# a text XlsxWriter changes as it writes it (such a cell is written by cell_xml, with
+# XlsxWriter's own escapes): XML's & < >, control characters and its _xHHHH_ escapes,
+# U+FFFE/U+FFFF, spaces at either end (kept with xml:space); RE2, Python's \s spelled out
 _XML_CARE_RE2 = (
     r"[&<>\x00-\x08\x0b-\x1f\x{fffe}\x{ffff}]|_x[0-9a-fA-F]{4}_" + f"|^{PY_SPACE}|{PY_SPACE}$"
 )
@@ -145,14 +143,12 @@ def cell_xml(
         return f"{at}/>" if style is not None else ""
     if len(value) > DIRECT_MAX:
         return None
-    space = ""
-    if _XML_CARE.search(value):  # as XlsxWriter's _write_cell does it
-        from xlsxwriter.utility import _preserve_whitespace
+    from xlsxwriter.utility import _preserve_whitespace
 
-        value = sheet._escape_control_characters(value)
-        if _preserve_whitespace(value):
-            space = ' xml:space="preserve"'
-        value = sheet._escape_data(value)
+    # as XlsxWriter's _write_cell does it (each escape leaves a plain text as it is)
+    value = sheet._escape_control_characters(value)
+    space = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
+    value = sheet._escape_data(value)
     return f'{at} t="inlineStr"><is><t{space}>{value}</t></is></c>'
 
 
