@@ -35,7 +35,7 @@ from leadsync.model import (
     Problem,
 )
 from leadsync.private import open_private
-from leadsync.reader import Chunk, Table, display_text
+from leadsync.reader import Table, display_text
 from leadsync.xlsx_report import Gate, SheetSpec, XlsxReport
 from leadsync.xlsx_rows import SheetRows
 
@@ -153,10 +153,12 @@ class ReportWriter:
                 [row.row, lead, *_problem_fields(outcome, p), status, *original]
             )
 
-    def _invalid_lines(self, chunk: Chunk, order: list[int], rows: list[MappedRow]) -> None:
+    def _invalid_lines(
+        self, originals: list[pa.Array], order: list[int], rows: list[MappedRow]
+    ) -> None:
         """The failures.csv lines of a chunk's invalid rows (at ``order``), the very bytes
         :meth:`_failure` writes, built column by column: only the problems are looked at
-        one by one."""
+        one by one. ``originals``: the chunk's cells as CSV fields, a column each."""
         import pyarrow as pa
 
         from leadsync.columnar import Cells, csv_lines
@@ -171,14 +173,15 @@ class ReportWriter:
             codes.update(p.code for p in row.problems)
         self.counts[Outcome.INVALID] += len(rows)
         at = pa.array(owners, pa.int64())
-        part = chunk.take(order)
+        # each line's row in the chunk: the chunk's fields are taken, not built again
+        line_rows = pa.array([order[k] for k in owners], pa.int64())
         leads = pa.array([row.lead_id or "" for row in rows], pa.string())
         fields = [
             _numbers_text([row.row for row in rows]).take(at),
             Cells(leads).csv_field().take(at),  # neutralised, quoted as csv.writer quotes
             pa.array(texts, pa.string()),
             "",  # no HTTP status
-            *(part.display_cells(j).csv_field().take(at) for j in range(len(self.headers))),
+            *(column.take(line_rows) for column in originals),
         ]
         self._failures_fh.flush()  # the lines csv.writer wrote go first
         for block in csv_lines(fields):
@@ -224,6 +227,8 @@ class ReportWriter:
         keep = outcome != 2
         self.counts[Outcome.VALID] += int((outcome == 0).sum())
         self.counts[Outcome.SKIPPED_BLANK] += int((outcome == 1).sum())
+        # the user's cells as CSV fields, built once for both CSV reports
+        originals = [chunk.display_cells(j).csv_field() for j in range(len(self.headers))]
         if keep.any():
             columns = [
                 _numbers_text(chunk.row_numbers),
@@ -231,14 +236,14 @@ class ReportWriter:
                 pc.take(pa.array(_OUTCOME_OF_CODE), pa.array(outcome)),
                 "",
                 fields,
-                *(chunk.display_cells(j).csv_field() for j in range(len(self.headers))),
+                *originals,
             ]
             self._spool.put(csv_lines(columns, None if keep.all() else keep))
         failing = {i: row for i, row in checked.slow if outcome[i] == 2}
         every = self._xlsx is not None and self._xlsx.full
         order = sorted(failing)
         if failing:  # their lines built column by column: a line per problem
-            self._invalid_lines(chunk, order, [failing[i] for i in order])
+            self._invalid_lines(originals, order, [failing[i] for i in order])
         if self._xlsx is not None and (failing or every):
             positions = list(range(n)) if every else self._xlsx.gate.take(order)
             if positions:
@@ -379,6 +384,9 @@ def xlsx_worker() -> None:
     from leadsync.defaults import GC_THRESHOLD
 
     gc.set_threshold(*GC_THRESHOLD)  # every cell is a few small objects (see defaults)
+    from leadsync.columnar import prepare_pyarrow
+
+    prepare_pyarrow()  # the rows' XML is built with pyarrow: without its pandas probe
     source = sys.stdin.buffer
     try:
         path, sheet, full = pickle.load(source)
