@@ -107,12 +107,15 @@ class Chunk:
             elif kinds == {int}:  # whole numbers (calamine's, within 2**53): Arrow's digits
                 cells = Cells(pa.array(column, pa.int64()).cast(pa.string()))
             else:
-                cells = Cells(pa.array(map(_triage_text, column), pa.string()))
+                texts = [v if v.__class__ is str else _triage_text(v) for v in column]
+                cells = Cells(pa.array(texts, pa.string()))
             for view in (False, True, None, "value"):
                 cache[(index, view)] = cells
             return cells
         convert = _CONVERTERS[display]
-        cache[(index, display)] = cells = Cells(pa.array(map(convert, column), pa.string()))
+        # every view reads a text cell as it is: only the other cells are converted
+        texts = [v if v.__class__ is str else convert(v) for v in column]
+        cache[(index, display)] = cells = Cells(pa.array(texts, pa.string()))
         return cells
 
 

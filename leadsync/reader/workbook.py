@@ -4,6 +4,7 @@ blank (:mod:`leadsync.reader.sheetxml` finds them)."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 from collections.abc import Iterator
@@ -167,11 +168,16 @@ class _SheetSource(Source):
         return text_blocks((normalise_cell(c[0]) for c in cells), size)
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
-        # calamine gives every row the range's width: whole blocks, no per-row work
-        it = self.data_rows()
+        # calamine gives every row the range's width: whole blocks, no per-row work (the
+        # few rows an overlay names are patched in the block)
+        it = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
+        marked = sorted(_marked(self.overlays))
         number = self.header_row + 1
         while block := list(itertools.islice(it, size)):
             numbers = range(number, number + len(block))
+            first, last = (bisect.bisect_left(marked, n) for n in (number, numbers.stop))
+            for row in marked[first:last]:
+                block[row - number] = _patched(block[row - number], row, self.overlays, self.left)
             if {len(r) for r in block} == {self.width}:
                 yield table.chunk_of(block, numbers, {})
             else:
@@ -188,31 +194,44 @@ def _at_column(overlay: Overlay, column: int) -> Overlay:
 def _overlaid(
     rows: Iterator[list[Any]], overlays: tuple[Overlay, Overlay, Overlay], first: int, left: int
 ) -> Iterator[list[Any]]:
-    """What calamine does not say, put back: each error cell's text (``#N/A``) where it
-    left a blank; each formatted number as the text it shows, from its format (xlsx, xls)
-    or as the file wrote it (ods); a date-time at midnight as a date-time."""
-    errors, formats, shown = overlays
+    """``rows`` (the first at sheet row ``first``) with :func:`_patched` applied to the
+    rows the overlays name (the others pass untouched)."""
+    marked = _marked(overlays)
     for number, cells in enumerate(rows, start=first):
-        styled, found, texts = formats.get(number), errors.get(number), shown.get(number)
-        if styled or found or texts:
-            cells = list(cells)
-            width = len(cells)
-            for column, code in styled or ():
-                if 0 <= column - left < width:
-                    cells[column - left] = formatted(cells[column - left], code)
-            for column, text in texts or ():
-                if 0 <= column - left < width:
-                    cell = cells[column - left]
-                    if cell.__class__ in (float, int, dt.time, dt.date, dt.datetime):
-                        cells[column - left] = Shown(text, normalise_cell(cell))
-                    elif cell.__class__ is Shown and isinstance(cell.value, dt.date):
-                        cells[column - left] = Shown(text, cell.value)  # a midnight's
-                    elif cell.__class__ is str:  # a duration calamine left as PT30H00M00S
-                        cells[column - left] = text
-            for column, text in found or ():
-                if 0 <= column - left < width:
-                    cells[column - left] = text
-        yield cells
+        yield _patched(cells, number, overlays, left) if number in marked else cells
+
+
+def _marked(overlays: tuple[Overlay, Overlay, Overlay]) -> set[int]:
+    """The sheet rows some overlay puts something back on."""
+    return set().union(*overlays)
+
+
+def _patched(
+    cells: list[Any], number: int, overlays: tuple[Overlay, Overlay, Overlay], left: int
+) -> list[Any]:
+    """What calamine does not say, put back on one row (sheet row ``number``): each error
+    cell's text (``#N/A``) where it left a blank; each formatted number as the text it
+    shows, from its format (xlsx, xls) or as the file wrote it (ods); a date-time at
+    midnight as a date-time."""
+    errors, formats, shown = overlays
+    cells = list(cells)
+    width = len(cells)
+    for column, code in formats.get(number, ()):
+        if 0 <= column - left < width:
+            cells[column - left] = formatted(cells[column - left], code)
+    for column, text in shown.get(number, ()):
+        if 0 <= column - left < width:
+            cell = cells[column - left]
+            if cell.__class__ in (float, int, dt.time, dt.date, dt.datetime):
+                cells[column - left] = Shown(text, normalise_cell(cell))
+            elif cell.__class__ is Shown and isinstance(cell.value, dt.date):
+                cells[column - left] = Shown(text, cell.value)  # a midnight's
+            elif cell.__class__ is str:  # a duration calamine left as PT30H00M00S
+                cells[column - left] = text
+    for column, text in errors.get(number, ()):
+        if 0 <= column - left < width:
+            cells[column - left] = text
+    return cells
 
 
 def _import_columnar() -> None:
