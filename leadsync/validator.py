@@ -154,28 +154,37 @@ def scan_ids(table: Table, plan: ColumnPlan, chunk_rows: int = CHUNK_ROWS) -> Id
         return IdScan(sum(len(c) for c in table.chunks(chunk_rows)), frozenset())
     if plan.report_row_index is not None:
         return _scan_report_ids(table, plan)
-    arrays = []
-    numbers: list[Any] | None = []  # while every id is a plain whole number: as int64
+    rows = 0
+    numbers: list[Any] = []  # the ids that are plain whole numbers, as int64
+    others: list[Any] = []  # the rest, as the texts they are read as
     # pyarrow parses the next block (outside the GIL) while this one is looked at
     for block in prefetch(table.column_text(index, chunk_rows)):
         cells = Cells(block)
-        arrays.append(lead_id_texts(cells))
-        if numbers is not None and bool(cells.whole_number.all()):
-            numbers.append(pc.cast(cells.array, pa.int64()).to_numpy())
-        else:
-            numbers = None
-    rows = sum(len(a) for a in arrays)
-    if numbers:
-        # digits without leading zeros: equal numbers are equal texts (a sort beats hashing)
-        ids = np.sort(np.concatenate(numbers))
-        repeated = np.unique(ids[1:][ids[1:] == ids[:-1]])
-        return IdScan(rows, frozenset(str(i) for i in repeated.tolist()))
-    counts = pc.value_counts(pa.chunked_array(arrays, pa.string()))
-    values = counts.field("values")
-    repeated_text = values.filter(
-        pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(values, ""))
-    )
-    return IdScan(rows, frozenset(repeated_text.to_pylist()))
+        rows += len(cells)
+        texts = lead_id_texts(cells)
+        if texts is not cells.array:  # " 1001 " and 1001.0 are lead 1001: as read
+            cells = Cells(texts)
+        whole = cells.whole_number
+        if bool(whole.all()):
+            numbers.append(pc.cast(texts, pa.int64()).to_numpy())
+            continue
+        if whole.any():
+            numbers.append(pc.cast(texts.filter(pa.array(whole)), pa.int64()).to_numpy())
+            texts = texts.filter(pa.array(~whole))
+        others.append(texts)
+    # digits without leading zeros: equal numbers are equal texts, and no other text is
+    # one of them (a sort beats hashing); the other texts are counted by value
+    ids = np.sort(np.concatenate(numbers)) if numbers else np.zeros(0, np.int64)
+    repeated: set[str] = {str(i) for i in np.unique(ids[1:][ids[1:] == ids[:-1]]).tolist()}
+    if others:
+        counts = pc.value_counts(pa.chunked_array(others, pa.string()))
+        values = counts.field("values")
+        repeated.update(
+            values.filter(
+                pc.and_(pc.greater(counts.field("counts"), 1), pc.not_equal(values, ""))
+            ).to_pylist()
+        )
+    return IdScan(rows, frozenset(repeated))
 
 
 def _scan_report_ids(table: Table, plan: ColumnPlan) -> IdScan:

@@ -200,6 +200,17 @@ def test_duplicate_ids_are_flagged_on_every_row_across_chunks(tmp_path: Path) ->
     assert rows[2].problems[0].column == "id"
 
 
+def test_repeated_ids_are_found_among_numbers_and_texts_alike(tmp_path: Path) -> None:
+    # whole numbers are compared as numbers, other ids as texts: an id that reads as a
+    # number once trimmed (1001.0, " 1001 ") is still the same lead; 007 is not 7
+    ids = ["1001", "abc", " 1001.0 ", "abc", "007", "7", "", "", "12", "x"]
+    body = [[v, "A", "B"] for v in ids]
+    path = write_csv(tmp_path / "a.csv", [["id", "first_name", "last_name"], *body])
+    table = open_table(path)
+    scan = scan_ids(table, plan_columns(table.headers, Config()), chunk_rows=3)
+    assert scan.rows == len(ids) and scan.duplicates == {"1001", "abc"}
+
+
 @pytest.mark.parametrize(
     "lead_id", ["../1", "1/2", "1?x=y", "1#", "12 34", "１２", "a..b", "-1", "é"]
 )
