@@ -122,6 +122,36 @@ def string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return raw[offsets[0] : offsets[-1]], offsets - offsets[0]
 
 
+def _edge_may_be_refused(data: np.ndarray, offsets: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Which of ``cells`` (non-ASCII ones) may begin or end with a character
+    :data:`_PLAIN_RE` refuses at an edge, from their bytes: only U+0080-U+00A0, U+1680,
+    U+2000-U+200A, U+2028, U+2029, U+202F, U+205F and U+3000 are non-ASCII there (the
+    tests check this against the regex, code point by code point). The others (``£``,
+    ``é``, ``✓``) are plain without the regex; these few still go through it."""
+    starts, ends = offsets[cells], offsets[cells + 1]
+
+    def at(positions: np.ndarray) -> Any:
+        return data.take(positions, mode="clip")  # past a cell's end: only a false doubt
+
+    first = _refused(at(starts), at(starts + 1), at(starts + 2))
+    last: np.ndarray = first | _refused(at(ends - 3), at(ends - 2), at(ends - 1), last=True)
+    return last
+
+
+def _refused(a: Any, b: Any, c: Any, *, last: bool = False) -> Any:
+    """Bytes ``a b c`` that may spell one of the refused characters of
+    :func:`_edge_may_be_refused`: from the cell's first byte, or (``last``) ending at
+    its last byte, where a two-byte one is ``b c``."""
+    two = (b == 0xC2) & (c <= 0xA0) if last else (a == 0xC2) & (b <= 0xA0)
+    three = (
+        ((a == 0xE1) & (b == 0x9A) & (c == 0x80))
+        | ((a == 0xE2) & (b == 0x80) & ((c <= 0x8A) | (c == 0xA8) | (c == 0xA9) | (c == 0xAF)))
+        | ((a == 0xE2) & (b == 0x81) & (c == 0x9F))
+        | ((a == 0xE3) & (b == 0x80) & (c == 0x80))
+    )
+    return two | three
+
+
 class Cells:
     """One column of a chunk as a pyarrow string array plus per-cell byte facts."""
 
@@ -222,6 +252,9 @@ class Cells:
             # and only a C2 byte can start a C1 control (U+0080-U+009F): other cells are
             # plain without the regex.
             doubt = high & (((self.first | self.last) & _HIGH) != 0)
+            edges = np.flatnonzero(doubt)
+            if edges.size:  # most non-ASCII edges are told by their bytes
+                doubt[edges[~_edge_may_be_refused(self.data, self.offsets, edges)]] = False
             lead = np.flatnonzero(self.data[:-1] == 0xC2)
             if lead.size:
                 follow = self.data[lead + 1]

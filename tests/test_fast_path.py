@@ -441,6 +441,22 @@ def test_plain_cells_need_no_trimming_and_hold_no_control_characters(text: str) 
     assert plain == (text == text.strip() and bool(text) and not control)
 
 
+def test_every_code_point_at_either_edge_is_judged_as_the_plain_rule_says() -> None:
+    # Cells.plain tells most non-ASCII edges by their bytes and sends only a few code
+    # points' cells to the regex: for every code point, at the start and at the end of
+    # a cell, its verdict is the Python definition's
+    points = [chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF]
+    cells = [p + "a" for p in points] + ["a" + p for p in points] + points
+    got = Cells(pa.array(cells)).plain.tolist()
+    control = {chr(c) for c in range(0x7F, 0xA0)}
+    wrong = [
+        c
+        for c, g in zip(cells, got, strict=True)
+        if g != (c == c.strip() and not (control & set(c)))
+    ]
+    assert wrong == []
+
+
 def test_the_fast_path_clears_the_plain_rows(tmp_path: Path) -> None:
     """The comparisons above mean something only if the columnar path does the work."""
     from leadsync.mapper import plan_columns
