@@ -441,6 +441,40 @@ def test_plain_cells_need_no_trimming_and_hold_no_control_characters(text: str) 
     assert plain == (text == text.strip() and bool(text) and not control)
 
 
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(list(',"\\é\x00\x7f \u3000£\n=a')), max_size=3)),
+    st.integers(0, 3),
+)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_a_columns_byte_facts_are_each_cells_own(texts: list[str], cut: int) -> None:
+    # Cells reads its facts from the column's bytes at once (blank cells among them, at
+    # the ends, a sliced array): each must be what that cell's own bytes say
+    from leadsync.columnar import _table
+
+    array = pa.array(["x", *texts]).slice(min(cut, len(texts)))
+    cells, lut = Cells(array), _table()
+    for k, text in enumerate(array.to_pylist()):
+        raw = text.encode()
+        assert cells.blank[k] == (not raw) and cells.nbytes[k] == len(raw)
+        assert cells.first_byte[k] == (raw[0] if raw else 0)
+        assert cells.first[k] == (lut[raw[0]] if raw else 0)
+        assert cells.last[k] == (lut[raw[-1]] if raw else 0)
+        expected = 0
+        for byte in raw:
+            expected |= int(lut[byte])
+        got = int(cells.flags[k])
+        assert got == expected or _printable_flags(got, expected)
+
+
+def _printable_flags(got: int, every: int) -> bool:
+    """Printable text: Cells looks for the bytes that matter (quote, comma, backslash,
+    non-ASCII), not every flag of every byte; those it must get right."""
+    from leadsync.columnar import _DQUOTE, _ESCAPE, _HIGH, _QUOTE
+
+    wanted = _QUOTE | _DQUOTE | _ESCAPE | _HIGH
+    return (got & wanted) == (every & wanted)
+
+
 def test_every_code_point_at_either_edge_is_judged_as_the_plain_rule_says() -> None:
     # Cells.plain tells most non-ASCII edges by their bytes and sends only a few code
     # points' cells to the regex: for every code point, at the start and at the end of
