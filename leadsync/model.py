@@ -335,7 +335,9 @@ class CheckedChunk:
     chunk: Chunk
     columns: Any  # the mapper's ColumnarRows
     lead_ids: Any  # pyarrow string array: each row's lead id as text
-    fields: Any  # pyarrow string array: fields_sent as a CSV field (where cleared)
+    # pyarrow dictionary array: fields_sent as a CSV field (where cleared); a file's rows
+    # share a few patterns, decoded where the lines are written (off the checking thread)
+    fields: Any
     slow: list[tuple[int, MappedRow]]  # (position, row) checked by the reference path
 
 

@@ -213,7 +213,7 @@ class ReportWriter:
         n = len(chunk)
         blank = checked.columns.blank  # skipped_blank rows the fast path found
         outcome = np.where(blank, 1, 0).astype(np.int8)  # 0 valid, 1 blank, 2 invalid
-        fields = pc.if_else(pa.array(blank), "", checked.fields)
+        fields = pc.if_else(pa.array(blank), "", checked.fields.dictionary_decode())
         replaced: list[int] = []
         texts: list[str] = []
         for i, row in checked.slow:

@@ -452,7 +452,7 @@ def _cut_separator(text: Any) -> Any:
 
 def fields_sent(rows: ColumnarRows, plan: ColumnPlan) -> Any:
     """Each row's field names, comma-separated and ready for a CSV field (the rows of a
-    file share a few patterns: each is built once)."""
+    file share a few patterns: each is built once), as a dictionary array."""
     import numpy as np
     import pyarrow as pa
 
@@ -474,4 +474,5 @@ def fields_sent(rows: ColumnarRows, plan: ColumnPlan) -> Any:
     texts = [
         csv_text(",".join(f for k, f in enumerate(order) if int(p) >> k & 1)) for p in patterns
     ]
-    return pa.array(texts, pa.string()).take(pa.array(inverse.ravel()))
+    indices = pa.array(inverse.ravel().astype(np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array(texts, pa.string()))
