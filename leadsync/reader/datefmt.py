@@ -147,9 +147,10 @@ def formatted(value: Any, code: str) -> Any:
     as a date-time (calamine reads midnight as a plain date)."""
     if value.__class__ in (float, int):
         # a column under one format repeats its values (office ids, prices): each
-        # distinct number is rendered once (0 is not cached: -0.0 == 0.0 as a key)
-        text = shown_number(value, code) if value else shown_number.__wrapped__(value, code)
-        return value if text is None else Shown(text, normalise_cell(value))
+        # distinct number is rendered once, its Shown shared (0 is not cached: -0.0 ==
+        # 0.0 as a key; 1 and 1.0 show and read alike)
+        shown = _shown(value, code) if value else _shown.__wrapped__(value, code)
+        return value if shown is None else shown
     if value.__class__ in _DATE_CELLS:
         shows = kind(code)
         if shows not in ("date", "datetime", "time"):
@@ -163,3 +164,10 @@ def formatted(value: Any, code: str) -> Any:
 
 
 _DATE_CELLS = (dt.date, dt.datetime, dt.time)
+
+
+@functools.lru_cache(maxsize=65536)
+def _shown(value: float, code: str) -> Shown | None:
+    """A number under ``code`` as a :class:`Shown` (None: it shows as its plain number)."""
+    text = shown_number(value, code)
+    return None if text is None else Shown(text, normalise_cell(value))
