@@ -70,6 +70,14 @@ class RunResult:
     notices: list[str] = field(default_factory=list)
 
 
+def _size(path: Path) -> int:
+    """The file's size in bytes (0 if it cannot be looked at: opening it says why)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def new_run_id() -> str:
     """A sortable, unique run id: UTC time plus a little randomness."""
     now = dt.datetime.now(dt.UTC)
@@ -105,13 +113,15 @@ class Run:
         cls, path: str | Path, config: Config, report_dir: str | Path | None, xlsx_report: bool
     ) -> Run:
         started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
-        table = open_table(path, config.sheet)
-        digest = in_thread(file_sha256, table.path, name="leadsync-digest")
-        plan = plan_table(table, config)
+        # the file's digest and the report.xlsx process's start-up run on the other core
+        # while this one opens the file (its encoding pass reads every byte on one core)
+        digest = in_thread(file_sha256, Path(path), name="leadsync-digest")
         early = None
-        if xlsx_report and table.path.stat().st_size >= _EARLY_XLSX_BYTES:
-            early = spawn_xlsx_worker()  # its start-up overlaps the id scan
+        if xlsx_report and _size(Path(path)) >= _EARLY_XLSX_BYTES:
+            early = spawn_xlsx_worker()
         try:
+            table = open_table(path, config.sheet)
+            plan = plan_table(table, config)
             scan = scan_table(table, plan, config)
             if scan.rows == 0:
                 table.notices.append(f"{table.path.name} has a header but no data rows")
