@@ -126,21 +126,14 @@ def text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
     """Cells as the user sees them, in pyarrow string arrays of up to ``size``; a
     formatted number as its number (this is the lead id column's pass: ``001001`` shown
     is lead 1001, as the rows' own pass reads it)."""
-    while block := list(itertools.islice(cells, size)):
-        yield id_texts(block)
-
-
-def id_texts(cells: list[Any]) -> pa.Array:
-    """The lead id cells as the id scan reads them: a pyarrow string array (a formatted
-    number as its number, a whole float as its digits; a text cell as it is)."""
     import pyarrow as pa
 
     from leadsync.columnar import prepare_pyarrow
 
     prepare_pyarrow()
-    return pa.array([c if c.__class__ is str else _id_text(c) for c in cells], pa.string())
+    while block := list(itertools.islice(cells, size)):
+        yield pa.array(map(_id_text, block), pa.string())
 
 
 def _id_text(value: Any) -> str:
-    value = normalise_cell(value.value if value.__class__ is Shown else value)
-    return display_text(value)
+    return display_text(value.value if value.__class__ is Shown else value)

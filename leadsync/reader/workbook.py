@@ -28,7 +28,7 @@ from leadsync.reader.legacy import scan_xls
 from leadsync.reader.numfmt import kind, render
 from leadsync.reader.odsxml import OdsScan, scan_ods
 from leadsync.reader.sheetxml import scan_sheets
-from leadsync.reader.table import Source, Table, id_texts
+from leadsync.reader.table import Source, Table, text_blocks
 from leadsync.threads import in_thread
 
 if TYPE_CHECKING:
@@ -160,18 +160,12 @@ class _SheetSource(Source):
         # the id scan's pass: one cell of each row taken, and only that column's error
         # cells and formats put back (a formatted sheet's other cells are not rendered)
         rows = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
+        cells: Iterator[list[Any]] = ([r[index]] if index < len(r) else [""] for r in rows)
         at = self.left + index
-        overlays = (*(_at_column(overlay, at) for overlay in self.overlays),)
-        assert len(overlays) == 3
-        marked = sorted(_marked(overlays))
-        number = self.header_row + 1
-        while block := list(itertools.islice(rows, size)):
-            cells = [r[index] if index < len(r) else "" for r in block]
-            first, last = (bisect.bisect_left(marked, n) for n in (number, number + len(block)))
-            for row in marked[first:last]:
-                cells[row - number] = _patched([cells[row - number]], row, overlays, at)[0]
-            yield id_texts(cells)
-            number += len(block)
+        errors, formats, shown = (_at_column(overlay, at) for overlay in self.overlays)
+        if errors or formats or shown:
+            cells = _overlaid(cells, (errors, formats, shown), self.header_row + 1, at)
+        return text_blocks((normalise_cell(c[0]) for c in cells), size)
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
         # calamine gives every row the range's width: whole blocks, no per-row work (the
