@@ -5,6 +5,7 @@ small file and in a process of its own for a large one."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -478,10 +479,17 @@ class XlsxReport:
         self.fh.close()
 
 
+# While _close_quickly runs: the sheet files whose rows go into the zip from their own
+# file (sheet XML file -> (the byte where the rows go, the rows' file))
+_SPLICES: dict[str, tuple[int, str]] | None = None
+
+
 def _copy_rows_quickly(sheet: Any) -> None:
-    """XlsxWriter's ``_write_optimized_sheet_data``, copying the rows' file into the sheet
-    as bytes rather than as text decoded and encoded again (0.35 s -> 0.05 s for 32,000
-    rows, time a run waits after its last row)."""
+    """XlsxWriter's ``_write_optimized_sheet_data``, the rows' file taken as bytes rather
+    than as text decoded and encoded again (0.35 s -> 0.05 s for 32,000 rows, time a run
+    waits after its last row); under :func:`_close_quickly` not copied at all: the zip
+    entry is read from the sheet's file and the rows' file in turn (0.14 s less for the
+    32,000 rows' 42 MB)."""
     import shutil
 
     if sheet.dim_rowmin is None or not hasattr(sheet.fh, "buffer"):
@@ -490,29 +498,69 @@ def _copy_rows_quickly(sheet: Any) -> None:
     sheet._xml_start_tag("sheetData")
     sheet.row_data_fh.close()
     sheet.fh.flush()
-    with open(sheet.row_data_filename, "rb") as rows:
-        shutil.copyfileobj(rows, sheet.fh.buffer, 1 << 20)
-    os.unlink(sheet.row_data_filename)
+    if _SPLICES is not None:
+        _SPLICES[os.path.abspath(sheet.fh.name)] = (sheet.fh.buffer.tell(), sheet.row_data_filename)
+    else:
+        with open(sheet.row_data_filename, "rb") as rows:
+            shutil.copyfileobj(rows, sheet.fh.buffer, 1 << 20)
+        os.unlink(sheet.row_data_filename)
     sheet._xml_end_tag("sheetData")
+
+
+def _splicing_zip(level: int) -> Any:
+    """A ``zipfile.ZipFile`` at zlib ``level`` that writes a spliced sheet (see
+    :func:`_copy_rows_quickly`) as its file's bytes up to the rows, the rows' file, then
+    the rest: the very bytes the copy would have made."""
+    import shutil
+    import zipfile
+
+    class SplicingZip(zipfile.ZipFile):
+        def write(self, filename: Any, arcname: Any = None, *args: Any, **kwargs: Any) -> None:
+            found = (_SPLICES or {}).pop(os.path.abspath(filename), None)
+            if found is None:
+                super().write(filename, arcname, *args, **kwargs)
+                return
+            at, rows = found
+            info = zipfile.ZipInfo.from_file(filename, arcname)
+            info.compress_type = self.compression
+            info._compresslevel = level  # type: ignore[attr-defined]  # as ZipFile.write sets
+            info.file_size = os.path.getsize(filename) + os.path.getsize(rows)
+            with (
+                open(filename, "rb") as sheet,
+                open(rows, "rb") as body,
+                self.open(info, "w") as out,
+            ):
+                out.write(sheet.read(at))
+                shutil.copyfileobj(body, out, 1 << 20)
+                shutil.copyfileobj(sheet, out, 1 << 20)
+            os.unlink(rows)
+
+    return partial(SplicingZip, compresslevel=level)
 
 
 def _close_quickly(book: Any) -> None:
     """Close an XlsxWriter workbook, deflating its parts at zlib level 1 rather than 6:
     the sheet of a large run's rows is zipped after its last row, so this is time the run
-    waits (0.49 s -> 0.32 s for 32,000 rows, the file ~25% larger). XlsxWriter has no
-    option for it: the ``ZipFile`` it opens is given the level for this call only."""
-    import functools
+    waits (0.49 s -> 0.32 s for 32,000 rows, the file ~25% larger), and the rows' file
+    spliced into the sheet's entry rather than copied into its file first. XlsxWriter
+    has no option for either: the ``ZipFile`` it opens is replaced for this call only."""
     import zipfile
 
     import xlsxwriter.workbook as workbook
 
+    global _SPLICES
     opened = workbook.ZipFile
     if opened is zipfile.ZipFile:  # as XlsxWriter 3 has it; else left as it is
-        workbook.ZipFile = functools.partial(zipfile.ZipFile, compresslevel=1)
+        workbook.ZipFile = _splicing_zip(1)
+        _SPLICES = {}
     try:
         book.close()
     finally:
         workbook.ZipFile = opened
+        leftover, _SPLICES = _SPLICES or {}, None
+        for _, rows in leftover.values():  # a close that failed midway: no file left behind
+            with contextlib.suppress(OSError):
+                os.unlink(rows)
 
 
 class CellTarget(Protocol):
