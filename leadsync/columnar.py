@@ -133,9 +133,9 @@ def _edge_may_be_refused(data: np.ndarray, offsets: np.ndarray, cells: np.ndarra
     def at(positions: np.ndarray) -> Any:
         return data.take(positions, mode="clip")  # past a cell's end: only a false doubt
 
-    first = _refused(at(starts), at(starts + 1), at(starts + 2))
-    last: np.ndarray = first | _refused(at(ends - 3), at(ends - 2), at(ends - 1), last=True)
-    return last
+    at_start = _refused(at(starts), at(starts + 1), at(starts + 2))
+    either: np.ndarray = at_start | _refused(at(ends - 3), at(ends - 2), at(ends - 1), last=True)
+    return either
 
 
 def _refused(a: Any, b: Any, c: Any, *, last: bool = False) -> Any:

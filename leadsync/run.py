@@ -115,9 +115,10 @@ class Run:
         started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
         # the file's digest and the report.xlsx process's start-up run on the other core
         # while this one opens the file (its encoding pass reads every byte on one core)
-        digest = in_thread(file_sha256, Path(path), name="leadsync-digest")
+        source = Path(path)
+        digest = in_thread(file_sha256, source, name="leadsync-digest")
         early = None
-        if xlsx_report and _size(Path(path)) >= _EARLY_XLSX_BYTES:
+        if xlsx_report and _size(source) >= _EARLY_XLSX_BYTES:
             early = spawn_xlsx_worker()
         try:
             table = open_table(path, config.sheet)

@@ -148,7 +148,7 @@ def formatted(value: Any, code: str) -> Any:
     if value.__class__ in (float, int):
         # a column under one format repeats its values (office ids, prices): each
         # distinct number is rendered once, its Shown shared (0 is not cached: -0.0 ==
-        # 0.0 as a key; 1 and 1.0 show and read alike)
+        # 0.0 as a key)
         shown = _shown(value, code) if value else _shown.__wrapped__(value, code)
         return value if shown is None else shown
     if value.__class__ in _DATE_CELLS:
@@ -166,7 +166,7 @@ def formatted(value: Any, code: str) -> Any:
 _DATE_CELLS = (dt.date, dt.datetime, dt.time)
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=65536, typed=True)
 def _shown(value: float, code: str) -> Shown | None:
     """A number under ``code`` as a :class:`Shown` (None: it shows as its plain number)."""
     text = shown_number(value, code)

@@ -336,10 +336,10 @@ def _scientific(value: float, tokens: list[str], exp_at: int) -> str | None:
     return f"{base}E{sign}{str(abs(int(power))).zfill(len(exponent))}{rest}"
 
 
-@functools.lru_cache(maxsize=65536, typed=True)
 def shown_number(value: float, code: str) -> str | None:
     """What a number shows under ``code``; None where it is read as it is (not a number
-    format, one leadsync cannot show, or the text General would show)."""
+    format, one leadsync cannot show, or the text General would show). The reader asks
+    through :func:`leadsync.reader.datefmt.formatted`, which remembers the answers."""
     if kind(code) != "number":
         return None
     text = render(value, code)

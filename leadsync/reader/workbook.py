@@ -94,7 +94,7 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     header_row = start_row + 1
     # a header cell as it shows, as its data cells are (a date header is 01/01/2021)
     overlays = (errors, formats, shown)
-    header = next(_overlaid(iter([header]), overlays, header_row, start_col))
+    header = _patched(header, header_row, overlays, start_col)
     headers = header_names([header_text(c) for c in header])
 
     table = Table(
