@@ -128,6 +128,7 @@ class Config:
     statuses: tuple[str, ...] | None = None
     sheet: str | None = None
     chunk_rows: int = D.CHUNK_ROWS
+    xlsx_piece_bytes: int = D.XLSX_PIECE_BYTES  # a larger sheet is parsed in pieces
     xlsx_full_rows: int = D.XLSX_FULL_ROWS
     xlsx_attention_rows: int = D.XLSX_ATTENTION_ROWS
     base_url: str = D.BASE_URL

@@ -8,6 +8,10 @@ DATE_ORDER = "DMY"  # the API is British: 12/07/2025 is 12 July
 TIMEZONE = "Europe/London"
 REQUIRE_NAMES = True
 CHUNK_ROWS = 20_000
+# A worksheet with more XML than two of these is parsed in pieces of about this size, in
+# a thread, while the rows already parsed are checked (~7,500 rows of 20 columns); 0 reads
+# every sheet whole
+XLSX_PIECE_BYTES = 8 << 20
 REPORT_ROOT = "leadsync-reports"
 # report.xlsx copies every row of a file up to this size; a larger file gets only the rows
 # that need attention (a workbook is written at ~6,000 rows/s of 20 columns: a copy of a

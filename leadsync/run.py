@@ -32,12 +32,13 @@ from leadsync.mapper import (
     plan_table,
 )
 from leadsync.model import CheckedChunk, ColumnPlan, MappedRow, Outcome
-from leadsync.reader import Table, open_table
+from leadsync.reader import Chunk, SheetMoved, Table, open_table
 from leadsync.report import ReportWriter, spawn_xlsx_worker
 from leadsync.summary import build_summary, file_sha256
 from leadsync.threads import in_thread, prefetch
 from leadsync.validator import (
     IdScan,
+    IdTally,
     check_columns,
     field_faults,
     name_problems,
@@ -103,6 +104,8 @@ class Run:
     writer: ReportWriter
     digest: Future[str]  # the file's SHA-256, computed in a thread while the rows are read
     office_ids: frozenset[int] | None = None
+    # the rows checked as the file was read, and then the rest (see prechecked)
+    held: Iterator[CheckedChunk] | None = None
 
     @property
     def sha256(self) -> str:
@@ -110,8 +113,18 @@ class Run:
 
     @classmethod
     def open(
-        cls, path: str | Path, config: Config, report_dir: str | Path | None, xlsx_report: bool
+        cls,
+        path: str | Path,
+        config: Config,
+        report_dir: str | Path | None,
+        xlsx_report: bool,
+        *,
+        precheck: bool = False,
+        office_ids: Collection[int] | None = None,
     ) -> Run:
+        """Open ``path``, plan it, scan its ids, open its reports. ``precheck``: a run that
+        sends nothing may check the rows as the file is read (:func:`prechecked`); they
+        are in ``held``."""
         started, clock, run_id = dt.datetime.now(dt.UTC), time.perf_counter(), new_run_id()
         # the file's digest and the report.xlsx process's start-up run on the other core
         # while this one opens the file (its encoding pass reads every byte on one core)
@@ -121,9 +134,7 @@ class Run:
         if xlsx_report and _size(source) >= _EARLY_XLSX_BYTES:
             early = spawn_xlsx_worker()
         try:
-            table = open_table(path, config.sheet)
-            plan = plan_table(table, config)
-            scan = scan_table(table, plan, config)
+            table, plan, scan, held = _opened(path, config, precheck, office_ids)
             if scan.rows == 0:
                 table.notices.append(f"{table.path.name} has a header but no data rows")
             directory = Path(report_dir) if report_dir else Path(config.report_root) / run_id
@@ -143,7 +154,8 @@ class Run:
                 early.kill()
                 early.wait()
             raise
-        return cls(config, run_id, started, clock, table, plan, scan, writer, digest)
+        ids = frozenset(office_ids) if office_ids is not None else None
+        return cls(config, run_id, started, clock, table, plan, scan, writer, digest, ids, held)
 
     def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
         """Every row, mapped and validated, with its original cells, chunk by chunk."""
@@ -289,9 +301,93 @@ def mapped_rows(
 
 def open_rows(path: str | Path, config: Config) -> tuple[Table, ColumnPlan, IdScan]:
     """Open ``path``, plan its columns and scan its ids: what reading its rows needs."""
-    table = open_table(path, config.sheet)
-    plan = plan_table(table, config)
-    return table, plan, scan_table(table, plan, config)
+    table, plan, scan, _ = _opened(path, config, False, None)
+    return table, plan, scan
+
+
+def _opened(
+    path: str | Path, config: Config, precheck: bool, office_ids: Collection[int] | None
+) -> tuple[Table, ColumnPlan, IdScan, Iterator[CheckedChunk] | None]:
+    """:func:`open_rows`, and (``precheck``, where it applies) the rows checked as they
+    were read. A workbook whose later pieces show cells left of its header's first column
+    is opened again, whole (its header is not what the first piece showed)."""
+    try:
+        table = open_table(path, config.sheet, config.xlsx_piece_bytes)
+        plan = plan_table(table, config)
+        if precheck and table.pieced and _prechecks(plan, config):
+            return table, plan, *prechecked(table, plan, config, office_ids)
+        return table, plan, scan_table(table, plan, config), None
+    except SheetMoved:
+        table = open_table(path, config.sheet, 0)
+        plan = plan_table(table, config)
+        return table, plan, scan_table(table, plan, config), None
+
+
+def _prechecks(plan: ColumnPlan, config: Config) -> bool:
+    return (
+        plan.id_index is not None
+        and plan.report_row_index is None
+        and not config.create
+        and fast_path_applies(plan, config)
+    )
+
+
+def prechecked(
+    table: Table,
+    plan: ColumnPlan,
+    config: Config,
+    office_ids: Collection[int] | None,
+    *,
+    stream_once_read: bool = True,
+) -> tuple[IdScan, Iterator[CheckedChunk]]:
+    """Check a workbook's first pieces while calamine parses the rest of it: each piece's
+    ids are counted, then its rows are checked against the ids repeated so far. Once the
+    whole sheet is parsed, the rest of its ids are counted and the rest of its rows are
+    checked as they are handed on. A row's verdict depends on the rest of the file only
+    through its id being repeated, so a piece checked early that holds an id found
+    repeated later is checked again: the verdicts are those of :func:`checked_chunks`
+    after a whole id pass, to the row. ``stream_once_read=False``: every piece is checked
+    before the last is counted (and checked again if it must be)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = plan.id_index
+    assert index is not None
+    tally = IdTally()
+    judged: Judgments = {}
+
+    def checked(scan: IdScan, chunks: Iterator[Chunk]) -> Iterator[CheckedChunk]:
+        return checked_chunks(
+            table, plan, config, scan, office_ids, payloads=False, chunks=chunks, judged=judged
+        )
+
+    early: list[tuple[list[CheckedChunk], pa.Array, frozenset[str]]] = []
+    parts = table.parts()
+    for part in parts:
+        blocks = [tally.add(b) for b in part.column_text(table, index, config.chunk_rows)]
+        scan = tally.scan()
+        done = list(checked(scan, prefetch(part.fast_chunks(table, config.chunk_rows))))
+        ids = pa.concat_arrays(blocks) if blocks else pa.array([], pa.string())
+        early.append((done, ids, scan.duplicates))
+        if stream_once_read and table.read_through:
+            break
+    rest = list(parts)  # parsed: no waiting (their rows are read out when they are used)
+    for part in rest:
+        for block in part.column_text(table, index, config.chunk_rows):
+            tally.add(block)
+    scan = tally.scan()
+
+    def handed() -> Iterator[CheckedChunk]:
+        while early:
+            done, ids, used = early.pop(0)
+            later = scan.duplicates - used
+            if later and pc.any(pc.is_in(ids, pa.array(sorted(later), pa.string()))).as_py():
+                done = list(checked(scan, iter([c.chunk for c in done])))
+            yield from done
+        for part in rest:
+            yield from checked(scan, prefetch(part.fast_chunks(table, config.chunk_rows)))
+
+    return scan, handed()
 
 
 def scan_table(table: Table, plan: ColumnPlan, config: Config) -> IdScan:
@@ -328,15 +424,17 @@ def validate(
     sees every checked chunk (or every row, off the columnar path) as it is reported.
     """
     config = config or Config()
-    run = Run.open(path, config, report_dir, xlsx_report)
-    if office_ids is not None:
-        run.office_ids = frozenset(office_ids)
+    run = Run.open(path, config, report_dir, xlsx_report, precheck=fast, office_ids=office_ids)
     if observer is not None:
         observer.opened(run.table.headers)
     writer = run.writer
     if fast and fast_path_applies(run.plan, config):
-        chunks = checked_chunks(
-            run.table, run.plan, config, run.scan, run.office_ids, payloads=False
+        chunks = (
+            run.held
+            if run.held is not None
+            else checked_chunks(
+                run.table, run.plan, config, run.scan, run.office_ids, payloads=False
+            )
         )
         # reports for chunk k are written (mostly outside the GIL) while chunk k+1 is checked
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadsync-report") as pool:
@@ -378,16 +476,23 @@ def checked_chunks(
     office_ids: Collection[int] | None,
     *,
     payloads: bool = True,
+    chunks: Iterator[Chunk] | None = None,
+    judged: Judgments | None = None,
 ) -> Iterator[CheckedChunk]:
-    """Every chunk through the columnar fast path; the rows it cannot clear are mapped
-    and validated row by row (they carry the problems). ``payloads=False``: an invalid
-    row's payload is not wanted (see :mod:`leadsync.faulty`)."""
+    """Every chunk (of ``table``, or ``chunks`` of it) through the columnar fast path;
+    the rows it cannot clear are mapped and validated row by row (they carry the
+    problems). ``payloads=False``: an invalid row's payload is not wanted (see
+    :mod:`leadsync.faulty`). ``judged``: the distinct texts judged so far (kept across
+    calls)."""
     import numpy as np
     import pyarrow as pa
 
     duplicates = scan.duplicates
-    judged: Judgments = {}  # one file's distinct texts, judged once across its chunks
-    for chunk in prefetch(table.chunks(config.chunk_rows)):
+    if judged is None:
+        judged = {}  # one file's distinct texts, judged once across its chunks
+    if chunks is None:
+        chunks = prefetch(table.chunks(config.chunk_rows))
+    for chunk in chunks:
         columns = map_columns(chunk, plan, config, judged)
         faults = field_faults(columns, config, office_ids)
         cleared = check_columns(

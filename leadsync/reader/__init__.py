@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leadsync.defaults import XLSX_PIECE_BYTES
 from leadsync.errors import InputError
 from leadsync.reader.cells import (
     EXCEL_ERRORS,
@@ -23,6 +24,7 @@ from leadsync.reader.cells import (
     excel_error,
     normalise_cell,
 )
+from leadsync.reader.pieces import SheetMoved
 from leadsync.reader.sheetxml import SheetScan, scan_sheets
 from leadsync.reader.table import Source, Table
 from leadsync.reader.text import (
@@ -38,6 +40,7 @@ from leadsync.reader.workbook import CFB_MAGIC, EXCEL_SUFFIXES, open_excel, shee
 __all__ = [
     "EXCEL_ERRORS",
     "Chunk",
+    "SheetMoved",
     "SheetScan",
     "Shown",
     "Source",
@@ -55,8 +58,12 @@ __all__ = [
 ]
 
 
-def open_table(path: str | Path, sheet: str | None = None) -> Table:
-    """Open ``path`` and read its header; raise :class:`InputError` if it cannot be read."""
+def open_table(
+    path: str | Path, sheet: str | None = None, piece_bytes: int = XLSX_PIECE_BYTES
+) -> Table:
+    """Open ``path`` and read its header; raise :class:`InputError` if it cannot be read.
+    ``piece_bytes``: a larger xlsx sheet is parsed in pieces of about this much XML
+    (:mod:`leadsync.reader.pieces`; 0: whole)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"file not found: {p}")
@@ -70,7 +77,7 @@ def open_table(path: str | Path, sheet: str | None = None) -> Table:
         raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
     if suffix in EXCEL_SUFFIXES or head.startswith((ZIP_MAGIC, CFB_MAGIC)):
         if head.startswith((ZIP_MAGIC, CFB_MAGIC)) or suffix in (".xls", ".xlsb"):
-            return open_excel(p, sheet)
+            return open_excel(p, sheet, piece_bytes)
         if looks_like_text(p):
             table = open_text(p, suffix)
             table.notices.append(f"{p.name} is text, not a workbook: read it as CSV")

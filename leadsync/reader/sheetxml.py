@@ -35,19 +35,20 @@ _MAX_OPEN_CELL = 1 << 20  # bytes: far more than any real cell (32,767 character
 _CARRY = 1 << 12  # bytes carried between blocks: more than a formula's or a cell's tail
 
 
-def scan_sheets(path: Path) -> SheetScan:
+def scan_sheets(path: Path, skip: str | None = None) -> SheetScan:
     """Count formulas stored without a result and find error cells (calamine reads both
-    as blank), one streaming pass over each sheet's XML."""
+    as blank), one streaming pass over each sheet's XML (but the ``skip`` part's: a
+    sheet read in pieces has each piece scanned, :class:`RowScanner`)."""
     import zipfile
 
     scan = SheetScan()
     try:
         with zipfile.ZipFile(path) as z:
-            # Excel and LibreOffice store every formula's result
-            formulas = not _saved_by_a_calculating_program(z)
+            formulas, styles = _context(z)
             scan.parts, scan.date1904 = _workbook_facts(z)
-            styles = number_styles(z)
             for name in z.namelist():
+                if name == skip:
+                    continue
                 if name.startswith("xl/worksheets/") and name.endswith(".xml"):
                     formats: Overlay = {}
                     with z.open(name) as fh:
@@ -62,6 +63,31 @@ def scan_sheets(path: Path) -> SheetScan:
 
 
 _Formats = tuple[dict[int, str], Overlay]
+
+
+def _context(z: Any) -> tuple[bool, dict[int, str]]:
+    """Whether formulas without a result are worth counting (Excel and LibreOffice store
+    every result), and the workbook's number styles."""
+    return not _saved_by_a_calculating_program(z), number_styles(z)
+
+
+class RowScanner:
+    """:func:`scan_sheets` for a sheet's rows given as XML pieces (cut between rows)."""
+
+    def __init__(self, z: Any) -> None:
+        self.formulas, self.styles = _context(z)
+
+    def scan(self, rows: bytes) -> tuple[Overlay, Overlay, int]:
+        """The error cells, the formatted cells and the formulas without a result in
+        one piece of a sheet's rows."""
+        import io
+
+        scan = SheetScan()
+        formats: Overlay = {}
+        errors = _scan_part(
+            io.BytesIO(rows), scan, self.formulas, len(rows) + 1, formats=(self.styles, formats)
+        )
+        return errors, formats, scan.uncached
 
 
 def _scan_part(

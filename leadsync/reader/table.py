@@ -40,6 +40,20 @@ class Source:
         """One column's cells as the user sees them, in arrays of up to ``size``."""
         return text_blocks(table.column(index), size)
 
+    pieced = False  # read in pieces, each there as soon as it is parsed (see parts)
+
+    def parts(self) -> Iterator[Source]:
+        """The file as it is read: a source for each piece (one: the whole file)."""
+        yield self
+
+    @property
+    def read_through(self) -> bool:
+        """Whether every piece is read (parts() no longer waits)."""
+        return True
+
+    def close(self) -> None:
+        """Stop reading ahead (the rows will not be read)."""
+
 
 @dataclass
 class Table:
@@ -68,6 +82,24 @@ class Table:
             yield from self.source.fast_chunks(self, size)
         else:
             yield from self.python_chunks(self.source.rows(), size)
+
+    @property
+    def pieced(self) -> bool:
+        """Whether the file is read in pieces (:meth:`parts`) as its rows are checked."""
+        return self.source.pieced
+
+    def parts(self) -> Iterator[Source]:
+        """The file's pieces, each a source of its rows, each as soon as it is read."""
+        return self.source.parts()
+
+    @property
+    def read_through(self) -> bool:
+        """Whether every piece of the file is read (iterating them no longer waits)."""
+        return self.source.read_through
+
+    def close(self) -> None:
+        """Stop reading ahead: the rest of the file will not be read."""
+        self.source.close()
 
     def python_chunks(self, rows: Iterator[tuple[int, list[Any]]], size: int) -> Iterator[Chunk]:
         """Group ``(row_number, cells)`` into chunks: pad short rows, count spilled cells."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from leadsync.defaults import XLSX_PIECE_BYTES
 from leadsync.errors import InputError
 from leadsync.reader.cells import (
     Chunk,
@@ -27,7 +29,8 @@ from leadsync.reader.extent import check_ods_memory, check_unpacked_size, check_
 from leadsync.reader.legacy import scan_xls
 from leadsync.reader.numfmt import kind, render
 from leadsync.reader.odsxml import OdsScan, scan_ods
-from leadsync.reader.sheetxml import scan_sheets
+from leadsync.reader.pieces import Piece, Pieces, SheetMoved, open_pieces
+from leadsync.reader.sheetxml import scan_sheets, sheet_parts
 from leadsync.reader.table import Source, Table, text_blocks
 from leadsync.threads import in_thread
 
@@ -38,16 +41,13 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workbook
 
 
-def open_excel(path: Path, sheet: str | None) -> Table:
+def open_excel(path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTES) -> Table:
     import python_calamine as pc
 
     check_unpacked_size(path)
     ods = _ods_scan(path)
     if ods is not None:
         check_ods_memory(path, ods.extents)  # calamine loads every sheet of an ods
-    # the sheets are scanned for formulas without a result and for error cells while
-    # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
-    scanning = in_thread(scan_sheets, path, name="leadsync-sheet-scan")
     # calamine loads the sheet outside the GIL: what the checks import comes in meanwhile
     warming = in_thread(_import_columnar, name="leadsync-imports")
     try:
@@ -55,7 +55,15 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         name = _pick_sheet(workbook, sheet, path)
         if ods is None:
             check_xlsx_memory(path, name)
-        worksheet = workbook.get_sheet_by_name(name)
+        # a large sheet is parsed in pieces, in a thread: the first rows are checked
+        # while the rest are parsed (see leadsync.reader.pieces); each piece is scanned
+        # for what calamine does not say as it is cut
+        pieces = _pieces(path, name, piece_bytes) if ods is None else None
+        # the sheets are scanned for formulas without a result and for error cells while
+        # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
+        skip = pieces.part if pieces is not None else None
+        scanning = in_thread(scan_sheets, path, skip, name="leadsync-sheet-scan")
+        worksheet = workbook.get_sheet_by_name(name) if pieces is None else None
     except pc.PasswordError:
         raise InputError(
             f"{path.name} is password-protected: save a copy without a password"
@@ -65,16 +73,10 @@ def open_excel(path: Path, sheet: str | None) -> Table:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path.name} is not a readable Excel workbook ({exc})") from None
 
-    start_row, start_col = worksheet.start or (0, 0)
-    # calamine may pad the rows above the used range with blanks: the header is the
-    # first row with a value, and it sits at the range's first row.
-    skip = 0
-    header = None
-    for cells in worksheet.iter_rows():
-        if any(present(c) for c in cells):
-            header = cells
-            break
-        skip += 1
+    if pieces is not None:
+        header_row, start_col, header, header_overlays = _pieced_header(pieces)
+    else:
+        header_row, start_col, header = _whole_header(worksheet)
     scan = scanning.result()
     warming.result()
     # what calamine does not say about the sheet: from the ods pass, xlrd, or the scan
@@ -89,11 +91,10 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         part = scan.parts.get(name, "")
         errors, formats = scan.errors.get(part, {}), scan.formats.get(part, {})
         date1904 = scan.date1904
+    overlays = (errors, formats, shown) if pieces is None else header_overlays
     if header is None:
         _refuse_empty(path, workbook, name, errors, xlsx=ods is None, chosen=sheet is None)
-    header_row = start_row + 1
     # a header cell as it shows, as its data cells are (a date header is 01/01/2021)
-    overlays = (errors, formats, shown)
     header = _patched(header, header_row, overlays, start_col)
     headers = header_names([header_text(c) for c in header])
 
@@ -105,100 +106,246 @@ def open_excel(path: Path, sheet: str | None) -> Table:
         first_column=start_col,
         sheet=name,
         date1904=date1904,
-        source=_SheetSource(worksheet, skip, header_row, start_col, len(headers), overlays),
     )
-    unshown = _unrenderable(formats)
-    if unshown:
-        listed = ", ".join(f"{code!r} (first: {cell})" for code, cell in unshown)
-        table.notices.append(
-            f"{path.name}: cells with the number format(s) {listed} are sent as their "
-            "plain number: leadsync cannot show them as Excel does (change the format, or "
-            "save the sheet as CSV from Excel)"
+    if pieces is None:
+        table.source = _SheetSource(
+            _whole_runs(worksheet, header_row, overlays), header_row, start_col, len(headers)
         )
+        _notices(table, formats, scan.uncached)
+    else:
+        runs = _pieced_runs(pieces, header_row, start_col, table, scan.uncached)
+        table.source = _SheetSource(runs, header_row, start_col, len(headers), pieces)
     if path.suffix.lower() == ".xlsb":
         table.notices.append(
             f"{path.name} is a binary workbook (.xlsb): its cells are read without their "
             "number formats, and a cell showing an error (#N/A ...) reads as blank. Save it "
             "as .xlsx in Excel to send what the sheet shows"
         )
-    if scan.uncached:
-        table.notices.append(
-            f"{path.name} has {scan.uncached} formula cell(s) with no saved result (written "
-            "by a program that does not calculate): they were read as blank. Open the file "
-            "in Excel and save it to store the results"
-        )
     return table
 
 
+def _notices(table: Table, formats: Overlay, uncached: int) -> None:
+    """What the user is told about the sheet's cells: formats leadsync cannot render,
+    formulas stored without a result."""
+    name = table.path.name
+    unshown = _unrenderable(formats)
+    if unshown:
+        listed = ", ".join(f"{code!r} (first: {cell})" for code, cell in unshown)
+        table.notices.append(
+            f"{name}: cells with the number format(s) {listed} are sent as their "
+            "plain number: leadsync cannot show them as Excel does (change the format, or "
+            "save the sheet as CSV from Excel)"
+        )
+    if uncached:
+        table.notices.append(
+            f"{name} has {uncached} formula cell(s) with no saved result (written "
+            "by a program that does not calculate): they were read as blank. Open the file "
+            "in Excel and save it to store the results"
+        )
+
+
+_Overlays = tuple[Overlay, Overlay, Overlay]  # error cells, formatted cells, shown texts
+# A run of rows: the sheet row number of its first, its rows (cells from the table's first
+# column) and what the overlays put back on them; a sheet read whole is one run, a sheet
+# read in pieces one or two for each (the blank rows between two pieces are a run)
+_Run = tuple[int, Iterable[list[Any]], _Overlays]
+_NONE: _Overlays = ({}, {}, {})
+
+
+def _pieces(path: Path, name: str, piece_bytes: int) -> Pieces | None:
+    if path.suffix.lower() not in (".xlsx", ".xlsm"):
+        return None
+    try:
+        with zipfile.ZipFile(path) as z:
+            part = sheet_parts(z).get(name)
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+        return None
+    return open_pieces(path, part, piece_bytes, path.name) if part else None
+
+
+def _whole_header(worksheet: Any) -> tuple[int, int, list[Any] | None]:
+    """The header's sheet row, the sheet's first column, and the header's cells (None:
+    the sheet has no value). calamine pads the rows above the used range with blanks
+    (row i is sheet row i + 1); the header is the first row with a value."""
+    left = (worksheet.start or (0, 0))[1]
+    for number, cells in enumerate(worksheet.iter_rows(), start=1):
+        if any(present(c) for c in cells):
+            return number, left, cells
+    return 0, left, None
+
+
+def _whole_runs(
+    worksheet: Any, header_row: int, overlays: _Overlays
+) -> Callable[[], Iterator[_Run]]:
+    def runs() -> Iterator[_Run]:
+        yield header_row + 1, itertools.islice(worksheet.iter_rows(), header_row, None), overlays
+
+    return runs
+
+
+def _overlays(piece: Piece) -> _Overlays:
+    return (piece.errors, piece.formats, {})
+
+
+def _pieced_header(pieces: Pieces) -> tuple[int, int, list[Any] | None, _Overlays]:
+    """:func:`_whole_header` for a sheet read in pieces, and its piece's overlays."""
+    left = None
+    for piece in pieces:
+        if not piece.height:
+            continue
+        left = piece.first_column if left is None else left
+        for at, cells in enumerate(piece.rows()):
+            if any(present(c) for c in cells):
+                pad = [""] * (piece.first_column - left)
+                return piece.first_row + at, left, pad + cells, _overlays(piece)
+    return 0, left or 0, None, _NONE
+
+
+def _pieced_runs(
+    pieces: Pieces, header_row: int, left: int, table: Table, uncached: int
+) -> Callable[[], Iterator[_Run]]:
+    """The runs of a sheet read in pieces, after the header; the first time every piece
+    has been through, what the user is told about the sheet's cells (:func:`_notices`)."""
+    told = False
+
+    def runs() -> Iterator[_Run]:
+        nonlocal told
+        following = header_row + 1
+        formats: Overlay = {}
+        skipped = uncached
+        for piece in pieces:
+            formats.update(piece.formats)
+            skipped += piece.uncached
+            height = piece.height
+            if not height or piece.first_row + height <= following:
+                continue
+            if piece.first_column < left:
+                raise SheetMoved(piece.first_row)
+            if piece.first_row > following:  # the rows between two pieces are blank
+                blank = [""] * len(table.headers)
+                yield following, [blank] * (piece.first_row - following), _NONE
+            skip = max(0, following - piece.first_row)
+            rows = _PieceRows(piece, skip, piece.first_column - left)
+            yield piece.first_row + skip, rows, _overlays(piece)
+            following = piece.first_row + height
+        if not told:
+            told = True
+            _notices(table, formats, skipped)
+
+    return runs
+
+
+class _PieceRows:
+    """A piece's rows, read out of calamine each time they are iterated (``skip``: the
+    first rows left out; ``shift``: blank cells put before each row, for a piece whose
+    first cells sit right of the sheet's first column)."""
+
+    def __init__(self, piece: Piece, skip: int, shift: int) -> None:
+        self.piece, self.skip, self.shift = piece, skip, shift
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        rows = self.piece.rows()
+        if self.skip:
+            rows = rows[self.skip :]
+        if self.shift:
+            pad = [""] * self.shift
+            rows = [pad + r for r in rows]
+        return iter(rows)
+
+
 class _SheetSource(Source):
-    """One worksheet, read by python-calamine; error cells put back from the sheet XML."""
+    """One worksheet, read by python-calamine (whole, or in pieces); error cells and
+    formatted numbers put back from the sheet XML."""
 
     def __init__(
         self,
-        worksheet: Any,
-        skip: int,
+        runs: Callable[[], Iterator[_Run]],
         header_row: int,
         left: int,
         width: int,
-        overlays: tuple[Overlay, Overlay, Overlay],
+        pieces: Pieces | None = None,
     ) -> None:
-        self.worksheet, self.skip, self.header_row = worksheet, skip, header_row
-        self.left, self.width, self.overlays = left, width, overlays
+        self.runs, self.header_row, self.left, self.width = runs, header_row, left, width
+        self.pieces = pieces
+        self.pieced = pieces is not None
+
+    @property
+    def read_through(self) -> bool:
+        return self.pieces is None or self.pieces.finished
+
+    def close(self) -> None:
+        if self.pieces is not None:
+            self.pieces.close()
 
     def data_rows(self) -> Iterator[list[Any]]:
         """The sheet's rows after the header: error cells as the text Excel shows,
         formatted numbers as the text they show (:func:`~leadsync.reader.numfmt.formatted`)."""
-        rows = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
-        if not any(self.overlays):
-            return rows
-        return _overlaid(rows, self.overlays, self.header_row + 1, self.left)
+        return (cells for _, cells in self.rows())
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        return enumerate(self.data_rows(), start=self.header_row + 1)
+        for first, rows, overlays in self.runs():
+            marked = _marked(overlays)
+            for number, cells in enumerate(rows, start=first):
+                if number in marked:
+                    cells = _patched(cells, number, overlays, self.left)
+                yield number, cells
+
+    def parts(self) -> Iterator[Source]:
+        """The sheet as it is parsed: a source for each run of rows (a sheet read whole
+        is one), each there as soon as calamine has parsed it."""
+        if not self.pieced:
+            yield self
+            return
+        for run in self.runs():
+            yield _SheetSource(_one(run), self.header_row, self.left, self.width)
 
     def column_text(self, table: Table, index: int, size: int) -> Iterator[pa.Array]:
         # the id scan's pass: one cell of each row taken, and only that column's error
         # cells and formats put back (a formatted sheet's other cells are not rendered)
-        rows = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
-        cells: Iterator[list[Any]] = ([r[index]] if index < len(r) else [""] for r in rows)
         at = self.left + index
-        errors, formats, shown = (_at_column(overlay, at) for overlay in self.overlays)
-        if errors or formats or shown:
-            cells = _overlaid(cells, (errors, formats, shown), self.header_row + 1, at)
-        return text_blocks((normalise_cell(c[0]) for c in cells), size)
+
+        def cells() -> Iterator[Any]:
+            for first, rows, overlays in self.runs():
+                mine = (
+                    _at_column(overlays[0], at),
+                    _at_column(overlays[1], at),
+                    _at_column(overlays[2], at),
+                )
+                marked = _marked(mine)
+                for number, row in enumerate(rows, start=first):
+                    cell = [row[index]] if index < len(row) else [""]
+                    if number in marked:
+                        cell = _patched(cell, number, mine, at)
+                    yield normalise_cell(cell[0])
+
+        return text_blocks(cells(), size)
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
         # calamine gives every row the range's width: whole blocks, no per-row work (the
         # few rows an overlay names are patched in the block)
-        it = itertools.islice(self.worksheet.iter_rows(), self.skip + 1, None)
-        marked = sorted(_marked(self.overlays))
-        number = self.header_row + 1
-        while block := list(itertools.islice(it, size)):
-            numbers = range(number, number + len(block))
-            first, last = (bisect.bisect_left(marked, n) for n in (number, numbers.stop))
-            for row in marked[first:last]:
-                block[row - number] = _patched(block[row - number], row, self.overlays, self.left)
-            if {len(r) for r in block} == {self.width}:
-                yield table.chunk_of(block, numbers, {})
-            else:
-                yield from table.python_chunks(zip(numbers, block, strict=True), size)
-            number += len(block)
+        for number, rows, overlays in self.runs():
+            marked = sorted(_marked(overlays))
+            it = iter(rows)
+            while block := list(itertools.islice(it, size)):
+                numbers = range(number, number + len(block))
+                first, last = (bisect.bisect_left(marked, n) for n in (number, numbers.stop))
+                for row in marked[first:last]:
+                    block[row - number] = _patched(block[row - number], row, overlays, self.left)
+                if {len(r) for r in block} == {self.width}:
+                    yield table.chunk_of(block, numbers, {})
+                else:
+                    yield from table.python_chunks(zip(numbers, block, strict=True), size)
+                number += len(block)
+
+
+def _one(run: _Run) -> Callable[[], Iterator[_Run]]:
+    return lambda: iter((run,))
 
 
 def _at_column(overlay: Overlay, column: int) -> Overlay:
     """The part of ``overlay`` in one column (rows with nothing there left out)."""
     kept = ((row, [(c, v) for c, v in put if c == column]) for row, put in overlay.items())
     return {row: put for row, put in kept if put}
-
-
-def _overlaid(
-    rows: Iterator[list[Any]], overlays: tuple[Overlay, Overlay, Overlay], first: int, left: int
-) -> Iterator[list[Any]]:
-    """``rows`` (the first at sheet row ``first``) with :func:`_patched` applied to the
-    rows the overlays name (the others pass untouched)."""
-    marked = _marked(overlays)
-    for number, cells in enumerate(rows, start=first):
-        yield _patched(cells, number, overlays, left) if number in marked else cells
 
 
 def _marked(overlays: tuple[Overlay, Overlay, Overlay]) -> set[int]:
