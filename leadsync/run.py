@@ -106,6 +106,7 @@ class Run:
     office_ids: frozenset[int] | None = None
     # the rows checked as the file was read, and then the rest (see prechecked)
     held: Iterator[CheckedChunk] | None = None
+    early: int = 0  # how many of them were checked before the file was read through
 
     @property
     def sha256(self) -> str:
@@ -134,7 +135,7 @@ class Run:
         if xlsx_report and _size(source) >= _EARLY_XLSX_BYTES:
             early = spawn_xlsx_worker()
         try:
-            table, plan, scan, held = _opened(path, config, precheck, office_ids)
+            table, plan, scan, held, ahead = _opened(path, config, precheck, office_ids)
             if scan.rows == 0:
                 table.notices.append(f"{table.path.name} has a header but no data rows")
             directory = Path(report_dir) if report_dir else Path(config.report_root) / run_id
@@ -155,7 +156,9 @@ class Run:
                 early.wait()
             raise
         ids = frozenset(office_ids) if office_ids is not None else None
-        return cls(config, run_id, started, clock, table, plan, scan, writer, digest, ids, held)
+        return cls(
+            config, run_id, started, clock, table, plan, scan, writer, digest, ids, held, ahead
+        )
 
     def rows(self, fast: bool = True) -> Iterator[tuple[MappedRow, tuple[Any, ...]]]:
         """Every row, mapped and validated, with its original cells, chunk by chunk."""
@@ -301,13 +304,13 @@ def mapped_rows(
 
 def open_rows(path: str | Path, config: Config) -> tuple[Table, ColumnPlan, IdScan]:
     """Open ``path``, plan its columns and scan its ids: what reading its rows needs."""
-    table, plan, scan, _ = _opened(path, config, False, None)
+    table, plan, scan, _, _ = _opened(path, config, False, None)
     return table, plan, scan
 
 
 def _opened(
     path: str | Path, config: Config, precheck: bool, office_ids: Collection[int] | None
-) -> tuple[Table, ColumnPlan, IdScan, Iterator[CheckedChunk] | None]:
+) -> tuple[Table, ColumnPlan, IdScan, Iterator[CheckedChunk] | None, int]:
     """:func:`open_rows`, and (``precheck``, where it applies) the rows checked as they
     were read. A workbook whose later pieces show cells left of its header's first column
     is opened again, whole (its header is not what the first piece showed)."""
@@ -316,11 +319,11 @@ def _opened(
         plan = plan_table(table, config)
         if precheck and table.pieced and _prechecks(plan, config):
             return table, plan, *prechecked(table, plan, config, office_ids)
-        return table, plan, scan_table(table, plan, config), None
+        return table, plan, scan_table(table, plan, config), None, 0
     except SheetMoved:
         table = open_table(path, config.sheet, 0)
         plan = plan_table(table, config)
-        return table, plan, scan_table(table, plan, config), None
+        return table, plan, scan_table(table, plan, config), None, 0
 
 
 def _prechecks(plan: ColumnPlan, config: Config) -> bool:
@@ -332,6 +335,11 @@ def _prechecks(plan: ColumnPlan, config: Config) -> bool:
     )
 
 
+# The rows of the pieces left when the whole sheet is parsed are read out of calamine for
+# their ids, and kept for their checks up to this many (~60 MB of cells); past it, read again
+_KEPT_ROWS = 100_000
+
+
 def prechecked(
     table: Table,
     plan: ColumnPlan,
@@ -339,7 +347,7 @@ def prechecked(
     office_ids: Collection[int] | None,
     *,
     stream_once_read: bool = True,
-) -> tuple[IdScan, Iterator[CheckedChunk]]:
+) -> tuple[IdScan, Iterator[CheckedChunk], int]:
     """Check a workbook's first pieces while calamine parses the rest of it: each piece's
     ids are counted, then its rows are checked against the ids repeated so far. Once the
     whole sheet is parsed, the rest of its ids are counted and the rest of its rows are
@@ -348,8 +356,11 @@ def prechecked(
     repeated later is checked again: the verdicts are those of :func:`checked_chunks`
     after a whole id pass, to the row. ``stream_once_read=False``: every piece is checked
     before the last is counted (and checked again if it must be)."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool
 
     index = plan.id_index
     assert index is not None
@@ -371,23 +382,34 @@ def prechecked(
         early.append((done, ids, scan.duplicates))
         if stream_once_read and table.read_through:
             break
-    rest = list(parts)  # parsed: no waiting (their rows are read out when they are used)
+    rest = list(parts)  # parsed: no waiting
+    kept = 0
     for part in rest:
         for block in part.column_text(table, index, config.chunk_rows):
             tally.add(block)
+            kept += len(block)
+        if kept > _KEPT_ROWS:
+            part.release()  # read out again when checked
     scan = tally.scan()
 
     def handed() -> Iterator[CheckedChunk]:
         while early:
             done, ids, used = early.pop(0)
             later = scan.duplicates - used
-            if later and pc.any(pc.is_in(ids, pa.array(sorted(later), pa.string()))).as_py():
-                done = list(checked(scan, iter([c.chunk for c in done])))
+            if later:
+                # the scan's own id texts, row by row: the rows whose id turned out repeated
+                hits = to_numpy_bool(pc.is_in(ids, pa.array(sorted(later), pa.string())))
+                if hits.any():
+                    starts = np.cumsum([0, *(len(c.chunk) for c in done)]).tolist()
+                    done = [
+                        _rechecked(c, plan, config, scan, office_ids, later, hits[a:b])
+                        for c, a, b in zip(done, starts, starts[1:], strict=False)
+                    ]
             yield from done
         for part in rest:
             yield from checked(scan, prefetch(part.fast_chunks(table, config.chunk_rows)))
 
-    return scan, handed()
+    return scan, handed(), sum(len(done) for done, _, _ in early)
 
 
 def scan_table(table: Table, plan: ColumnPlan, config: Config) -> IdScan:
@@ -444,7 +466,8 @@ def validate(
                 pending.append((pool.submit(writer.write_chunk, checked), len(checked.chunk)))
                 if observer is not None:
                     observer.checked(checked)
-                while len(pending) > 1:
+                # the chunks checked early were all in memory: as many may wait
+                while len(pending) > 1 + run.early:
                     future, rows = pending.popleft()
                     future.result()
                     done += rows
@@ -466,6 +489,52 @@ def validate(
                 progress(done, run.scan.rows, writer.counts)
     exit_code = ExitCode.ROWS_FAILED if writer.counts[Outcome.INVALID] else ExitCode.OK
     return run.finish(command, exit_code)
+
+
+def _rechecked(
+    checked: CheckedChunk,
+    plan: ColumnPlan,
+    config: Config,
+    scan: IdScan,
+    office_ids: Collection[int] | None,
+    later: frozenset[str],
+    hit: Any,
+) -> CheckedChunk:
+    """``checked`` (with ``payloads=False``) as :func:`checked_chunks` checks it against
+    ``scan``, whose repeated ids add ``later`` to those it was checked against: only the
+    rows holding one of those ids (``hit``: by the scan's reading of the id) can change,
+    and they go to the reference path (as there: an id on another row is never cleared
+    column by column)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from leadsync.columnar import to_numpy_bool
+
+    columns = checked.columns
+    if columns.ids is not None:  # ... and by the text the columnar checks look up
+        found = pa.array(sorted(later), pa.string())
+        hit = hit | to_numpy_bool(pc.is_in(columns.ids.array, value_set=found))
+    positions = np.flatnonzero(hit & ~columns.blank).tolist()
+    if not positions:
+        return checked
+    faults = field_faults(columns, config, office_ids)
+    again = reference_rows(
+        checked.chunk,
+        columns,
+        plan,
+        config,
+        positions,
+        faults,
+        scan.duplicates,
+        office_ids,
+        scan.people,
+        payloads=False,
+    )
+    again_at = set(positions)
+    kept = [(k, row) for k, row in checked.slow if k not in again_at]
+    slow = sorted([*kept, *again], key=lambda entry: entry[0])
+    return CheckedChunk(checked.chunk, columns, checked.lead_ids, checked.fields, slow)
 
 
 def checked_chunks(

@@ -43,8 +43,12 @@ class Source:
     pieced = False  # read in pieces, each there as soon as it is parsed (see parts)
 
     def parts(self) -> Iterator[Source]:
-        """The file as it is read: a source for each piece (one: the whole file)."""
+        """The file as it is read: a source for each piece (one: the whole file). A
+        piece keeps its rows once read (for its next pass) until :meth:`release`."""
         yield self
+
+    def release(self) -> None:
+        """Let go of the rows kept for another pass (they are read again if asked)."""
 
     @property
     def read_through(self) -> bool:
@@ -158,13 +162,25 @@ def text_blocks(cells: Iterator[Any], size: int) -> Iterator[pa.Array]:
     """Cells as the user sees them, in pyarrow string arrays of up to ``size``; a
     formatted number as its number (this is the lead id column's pass: ``001001`` shown
     is lead 1001, as the rows' own pass reads it)."""
+    while block := list(itertools.islice(cells, size)):
+        yield id_texts(block)
+
+
+def id_texts(cells: list[Any]) -> pa.Array:
+    """:func:`text_blocks` for one block of cells."""
     import pyarrow as pa
 
     from leadsync.columnar import prepare_pyarrow
 
     prepare_pyarrow()
-    while block := list(itertools.islice(cells, size)):
-        yield pa.array(map(_id_text, block), pa.string())
+    kinds = set(map(type, cells))
+    if kinds == {int}:  # whole numbers (ids): Arrow's digits are str()'s
+        try:
+            return pa.array(cells, pa.int64()).cast(pa.string())
+        except OverflowError:
+            pass
+    # a text is its own id text: only the other cells are converted
+    return pa.array([v if v.__class__ is str else _id_text(v) for v in cells], pa.string())
 
 
 def _id_text(value: Any) -> str:

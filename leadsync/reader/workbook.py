@@ -31,7 +31,7 @@ from leadsync.reader.numfmt import kind, render
 from leadsync.reader.odsxml import OdsScan, scan_ods
 from leadsync.reader.pieces import Piece, Pieces, SheetMoved, open_pieces
 from leadsync.reader.sheetxml import scan_sheets, sheet_parts
-from leadsync.reader.table import Source, Table, text_blocks
+from leadsync.reader.table import Source, Table, id_texts
 from leadsync.threads import in_thread
 
 if TYPE_CHECKING:
@@ -236,21 +236,27 @@ def _pieced_runs(
 
 
 class _PieceRows:
-    """A piece's rows, read out of calamine each time they are iterated (``skip``: the
-    first rows left out; ``shift``: blank cells put before each row, for a piece whose
-    first cells sit right of the sheet's first column)."""
+    """A piece's rows, read out of calamine when first iterated and kept until
+    :meth:`release` (``skip``: the first rows left out; ``shift``: blank cells put before
+    each row, for a piece whose first cells sit right of the sheet's first column)."""
 
     def __init__(self, piece: Piece, skip: int, shift: int) -> None:
         self.piece, self.skip, self.shift = piece, skip, shift
+        self.kept: list[list[Any]] | None = None
 
     def __iter__(self) -> Iterator[list[Any]]:
-        rows = self.piece.rows()
-        if self.skip:
-            rows = rows[self.skip :]
-        if self.shift:
-            pad = [""] * self.shift
-            rows = [pad + r for r in rows]
-        return iter(rows)
+        if self.kept is None:
+            rows = self.piece.rows()
+            if self.skip:
+                rows = rows[self.skip :]
+            if self.shift:
+                pad = [""] * self.shift
+                rows = [pad + r for r in rows]
+            self.kept = rows
+        return iter(self.kept)
+
+    def release(self) -> None:
+        self.kept = None
 
 
 class _SheetSource(Source):
@@ -299,26 +305,28 @@ class _SheetSource(Source):
         for run in self.runs():
             yield _SheetSource(_one(run), self.header_row, self.left, self.width)
 
+    def release(self) -> None:
+        for _, rows, _ in self.runs():
+            if isinstance(rows, _PieceRows):
+                rows.release()
+
     def column_text(self, table: Table, index: int, size: int) -> Iterator[pa.Array]:
         # the id scan's pass: one cell of each row taken, and only that column's error
         # cells and formats put back (a formatted sheet's other cells are not rendered)
         at = self.left + index
 
-        def cells() -> Iterator[Any]:
-            for first, rows, overlays in self.runs():
-                mine = (
-                    _at_column(overlays[0], at),
-                    _at_column(overlays[1], at),
-                    _at_column(overlays[2], at),
-                )
-                marked = _marked(mine)
-                for number, row in enumerate(rows, start=first):
-                    cell = [row[index]] if index < len(row) else [""]
-                    if number in marked:
-                        cell = _patched(cell, number, mine, at)
-                    yield normalise_cell(cell[0])
-
-        return text_blocks(cells(), size)
+        for first, rows, overlays in self.runs():
+            mine = tuple(_at_column(overlay, at) for overlay in overlays)
+            marked = _marked(mine)  # type: ignore[arg-type]
+            column = [r[index] if index < len(r) else "" for r in rows]
+            for number in marked:
+                if 0 <= number - first < len(column):
+                    cell = [column[number - first]]
+                    column[number - first] = _patched(cell, number, mine, at)[0]  # type: ignore[arg-type]
+            # a text is as it is: only the other cells are normalised
+            column = [v if v.__class__ is str else normalise_cell(v) for v in column]
+            for start in range(0, len(column), size):
+                yield id_texts(column[start : start + size])
 
     def fast_chunks(self, table: Table, size: int) -> Iterator[Chunk]:
         # calamine gives every row the range's width: whole blocks, no per-row work (the
