@@ -197,7 +197,7 @@ def test_rows_checked_as_the_sheet_is_parsed_get_the_whole_passes_verdicts(
     pieced = open_table(repeated, None, PIECE)
     plan = plan_table(pieced, config)
     assert pieced.pieced
-    got_scan, chunks = prechecked(pieced, plan, config, None, stream_once_read=stream_once_read)
+    got_scan, chunks, _ = prechecked(pieced, plan, config, None, stream_once_read=stream_once_read)
     got = [outcome(r) for c in chunks for r, _ in _rows_of(c, plan)]
     assert got_scan == scan
     assert got == expected
