@@ -373,7 +373,7 @@ def prechecked(
         )
 
     early: list[tuple[list[CheckedChunk], pa.Array, frozenset[str]]] = []
-    parts = table.parts()
+    parts = table.parts(once=True)  # a piece is let go with its part
     for part in parts:
         blocks = [tally.add(b) for b in part.column_text(table, index, config.chunk_rows)]
         scan = tally.scan()
@@ -406,7 +406,8 @@ def prechecked(
                         for c, a, b in zip(done, starts, starts[1:], strict=False)
                     ]
             yield from done
-        for part in rest:
+        while rest:
+            part = rest.pop(0)
             yield from checked(scan, prefetch(part.fast_chunks(table, config.chunk_rows)))
 
     return scan, handed(), sum(len(done) for done, _, _ in early)

@@ -82,7 +82,7 @@ class Pieces:
         self._name = name
         self.part = book.part  # the sheet's XML part
         self._scanner = RowScanner(source)
-        self._done: list[Piece] = []
+        self._done: list[Piece | None] = []
         self._finished = False
         self._error: BaseException | None = None
         self._ready = threading.Condition()
@@ -97,6 +97,12 @@ class Pieces:
         ).start()
 
     def __iter__(self) -> Iterator[Piece]:
+        return self.read()
+
+    def read(self, once: bool = False) -> Iterator[Piece]:
+        """The pieces in order, each as soon as it is parsed; ``once``: each let go by
+        these pieces when the next is asked for (it lives on while its reader holds it),
+        and they cannot be read again."""
         index = 0
 
         def ready() -> bool:
@@ -111,7 +117,11 @@ class Pieces:
                     raise self._error
                 else:
                     return
+            if piece is None:
+                raise RuntimeError("the sheet's pieces were read once, and let go")
             yield piece
+            if once:
+                self._done[index] = None
             index += 1
 
     @property

@@ -42,9 +42,10 @@ class Source:
 
     pieced = False  # read in pieces, each there as soon as it is parsed (see parts)
 
-    def parts(self) -> Iterator[Source]:
+    def parts(self, once: bool = False) -> Iterator[Source]:
         """The file as it is read: a source for each piece (one: the whole file). A
-        piece keeps its rows once read (for its next pass) until :meth:`release`."""
+        piece keeps its rows once read (for its next pass) until :meth:`release`;
+        ``once``: the file is read this once (each piece let go with its part)."""
         yield self
 
     def release(self) -> None:
@@ -92,9 +93,10 @@ class Table:
         """Whether the file is read in pieces (:meth:`parts`) as its rows are checked."""
         return self.source.pieced
 
-    def parts(self) -> Iterator[Source]:
-        """The file's pieces, each a source of its rows, each as soon as it is read."""
-        return self.source.parts()
+    def parts(self, once: bool = False) -> Iterator[Source]:
+        """The file's pieces, each a source of its rows, each as soon as it is read
+        (``once``: each let go with its part; the file cannot be read again)."""
+        return self.source.parts(once)
 
     @property
     def read_through(self) -> bool:

@@ -208,12 +208,12 @@ def _pieced_runs(
     has been through, what the user is told about the sheet's cells (:func:`_notices`)."""
     told = False
 
-    def runs() -> Iterator[_Run]:
+    def runs(once: bool = False) -> Iterator[_Run]:
         nonlocal told
         following = header_row + 1
         formats: Overlay = {}
         skipped = uncached
-        for piece in pieces:
+        for piece in pieces.read(once):
             formats.update(piece.formats)
             skipped += piece.uncached
             height = piece.height
@@ -265,7 +265,7 @@ class _SheetSource(Source):
 
     def __init__(
         self,
-        runs: Callable[[], Iterator[_Run]],
+        runs: Callable[..., Iterator[_Run]],
         header_row: int,
         left: int,
         width: int,
@@ -296,13 +296,14 @@ class _SheetSource(Source):
                     cells = _patched(cells, number, overlays, self.left)
                 yield number, cells
 
-    def parts(self) -> Iterator[Source]:
+    def parts(self, once: bool = False) -> Iterator[Source]:
         """The sheet as it is parsed: a source for each run of rows (a sheet read whole
-        is one), each there as soon as calamine has parsed it."""
+        is one), each there as soon as calamine has parsed it; ``once``: each piece let
+        go with its part (the sheet cannot be read again)."""
         if not self.pieced:
             yield self
             return
-        for run in self.runs():
+        for run in self.runs(once):
             yield _SheetSource(_one(run), self.header_row, self.left, self.width)
 
     def release(self) -> None:
