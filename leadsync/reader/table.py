@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,11 +131,19 @@ class Table:
             yield self.chunk_of(block, numbers, extra)
 
     def chunk_of(
-        self, block: list[list[Any]], numbers: Sequence[int], extra: dict[int, int]
+        self,
+        block: list[list[Any]],
+        numbers: Sequence[int],
+        extra: dict[int, int],
+        patch: Callable[[list[list[Any]]], None] | None = None,
     ) -> Chunk:
+        """The rows of ``block`` as a chunk, column by column (``patch``: applied to the
+        columns as the file's reader gave them)."""
         columns = [list(c) for c in zip(*block, strict=True)] if block and block[0] else []
         if not columns:
             columns = [[] for _ in self.headers]
+        if patch is not None:
+            patch(columns)
         if self.format == "excel":
             # calamine gives every number as a float: 375.0 -> 375, per column, only
             # where a float is present

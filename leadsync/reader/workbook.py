@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -111,7 +112,9 @@ def open_excel(path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTE
         table.source = _SheetSource(
             _whole_runs(worksheet, header_row, overlays), header_row, start_col, len(headers)
         )
-        _notices(table, formats, scan.uncached)
+        first: dict[str, tuple[int, int]] = {}
+        _first_cells(formats, first)
+        _notices(table, first, scan.uncached)
     else:
         runs = _pieced_runs(pieces, header_row, start_col, table, scan.uncached)
         table.source = _SheetSource(runs, header_row, start_col, len(headers), pieces)
@@ -124,11 +127,11 @@ def open_excel(path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTE
     return table
 
 
-def _notices(table: Table, formats: Overlay, uncached: int) -> None:
-    """What the user is told about the sheet's cells: formats leadsync cannot render,
-    formulas stored without a result."""
+def _notices(table: Table, first: dict[str, tuple[int, int]], uncached: int) -> None:
+    """What the user is told about the sheet's cells: formats leadsync cannot render
+    (``first``: the first cell of each format), formulas stored without a result."""
     name = table.path.name
-    unshown = _unrenderable(formats)
+    unshown = _unrenderable(first)
     if unshown:
         listed = ", ".join(f"{code!r} (first: {cell})" for code, cell in unshown)
         table.notices.append(
@@ -211,10 +214,10 @@ def _pieced_runs(
     def runs(once: bool = False) -> Iterator[_Run]:
         nonlocal told
         following = header_row + 1
-        formats: Overlay = {}
+        first: dict[str, tuple[int, int]] = {}
         skipped = uncached
         for piece in pieces.read(once):
-            formats.update(piece.formats)
+            _first_cells(piece.formats, first)
             skipped += piece.uncached
             height = piece.height
             if not height or piece.first_row + height <= following:
@@ -230,7 +233,7 @@ def _pieced_runs(
             following = piece.first_row + height
         if not told:
             told = True
-            _notices(table, formats, skipped)
+            _notices(table, first, skipped)
 
     return runs
 
@@ -338,13 +341,26 @@ class _SheetSource(Source):
             while block := list(itertools.islice(it, size)):
                 numbers = range(number, number + len(block))
                 first, last = (bisect.bisect_left(marked, n) for n in (number, numbers.stop))
-                for row in marked[first:last]:
-                    block[row - number] = _patched(block[row - number], row, overlays, self.left)
+                named = marked[first:last]
                 if {len(r) for r in block} == {self.width}:
-                    yield table.chunk_of(block, numbers, {})
+                    # the rows the overlays name are patched column by column
+                    patch = partial(_patch_rows, named, number, overlays, self.left)
+                    yield table.chunk_of(block, numbers, {}, patch if named else None)
                 else:
+                    for row in named:
+                        block[row - number] = _patched(
+                            block[row - number], row, overlays, self.left
+                        )
                     yield from table.python_chunks(zip(numbers, block, strict=True), size)
                 number += len(block)
+
+
+def _patch_rows(
+    rows: list[int], first: int, overlays: _Overlays, left: int, columns: list[list[Any]]
+) -> None:
+    """:func:`_patch` on each of ``rows`` (sheet rows; ``columns`` start at ``first``)."""
+    for row in rows:
+        _patch(columns, row - first, row, overlays, left)
 
 
 def _one(run: _Run) -> Callable[[], Iterator[_Run]]:
@@ -365,29 +381,43 @@ def _marked(overlays: tuple[Overlay, Overlay, Overlay]) -> set[int]:
 def _patched(
     cells: list[Any], number: int, overlays: tuple[Overlay, Overlay, Overlay], left: int
 ) -> list[Any]:
-    """What calamine does not say, put back on one row (sheet row ``number``): each error
-    cell's text (``#N/A``) where it left a blank; each formatted number as the text it
-    shows, from its format (xlsx, xls) or as the file wrote it (ods); a date-time at
-    midnight as a date-time."""
+    """:func:`_patch` on one row (sheet row ``number``), as a new list."""
+    columns = [[c] for c in cells]
+    _patch(columns, 0, number, overlays, left)
+    return [c[0] for c in columns]
+
+
+def _patch(
+    columns: list[list[Any]],
+    k: int,
+    number: int,
+    overlays: tuple[Overlay, Overlay, Overlay],
+    left: int,
+) -> None:
+    """What calamine does not say, put back on row ``k`` of ``columns`` (sheet row
+    ``number``; the first column is sheet column ``left``): each error cell's text
+    (``#N/A``) where it left a blank; each formatted number as the text it shows, from
+    its format (xlsx, xls) or as the file wrote it (ods); a date-time at midnight as a
+    date-time."""
     errors, formats, shown = overlays
-    cells = list(cells)
-    width = len(cells)
+    width = len(columns)
     for column, code in formats.get(number, ()):
         if 0 <= column - left < width:
-            cells[column - left] = formatted(cells[column - left], code)
+            cells = columns[column - left]
+            cells[k] = formatted(cells[k], code)
     for column, text in shown.get(number, ()):
         if 0 <= column - left < width:
-            cell = cells[column - left]
+            cells = columns[column - left]
+            cell = cells[k]
             if cell.__class__ in (float, int, dt.time, dt.date, dt.datetime):
-                cells[column - left] = Shown(text, normalise_cell(cell))
+                cells[k] = Shown(text, normalise_cell(cell))
             elif cell.__class__ is Shown and isinstance(cell.value, dt.date):
-                cells[column - left] = Shown(text, cell.value)  # a midnight's
+                cells[k] = Shown(text, cell.value)  # a midnight's
             elif cell.__class__ is str:  # a duration calamine left as PT30H00M00S
-                cells[column - left] = text
+                cells[k] = text
     for column, text in errors.get(number, ()):
         if 0 <= column - left < width:
-            cells[column - left] = text
-    return cells
+            columns[column - left][k] = text
 
 
 def _import_columnar() -> None:
@@ -443,16 +473,22 @@ def _ods_scan(path: Path) -> OdsScan | None:
         return None  # not a zip (xls, xlsb) or broken: calamine says what is wrong
 
 
-def _unrenderable(formats: Overlay) -> list[tuple[str, str]]:
+def _first_cells(formats: Overlay, into: dict[str, tuple[int, int]]) -> None:
+    """For each number format in ``formats``, the first cell that has it (row, column),
+    added to ``into`` where it comes first."""
+    for row, put in formats.items():
+        for column, code in put:
+            at = into.get(code)
+            if at is None or (row, column) < at:
+                into[code] = (row, column)
+
+
+def _unrenderable(first: dict[str, tuple[int, int]]) -> list[tuple[str, str]]:
     """The number formats in use that :func:`~leadsync.reader.numfmt.render` cannot
     show, each with the first cell that has it (``E7``)."""
-    first: dict[str, str] = {}
-    for row in sorted(formats):
-        for column, code in formats[row]:
-            first.setdefault(code, f"{column_letter(column)}{row}")
     return sorted(
-        (code, cell)
-        for code, cell in first.items()
+        (code, f"{column_letter(column)}{row}")
+        for code, (row, column) in first.items()
         if kind(code) == "number" and render(1234.5, code) is None
     )
 
