@@ -180,10 +180,14 @@ def test_date_cells_in_text_fields_send_what_they_show(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_a_general_number_shows_its_exponent_as_excel_does(value: float, shown: str) -> None:
     """Under General a number cell shows 15 significant digits, an exponent with a
-    capital E (Excel's CSV of 1e20 holds 1E+20; LibreOffice's 1E+020)."""
+    capital E (Excel's CSV of 1e20 holds 1E+20; LibreOffice's 1E+020) — a plain General
+    cell and General within a format with literals alike (one rendering of General)."""
     from leadsync.reader.cells import cell_text
+    from leadsync.reader.numfmt import render
 
     assert cell_text(value) == shown
+    assert render(value, 'General" kg"') == f"{shown} kg"
+    assert render(value, "General;(General)") == (f"({shown[1:]})" if value < 0 else shown)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 
+from leadsync.reader.cells import float_text
+
 # ECMA-376 18.8.30: the built-in formats a file refers to by id alone (14-22 and
 # 45-47 are dates and times, which calamine types itself)
 BUILTIN = {
@@ -234,10 +236,12 @@ def literal(token: str) -> str:
 
 
 def general(value: float) -> str:
-    """A number as the General format shows it (whole numbers without ``.0``)."""
+    """A number as the General format shows it: a whole number its digits, another its
+    15 significant digits (:func:`~leadsync.reader.cells.float_text`: ``1E+20``), as
+    Excel's "Save as CSV" writes a cell and as leadsync reads a General cell."""
     if float(value).is_integer() and abs(value) < 2**53:
         return str(int(value))
-    return format(value, ".10g")
+    return float_text(float(value))
 
 
 def _number(value: float, plan: _Plan) -> str | None:
