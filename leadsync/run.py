@@ -314,16 +314,20 @@ def _opened(
     """:func:`open_rows`, and (``precheck``, where it applies) the rows checked as they
     were read. A workbook whose later pieces show cells left of its header's first column
     is opened again, whole (its header is not what the first piece showed)."""
+    table = open_table(path, config.sheet, config.xlsx_piece_bytes)
     try:
-        table = open_table(path, config.sheet, config.xlsx_piece_bytes)
         plan = plan_table(table, config)
         if precheck and table.pieced and _prechecks(plan, config):
             return table, plan, *prechecked(table, plan, config, office_ids)
         return table, plan, scan_table(table, plan, config), None, 0
     except SheetMoved:
+        table.close()
         table = open_table(path, config.sheet, 0)
         plan = plan_table(table, config)
         return table, plan, scan_table(table, plan, config), None, 0
+    except BaseException:
+        table.close()  # no reading ahead for a run that ends here
+        raise
 
 
 def _prechecks(plan: ColumnPlan, config: Config) -> bool:

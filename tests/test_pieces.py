@@ -229,3 +229,40 @@ def test_the_repositorys_workbooks_read_alike_in_pieces_where_they_can_be_cut() 
             assert pieced[key] == whole[key], (path.name, key)
         cut += pieced["pieced"]
     assert cut >= 1
+
+
+def _truncated(path: Path, out: Path) -> Path:
+    """``path`` with its sheet's XML cut off after 60% (the zip itself sound)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                data = data[: len(data) * 6 // 10]
+            dst.writestr(name, data)
+    return out
+
+
+@pytest.mark.parametrize("piece_bytes", [0, PIECE])
+def test_a_sheet_cut_off_mid_way_is_refused_with_nothing_written(
+    repeated: Path, tmp_path: Path, piece_bytes: int
+) -> None:
+    from leadsync.errors import InputError
+
+    broken = _truncated(repeated, tmp_path / "broken.xlsx")
+    with pytest.raises(InputError, match=r"broken\.xlsx is not a readable Excel workbook"):
+        leadsync.validate(broken, Config(xlsx_piece_bytes=piece_bytes), report_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_temporary_folder_reads_the_sheet_whole(
+    repeated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    expected = read(repeated, 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # no such folder
+    got = read(repeated, PIECE)
+    assert not got["pieced"]
+    assert got["rows"] == expected["rows"]

@@ -20,6 +20,7 @@ import re
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,7 +168,12 @@ class Pieces:
                 self._finished = True
                 self._ready.notify_all()
         except BaseException as exc:  # re-raised where the pieces are read
-            if isinstance(exc, (pc.CalamineError, zipfile.BadZipFile, OSError, ValueError)):
+            if isinstance(exc, _NoRoomError):
+                exc = InputError(
+                    f"{self._name}: no room for the pieces its sheet is read in ({exc}): free "
+                    f"space in {tempfile.gettempdir()}, or point TMPDIR at a folder with room"
+                )
+            elif isinstance(exc, (pc.CalamineError, *_UNREADABLE)):
                 exc = InputError(f"{self._name} is not a readable Excel workbook ({exc})")
             with self._ready:
                 self._error = exc
@@ -191,6 +197,10 @@ def open_pieces(path: Path, part: str, piece_bytes: int, name: str) -> Pieces | 
     """The sheet stored in ``part`` of the xlsx at ``path``, parsed in pieces of about
     ``piece_bytes`` of XML; None when it is better (or only safely) read whole."""
     if piece_bytes <= 0 or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        tempfile.TemporaryFile().close()  # the pieces go there: read whole if they cannot
+    except OSError:
         return None
     try:
         source = zipfile.ZipFile(path)
@@ -338,15 +348,33 @@ def _cut_point(data: bytes, at: int, limit: int) -> int | None:
     return None
 
 
+class _NoRoomError(OSError):
+    """A piece could not be written to the temporary folder."""
+
+
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+
+
 def _write(book: _Book, rows: bytes) -> IO[bytes]:
     """One piece's workbook, stored (not compressed), in an unnamed temporary file."""
+    try:
+        return _stored(book, rows)
+    except OSError as exc:
+        raise _NoRoomError(exc.strerror or str(exc)) from exc
+
+
+def _stored(book: _Book, rows: bytes) -> IO[bytes]:
     handle = tempfile.TemporaryFile()  # noqa: SIM115 (handed to the parser, which closes it)
-    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as z:
-        for name, data in book.parts:
-            z.writestr(name, data)
-        with z.open(book.part, "w") as sheet:  # written as it is (no joined copy)
-            sheet.write(book.head)
-            sheet.write(rows)
-            sheet.write(book.tail)
-    handle.flush()
+    try:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as z:
+            for name, data in book.parts:
+                z.writestr(name, data)
+            with z.open(book.part, "w") as sheet:  # written as it is (no joined copy)
+                sheet.write(book.head)
+                sheet.write(rows)
+                sheet.write(book.tail)
+        handle.flush()
+    except BaseException:
+        handle.close()
+        raise
     return handle

@@ -230,7 +230,9 @@ class Workspace:
         except LeadsyncError as exc:
             upload.checked, upload.grid, upload.error = None, None, str(exc)
             with contextlib.suppress(LeadsyncError):  # the mapping page needs the headers
-                upload.headers = open_table(upload.path, upload.sheet).headers
+                table = open_table(upload.path, upload.sheet)
+                table.close()  # the headers are all this needs: no reading ahead
+                upload.headers = table.headers
             return
         old, upload.grid, upload.checked = upload.grid, grid, result
         if upload.sheet is None:
