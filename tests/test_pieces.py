@@ -6,6 +6,7 @@ after a whole id pass (a lead id repeated in a later piece included)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -266,3 +267,32 @@ def test_no_temporary_folder_reads_the_sheet_whole(
     got = read(repeated, PIECE)
     assert not got["pieced"]
     assert got["rows"] == expected["rows"]
+
+
+def test_a_sync_of_a_sheet_read_in_pieces_sends_what_a_whole_read_sends(tmp_path: Path) -> None:
+    """Over the real client and the sandbox: the same rows sent with the same bodies, the
+    same outcomes (a lead repeated across pieces sent on neither row)."""
+    from leadsync.sandbox import Sandbox, SandboxConfig
+    from tests.conftest import lead_log
+    from tests.test_sync import leads_file, outcomes, run_sync
+
+    src = leads_file(tmp_path / "leads.xlsx", 400)
+    from openpyxl import load_workbook
+
+    book = load_workbook(src)
+    sheet = book.active
+    assert sheet is not None
+    sheet["A390"] = sheet["A3"].value  # the lead of row 3 again, some pieces later
+    book.save(src)
+    assert read(src, PIECE)["parts"] > 3
+    sent = {}
+    for n in (0, PIECE):
+        with Sandbox(SandboxConfig(seed=1)) as sb:
+            out = tmp_path / f"out{n}"
+            run_sync(sb, src, out, xlsx_piece_bytes=n, rate=400.0)
+            sent[n] = (
+                sorted((e["lead"], e["method"], json.dumps(e["body"])) for e in lead_log(sb)),
+                outcomes(out),
+            )
+    assert sent[PIECE] == sent[0]
+    assert sent[0][1][3] == sent[0][1][390] == "invalid" and len(sent[0][0]) > 390
