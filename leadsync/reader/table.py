@@ -189,8 +189,11 @@ def id_texts(cells: list[Any]) -> pa.Array:
             return pa.array(cells, pa.int64()).cast(pa.string())
         except OverflowError:
             pass
-    # a text is its own id text: only the other cells are converted
-    return pa.array([v if v.__class__ is str else _id_text(v) for v in cells], pa.string())
+    # a text is its own id text, a whole number its digits: only the others are converted
+    return pa.array(
+        [v if v.__class__ is str else str(v) if v.__class__ is int else _id_text(v) for v in cells],
+        pa.string(),
+    )
 
 
 def _id_text(value: Any) -> str:

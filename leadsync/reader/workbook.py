@@ -24,6 +24,7 @@ from leadsync.reader.cells import (
     header_text,
     normalise_cell,
     present,
+    whole_floats,
 )
 from leadsync.reader.datefmt import formatted
 from leadsync.reader.extent import check_ods_memory, check_unpacked_size, check_xlsx_memory
@@ -327,8 +328,7 @@ class _SheetSource(Source):
                 if 0 <= number - first < len(column):
                     cell = [column[number - first]]
                     column[number - first] = _patched(cell, number, mine, at)[0]  # type: ignore[arg-type]
-            # a text is as it is: only the other cells are normalised
-            column = [v if v.__class__ is str else normalise_cell(v) for v in column]
+            column = whole_floats(column)  # normalise_cell, for a column
             for start in range(0, len(column), size):
                 yield id_texts(column[start : start + size])
 
