@@ -24,9 +24,9 @@ PIECE = 4096  # bytes of sheet XML: a few dozen rows a piece
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def read(path: Path, piece_bytes: int) -> dict[str, Any]:
+def read(path: Path, piece_bytes: int, parsers: int | None = None) -> dict[str, Any]:
     """Everything a run reads from a workbook."""
-    table = open_table(path, None, piece_bytes)
+    table = open_table(path, None, piece_bytes, parsers)
     # as the rows are used: a sheet read whole gives each row the whole range's width,
     # a piece its own; the blank cells past a row's last are no cells
     rows = [(n, _trimmed(cells)) for n, cells in table.source.rows()]
@@ -55,10 +55,14 @@ def _trimmed(cells: list[Any]) -> list[Any]:
 
 
 def assert_reads_alike(path: Path) -> dict[str, Any]:
-    whole, pieced = read(path, 0), read(path, PIECE)
-    assert not whole["pieced"] and pieced["pieced"] and pieced["parts"] > 3
-    for key in ("header", "rows", "chunks", "ids", "notices"):
-        assert pieced[key] == whole[key], key
+    """Read whole, and in pieces by one parser and by three at once (in order all the same)."""
+    whole = read(path, 0)
+    assert not whole["pieced"]
+    for parsers in (1, 3):
+        pieced = read(path, PIECE, parsers)
+        assert pieced["pieced"] and pieced["parts"] > 3
+        for key in ("header", "rows", "chunks", "ids", "notices"):
+            assert pieced[key] == whole[key], (parsers, key)
     return pieced
 
 
@@ -180,9 +184,9 @@ def repeated(tmp_path: Path) -> Path:
     return write_xlsx(tmp_path / "repeated.xlsx", [HEADERS, *rows])
 
 
-@pytest.mark.parametrize("stream_once_read", [True, False])
+@pytest.mark.parametrize(("stream_once_read", "parsers"), [(True, 1), (False, 1), (True, 3)])
 def test_rows_checked_as_the_sheet_is_parsed_get_the_whole_passes_verdicts(
-    repeated: Path, stream_once_read: bool
+    repeated: Path, stream_once_read: bool, parsers: int
 ) -> None:
     config = Config(xlsx_piece_bytes=PIECE, chunk_rows=150)
     whole_config = Config(xlsx_piece_bytes=0, chunk_rows=150)
@@ -195,7 +199,7 @@ def test_rows_checked_as_the_sheet_is_parsed_get_the_whole_passes_verdicts(
         for c in checked_chunks(table, plan, whole_config, scan, None, payloads=False)
         for r, _ in _rows_of(c, plan)
     ]
-    pieced = open_table(repeated, None, PIECE)
+    pieced = open_table(repeated, None, PIECE, parsers)
     plan = plan_table(pieced, config)
     assert pieced.pieced
     got_scan, chunks, _ = prechecked(pieced, plan, config, None, stream_once_read=stream_once_read)

@@ -59,11 +59,15 @@ __all__ = [
 
 
 def open_table(
-    path: str | Path, sheet: str | None = None, piece_bytes: int = XLSX_PIECE_BYTES
+    path: str | Path,
+    sheet: str | None = None,
+    piece_bytes: int = XLSX_PIECE_BYTES,
+    parsers: int | None = None,
 ) -> Table:
     """Open ``path`` and read its header; raise :class:`InputError` if it cannot be read.
     ``piece_bytes``: a larger xlsx sheet is parsed in pieces of about this much XML
-    (:mod:`leadsync.reader.pieces`; 0: whole)."""
+    (:mod:`leadsync.reader.pieces`; 0: whole), ``parsers`` at a time (None: as the
+    machine's cores allow)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"file not found: {p}")
@@ -77,7 +81,7 @@ def open_table(
         raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
     if suffix in EXCEL_SUFFIXES or head.startswith((ZIP_MAGIC, CFB_MAGIC)):
         if head.startswith((ZIP_MAGIC, CFB_MAGIC)) or suffix in (".xls", ".xlsb"):
-            return open_excel(p, sheet, piece_bytes)
+            return open_excel(p, sheet, piece_bytes, parsers)
         if looks_like_text(p):
             table = open_text(p, suffix)
             table.notices.append(f"{p.name} is text, not a workbook: read it as CSV")

@@ -79,23 +79,32 @@ class Pieces:
     """The pieces of one worksheet, parsed in order in a background thread; iterating
     waits for each in turn (and can be done again: the parsed pieces are kept)."""
 
-    def __init__(self, source: zipfile.ZipFile, stream: IO[bytes], book: _Book, name: str) -> None:
+    def __init__(
+        self,
+        source: zipfile.ZipFile,
+        stream: IO[bytes],
+        book: _Book,
+        name: str,
+        parsers: int | None = None,
+    ) -> None:
         self._name = name
         self.part = book.part  # the sheet's XML part
         self._scanner = RowScanner(source)
-        self._done: list[Piece | None] = []
-        self._finished = False
+        self._parsed: dict[int, Piece | None] = {}  # by position; None: let go (read once)
+        self._count: int | None = None  # how many pieces, once the sheet is all cut
         self._error: BaseException | None = None
         self._ready = threading.Condition()
-        built: queue.Queue[Any] = queue.Queue(maxsize=_AHEAD)
         self._stop = threading.Event()
+        count = parsers or _parsers()
+        built: queue.Queue[Any] = queue.Queue(maxsize=_AHEAD + count)
         threading.Thread(
-            target=self._build, args=(source, stream, book, built), daemon=True,
+            target=self._build, args=(source, stream, book, built, count), daemon=True,
             name="leadsync-pieces",
         ).start()  # fmt: skip
-        threading.Thread(
-            target=self._parse, args=(built,), daemon=True, name="leadsync-calamine"
-        ).start()
+        for k in range(count):
+            threading.Thread(
+                target=self._parse, args=(built,), daemon=True, name=f"leadsync-calamine-{k}"
+            ).start()
 
     def __iter__(self) -> Iterator[Piece]:
         return self.read()
@@ -107,77 +116,102 @@ class Pieces:
         index = 0
 
         def ready() -> bool:
-            return index < len(self._done) or self._finished or self._error is not None
+            done = self._count is not None and index >= self._count
+            return index in self._parsed or done or self._error is not None
 
         while True:
             with self._ready:
                 self._ready.wait_for(ready)
-                if index < len(self._done):
-                    piece = self._done[index]
-                elif self._error is not None:
+                if self._error is not None:
                     raise self._error
-                else:
+                if index not in self._parsed:
                     return
+                piece = self._parsed[index]
             if piece is None:
                 raise RuntimeError("the sheet's pieces were read once, and let go")
             yield piece
             if once:
-                self._done[index] = None
+                self._parsed[index] = None
             index += 1
 
     @property
     def finished(self) -> bool:
         """Whether every piece is parsed (iterating them no longer waits)."""
-        return self._finished
+        return self._count is not None and len(self._parsed) == self._count
 
     def close(self) -> None:
         """Stop building pieces nobody will read (a run that ended early)."""
         self._stop.set()
 
     def _build(
-        self, source: zipfile.ZipFile, stream: IO[bytes], book: _Book, built: queue.Queue[Any]
+        self,
+        source: zipfile.ZipFile,
+        stream: IO[bytes],
+        book: _Book,
+        built: queue.Queue[Any],
+        parsers: int,
     ) -> None:
+        count = 0
         try:
             with source, stream:
                 for xml in _cut(stream, book):
                     if self._stop.is_set():
                         break
-                    built.put((_write(book, xml), *self._scanner.scan(xml)))
-            built.put(None)
+                    built.put((count, _write(book, xml), xml))
+                    count += 1
+            with self._ready:
+                self._count = count
+                self._ready.notify_all()
         except BaseException as exc:  # handed to the reader of the pieces
-            built.put(exc)
+            self._fail(exc)
+        finally:
+            for _ in range(parsers):
+                built.put(None)
 
     def _parse(self, built: queue.Queue[Any]) -> None:
         import python_calamine as pc
 
-        try:
-            while (item := built.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                handle, errors, formats, uncached = item
+        while (item := built.get()) is not None:
+            index, handle, xml = item
+            try:
                 with handle:
+                    if self._error is not None:
+                        continue  # the reading has failed: only the files are closed
+                    # what calamine does not say about the piece's cells, then its cells
+                    errors, formats, uncached = self._scanner.scan(xml)
                     workbook = pc.CalamineWorkbook.from_path(f"/proc/self/fd/{handle.fileno()}")
                     sheet = workbook.get_sheet_by_index(0)
                     workbook.close()
-                row, column = sheet.start or (0, 0)
-                piece = Piece(row + 1, column, sheet, errors, formats, uncached)
-                with self._ready:
-                    self._done.append(piece)
-                    self._ready.notify_all()
+            except BaseException as exc:  # re-raised where the pieces are read
+                self._fail(exc)
+                continue
+            row, column = sheet.start or (0, 0)
+            piece = Piece(row + 1, column, sheet, errors, formats, uncached)
             with self._ready:
-                self._finished = True
+                self._parsed[index] = piece
                 self._ready.notify_all()
-        except BaseException as exc:  # re-raised where the pieces are read
-            if isinstance(exc, _NoRoomError):
-                exc = InputError(
-                    f"{self._name}: no room for the pieces its sheet is read in ({exc}): free "
-                    f"space in {tempfile.gettempdir()}, or point TMPDIR at a folder with room"
-                )
-            elif isinstance(exc, (pc.CalamineError, *_UNREADABLE)):
-                exc = InputError(f"{self._name} is not a readable Excel workbook ({exc})")
-            with self._ready:
+
+    def _fail(self, exc: BaseException) -> None:
+        import python_calamine as pc
+
+        if isinstance(exc, _NoRoomError):
+            exc = InputError(
+                f"{self._name}: no room for the pieces its sheet is read in ({exc}): free "
+                f"space in {tempfile.gettempdir()}, or point TMPDIR at a folder with room"
+            )
+        elif isinstance(exc, (pc.CalamineError, *_UNREADABLE)):
+            exc = InputError(f"{self._name} is not a readable Excel workbook ({exc})")
+        with self._ready:
+            if self._error is None:
                 self._error = exc
-                self._ready.notify_all()
+            self._ready.notify_all()
+
+
+def _parsers() -> int:
+    """Pieces parsed at once: one on a machine of two cores or fewer (the checks take the
+    other), more where there are cores to spare."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(3, (cores or 1) // 2))
 
 
 @dataclass(frozen=True)
@@ -193,7 +227,9 @@ class _Book:
     piece_bytes: int
 
 
-def open_pieces(path: Path, part: str, piece_bytes: int, name: str) -> Pieces | None:
+def open_pieces(
+    path: Path, part: str, piece_bytes: int, name: str, parsers: int | None = None
+) -> Pieces | None:
     """The sheet stored in ``part`` of the xlsx at ``path``, parsed in pieces of about
     ``piece_bytes`` of XML; None when it is better (or only safely) read whole."""
     if piece_bytes <= 0 or not os.path.isdir("/proc/self/fd"):
@@ -224,7 +260,7 @@ def open_pieces(path: Path, part: str, piece_bytes: int, name: str) -> Pieces | 
     assert root is not None  # _head found it
     tail = _SHEET_DATA_END + b"</" + root.group(1) + b">"
     book = _Book(book.parts, part, head, tail, leftover, book.piece_bytes)
-    return Pieces(source, stream, book, name)
+    return Pieces(source, stream, book, name, parsers)
 
 
 def _book(source: zipfile.ZipFile, part: str, piece_bytes: int) -> _Book | None:

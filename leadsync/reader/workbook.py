@@ -43,7 +43,9 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
 CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workbook
 
 
-def open_excel(path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTES) -> Table:
+def open_excel(
+    path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTES, parsers: int | None = None
+) -> Table:
     import python_calamine as pc
 
     check_unpacked_size(path)
@@ -60,7 +62,7 @@ def open_excel(path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTE
         # a large sheet is parsed in pieces, in a thread: the first rows are checked
         # while the rest are parsed (see leadsync.reader.pieces); each piece is scanned
         # for what calamine does not say as it is cut
-        pieces = _pieces(path, name, piece_bytes) if ods is None else None
+        pieces = _pieces(path, name, piece_bytes, parsers) if ods is None else None
         # the sheets are scanned for formulas without a result and for error cells while
         # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
         skip = pieces.part if pieces is not None else None
@@ -156,7 +158,7 @@ _Run = tuple[int, Iterable[list[Any]], _Overlays]
 _NONE: _Overlays = ({}, {}, {})
 
 
-def _pieces(path: Path, name: str, piece_bytes: int) -> Pieces | None:
+def _pieces(path: Path, name: str, piece_bytes: int, parsers: int | None) -> Pieces | None:
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
         return None
     try:
@@ -164,7 +166,7 @@ def _pieces(path: Path, name: str, piece_bytes: int) -> Pieces | None:
             part = sheet_parts(z).get(name)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError):
         return None
-    return open_pieces(path, part, piece_bytes, path.name) if part else None
+    return open_pieces(path, part, piece_bytes, path.name, parsers) if part else None
 
 
 def _whole_header(worksheet: Any) -> tuple[int, int, list[Any] | None]:
