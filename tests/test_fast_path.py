@@ -493,9 +493,9 @@ def test_every_code_point_at_either_edge_is_judged_as_the_plain_rule_says() -> N
 
 def test_the_fast_path_clears_the_plain_rows(tmp_path: Path) -> None:
     """The comparisons above mean something only if the columnar path does the work."""
+    from leadsync.checks import checked_chunks
     from leadsync.mapper import plan_columns
     from leadsync.reader import open_table
-    from leadsync.run import checked_chunks
     from leadsync.validator import scan_ids
 
     src = write_csv(tmp_path / "edge.csv", [HEADERS, *generated_rows(900, seed=11)])
@@ -511,9 +511,9 @@ def test_the_fast_path_clears_the_plain_rows(tmp_path: Path) -> None:
 def test_every_date_form_is_cleared_in_bulk(tmp_path: Path) -> None:
     """Issue 14: a column of the API's own date-times (2025-07-12T10:00:00Z) left the
     fast path row by row, and validated 6x slower than dates. Now every form clears."""
+    from leadsync.checks import checked_chunks
     from leadsync.mapper import plan_columns
     from leadsync.reader import open_table
-    from leadsync.run import checked_chunks
     from leadsync.validator import scan_ids
 
     forms = ["2025-07-12", "12/07/2025", "2025-07-12T10:00:00Z", ""]

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 import leadsync
+from leadsync.checks import checked_chunks
 from leadsync.config import Config
-from leadsync.run import checked_chunks, open_rows
+from leadsync.run import open_rows
 from tests.conftest import write_csv, write_xlsx
 
 # per column: good values, and values a rule refuses or that do not convert

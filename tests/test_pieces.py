@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 import leadsync
+from leadsync.checks import checked_chunks, prechecked, rows_of
 from leadsync.config import Config
 from leadsync.reader import open_table
-from leadsync.run import _rows_of, checked_chunks, open_rows, plan_table, prechecked, scan_table
+from leadsync.run import open_rows, plan_table, scan_table
 from tests.conftest import write_xlsx
 from tests.test_fast_path import HEADERS, generated_rows, outcome
 
@@ -197,13 +198,13 @@ def test_rows_checked_as_the_sheet_is_parsed_get_the_whole_passes_verdicts(
     expected = [
         outcome(r)
         for c in checked_chunks(table, plan, whole_config, scan, None, payloads=False)
-        for r, _ in _rows_of(c, plan)
+        for r, _ in rows_of(c, plan)
     ]
     pieced = open_table(repeated, None, PIECE, parsers)
     plan = plan_table(pieced, config)
     assert pieced.pieced
     got_scan, chunks, _ = prechecked(pieced, plan, config, None, stream_once_read=stream_once_read)
-    got = [outcome(r) for c in chunks for r, _ in _rows_of(c, plan)]
+    got = [outcome(r) for c in chunks for r, _ in rows_of(c, plan)]
     assert got_scan == scan
     assert got == expected
     bad = [o for o in got if o[1] == "424242"]

@@ -1,7 +1,7 @@
 """A validated file's rows for the app's grid, kept in SQLite in the private folder so a
 100k-row file is paged (a page of rows in the DOM at a time), not held as objects.
 
-The rows come from :func:`leadsync.run.checked_chunks` (the columnar path, as `leadsync
+The rows come from :func:`leadsync.checks.checked_chunks` (the columnar path, as `leadsync
 validate` reads them) or :func:`leadsync.run.validated_rows`: the same verdicts and
 problems as the reports (the grid draws them, it does not judge).
 """
@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from leadsync.checks import checked_chunks
 from leadsync.config import Config
 from leadsync.mapper import fast_path_applies
 from leadsync.model import CheckedChunk, ColumnPlan, MappedRow
 from leadsync.private import ensure_private
 from leadsync.reader import Table, display_text
-from leadsync.run import checked_chunks, validated_rows
+from leadsync.run import validated_rows
 from leadsync.validator import IdScan
 
 PAGE_ROWS = 50
