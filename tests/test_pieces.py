@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -301,3 +302,43 @@ def test_a_sync_of_a_sheet_read_in_pieces_sends_what_a_whole_read_sends(tmp_path
             )
     assert sent[PIECE] == sent[0]
     assert sent[0][1][3] == sent[0][1][390] == "invalid" and len(sent[0][0]) > 390
+
+
+def test_comments_odd_spacing_and_unnumbered_rows_are_never_cut_into(tmp_path: Path) -> None:
+    """XML any writer may produce: comments and CDATA holding row-like text between rows,
+    a line break after ``<row``, rows without their number, ``</sheetData >``."""
+    import re
+    import zipfile
+
+    plain = write_xlsx(tmp_path / "plain.xlsx", [HEADERS, *typed_rows(900, seed=2)])
+    odd = tmp_path / "odd.xlsx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(odd, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                count = iter(range(10**6))
+
+                def odd_row(m: re.Match[bytes], count: Iterator[int] = count) -> bytes:
+                    k = next(count)
+                    if k % 7 == 3:  # a comment of fake rows, as long as a piece
+                        fake = b'<row r="1"><c r="A1"><v>9</v></c></row>' * 120
+                        return b"<!-- " + fake + b" -->" + m.group(0)
+                    if k % 11 == 5:
+                        return b"<![CDATA[" + b'<row r="2">' * 50 + b"]]>" + m.group(0)
+                    if k % 5 == 1:
+                        return b"<row\n" + m.group(0)[5:]
+                    return m.group(0)
+
+                data = re.sub(rb"<row ", odd_row, data)
+                # every 13th row without its number (calamine counts on from the last)
+                rows = data.split(b"<row")
+                for k in range(13, len(rows), 13):
+                    tag = rows[k].index(b">")
+                    rows[k] = re.sub(rb'\sr="[0-9]+"', b"", rows[k][:tag], count=1) + rows[k][tag:]
+                data = b"<row".join(rows)
+                assert len(re.findall(rb"<row(?:\s[^>]*)?>", data)) > len(
+                    re.findall(rb"<row\s[^>]*r=", data)
+                )
+                data = data.replace(b"</sheetData>", b"</sheetData >")
+            dst.writestr(name, data)
+    assert_reads_alike(odd)

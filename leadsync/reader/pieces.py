@@ -31,8 +31,9 @@ from leadsync.reader.cells import Overlay
 from leadsync.reader.sheetxml import RowScanner
 
 _SHEET_DATA = b"<sheetData>"
-_SHEET_DATA_END = b"</sheetData>"
+_SHEET_DATA_END = b"</sheetData"  # (a closing tag may hold spaces before its >)
 _ROOT = re.compile(rb"<((?:[\w.-]+:)?worksheet)[\s>]")
+_ROW = re.compile(rb"<row\s")
 _NUMBERED_ROW = re.compile(rb"""<row\s[^>]*?\br=["'][0-9]""")
 _SHEETS = re.compile(rb"(<(?:[\w.-]+:)?sheets\b[^>]*>).*?(</(?:[\w.-]+:)?sheets>)", re.S)
 _SHEET = re.compile(rb"<(?:[\w.-]+:)?sheet\b[^>]*?>")
@@ -258,7 +259,7 @@ def open_pieces(
         return None
     root = _ROOT.search(head)
     assert root is not None  # _head found it
-    tail = _SHEET_DATA_END + b"</" + root.group(1) + b">"
+    tail = b"</sheetData></" + root.group(1) + b">"
     book = _Book(book.parts, part, head, tail, leftover, book.piece_bytes)
     return Pieces(source, stream, book, name, parsers)
 
@@ -357,7 +358,7 @@ def _cut(stream: IO[bytes], book: _Book) -> Iterator[bytes]:
     data, start, ended = book.leftover, 0, False
     while True:
         end = data.find(_SHEET_DATA_END, start)
-        cut = _cut_point(data, start + book.piece_bytes, end if end >= 0 else len(data))
+        cut = _cut_point(data, start, book.piece_bytes, end if end >= 0 else len(data))
         if cut is not None:
             yield data[start:cut]
             start = cut
@@ -372,16 +373,28 @@ def _cut(stream: IO[bytes], book: _Book) -> Iterator[bytes]:
             data, start = data[start:] + block, 0
 
 
-def _cut_point(data: bytes, at: int, limit: int) -> int | None:
-    """Where, from ``at`` up to ``limit``, a numbered row begins."""
-    while (at := data.find(b"<row ", at, limit)) >= 0:
+def _cut_point(data: bytes, start: int, size: int, limit: int) -> int | None:
+    """Where, from ``size`` bytes past ``start`` up to ``limit``, a numbered row begins
+    (outside a comment or a CDATA section, which may hold anything)."""
+    at = start + size
+    while (row := _ROW.search(data, at, limit)) is not None:
+        at = row.start()
         close = data.find(b">", at, limit)
         if close < 0:
             return None
-        if _NUMBERED_ROW.match(data, at, close + 1):
+        if _NUMBERED_ROW.match(data, at, close + 1) and not _in_markup(data, start, at):
             return at
         at = close
     return None
+
+
+def _in_markup(data: bytes, start: int, at: int) -> bool:
+    """Whether ``at`` falls inside a comment or a CDATA section opened after ``start``."""
+    for opening, closing in ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>")):
+        opened = data.rfind(opening, start, at)
+        if opened >= 0 and data.rfind(closing, opened, at) < 0:
+            return True
+    return False
 
 
 class _NoRoomError(OSError):
