@@ -1,6 +1,6 @@
 """A large worksheet read in pieces: its XML cut between rows into small one-sheet
-workbooks (private, unnamed temporary files) that python-calamine parses one after the
-other in a background thread, so the rows of the first pieces are checked while the
+workbooks (private, unnamed temporary files) that python-calamine parses in background
+threads (one on a two-core machine), so the rows of the first pieces are checked while the
 rest are parsed (calamine reads a sheet whole before it gives a row; on its own it would
 hold every cell of the sheet before the first check could start).
 
@@ -40,7 +40,7 @@ _SHEET = re.compile(rb"<(?:[\w.-]+:)?sheet\b[^>]*?>")
 _HEAD_LIMIT = 4 << 20  # bytes of XML before <sheetData> (views, columns): more is odd
 _BLOCK = 4 << 20  # bytes inflated at a time
 _SHARED_TEXT_SHARE = 4  # a piece is at least this many times the shared strings' size
-_AHEAD = 2  # pieces built ahead of the parser (each a temporary file the size of a piece)
+_AHEAD = 2  # pieces cut ahead of the parsers (each a temporary file the size of a piece)
 
 
 class SheetMoved(Exception):
@@ -77,8 +77,9 @@ class Piece:
 
 
 class Pieces:
-    """The pieces of one worksheet, parsed in order in a background thread; iterating
-    waits for each in turn (and can be done again: the parsed pieces are kept)."""
+    """The pieces of one worksheet: cut in one thread, scanned and parsed in others,
+    handed on in order; iterating waits for each in turn (and can be done again: the
+    parsed pieces are kept, unless read ``once``)."""
 
     def __init__(
         self,
@@ -250,9 +251,9 @@ def open_pieces(
             return None
         stream = source.open(part)
         head, leftover = _head(stream)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError):
+    except (zipfile.BadZipFile, zlib.error, OSError, KeyError, ValueError, EOFError):
         source.close()
-        return None
+        return None  # calamine, reading it whole, says what is wrong
     if head is None:
         stream.close()
         source.close()
