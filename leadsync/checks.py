@@ -31,9 +31,12 @@ from leadsync.validator import (
     names_missing_only,
 )
 
-# The rows of the pieces left when the whole sheet is parsed are read out of calamine for
-# their ids, and kept for their checks up to this many (~60 MB of cells); past it, read again
-_KEPT_ROWS = 100_000
+# Rows checked before the last id is counted are held (cells and verdicts, ~2 kB a row
+# of 20 columns) up to about this many; past it the rest of the ids are counted first
+_HELD_ROWS = 100_000
+# The rows of the pieces left then are read out of calamine for their ids, and kept for
+# their checks up to this many (~25 MB of cells); past it, read out again
+_KEPT_ROWS = 20_000
 
 
 def _columnar_rows(
@@ -142,6 +145,7 @@ def prechecked(
         )
 
     early: list[tuple[list[CheckedChunk], pa.Array, frozenset[str]]] = []
+    held = 0
     parts = table.parts(once=True)  # a piece is let go with its part
     for part in parts:
         blocks = [tally.add(b) for b in part.column_text(table, index, config.chunk_rows)]
@@ -149,16 +153,18 @@ def prechecked(
         done = list(checked(scan, prefetch(part.fast_chunks(table, config.chunk_rows))))
         ids = pa.concat_arrays(blocks) if blocks else pa.array([], pa.string())
         early.append((done, ids, scan.duplicates))
-        if stream_once_read and table.read_through:
+        held += len(ids)
+        if stream_once_read and (table.read_through or held >= _HELD_ROWS):
             break
-    rest = list(parts)  # parsed: no waiting
-    kept = 0
-    for part in rest:
+    # the rest of the ids, each piece's as it is parsed
+    rest, kept = [], 0
+    for part in parts:
         for block in part.column_text(table, index, config.chunk_rows):
             tally.add(block)
             kept += len(block)
         if kept > _KEPT_ROWS:
             part.release()  # read out again when checked
+        rest.append(part)
     scan = tally.scan()
 
     def handed() -> Iterator[CheckedChunk]:
