@@ -119,6 +119,7 @@ def prechecked(
     office_ids: Collection[int] | None,
     *,
     stream_once_read: bool = True,
+    held_rows: int = _HELD_ROWS,
 ) -> tuple[IdScan, Iterator[CheckedChunk], int]:
     """Check a workbook's first pieces while calamine parses the rest of it: each piece's
     ids are counted, then its rows are checked against the ids repeated so far. Once the
@@ -126,8 +127,10 @@ def prechecked(
     checked as they are handed on. A row's verdict depends on the rest of the file only
     through its id being repeated, so a piece checked early that holds an id found
     repeated later is checked again: the verdicts are those of :func:`checked_chunks`
-    after a whole id pass, to the row. ``stream_once_read=False``: every piece is checked
-    before the last is counted (and checked again if it must be)."""
+    after a whole id pass, to the row. ``held_rows``: past this many rows checked early,
+    the rest of the ids are counted (as the pieces are parsed) before any more is
+    checked. ``stream_once_read=False``: every piece is checked before the last is
+    counted (and checked again if it must be)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -154,7 +157,7 @@ def prechecked(
         ids = pa.concat_arrays(blocks) if blocks else pa.array([], pa.string())
         early.append((done, ids, scan.duplicates))
         held += len(ids)
-        if stream_once_read and (table.read_through or held >= _HELD_ROWS):
+        if stream_once_read and (table.read_through or held >= held_rows):
             break
     # the rest of the ids, each piece's as it is parsed
     rest, kept = [], 0

@@ -186,9 +186,12 @@ def repeated(tmp_path: Path) -> Path:
     return write_xlsx(tmp_path / "repeated.xlsx", [HEADERS, *rows])
 
 
-@pytest.mark.parametrize(("stream_once_read", "parsers"), [(True, 1), (False, 1), (True, 3)])
+@pytest.mark.parametrize(
+    ("stream_once_read", "parsers", "held_rows"),
+    [(True, 1, 10**6), (False, 1, 10**6), (True, 3, 10**6), (True, 1, 100)],
+)
 def test_rows_checked_as_the_sheet_is_parsed_get_the_whole_passes_verdicts(
-    repeated: Path, stream_once_read: bool, parsers: int
+    repeated: Path, stream_once_read: bool, parsers: int, held_rows: int
 ) -> None:
     config = Config(xlsx_piece_bytes=PIECE, chunk_rows=150)
     whole_config = Config(xlsx_piece_bytes=0, chunk_rows=150)
@@ -204,7 +207,10 @@ def test_rows_checked_as_the_sheet_is_parsed_get_the_whole_passes_verdicts(
     pieced = open_table(repeated, None, PIECE, parsers)
     plan = plan_table(pieced, config)
     assert pieced.pieced
-    got_scan, chunks, _ = prechecked(pieced, plan, config, None, stream_once_read=stream_once_read)
+    got_scan, chunks, early = prechecked(
+        pieced, plan, config, None, stream_once_read=stream_once_read, held_rows=held_rows
+    )
+    assert early <= (held_rows + 150 if stream_once_read else 10**6)  # a piece's rows over
     got = [outcome(r) for c in chunks for r, _ in rows_of(c, plan)]
     assert got_scan == scan
     assert got == expected
