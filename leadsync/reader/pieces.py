@@ -159,7 +159,10 @@ class Pieces:
                 for xml in _cut(stream, book):
                     if self._stop.is_set():
                         break
-                    built.put((count, _write(book, xml), xml))
+                    # one parser: the scan is done here, beside it (its work and
+                    # calamine's would otherwise be one chain); more: each scans its own
+                    scanned = self._scanner.scan(xml) if parsers == 1 else None
+                    built.put((count, _write(book, xml), xml, scanned))
                     count += 1
             with self._ready:
                 self._count = count
@@ -174,13 +177,13 @@ class Pieces:
         import python_calamine as pc
 
         while (item := built.get()) is not None:
-            index, handle, xml = item
+            index, handle, xml, scanned = item
             try:
                 with handle:
                     if self._error is not None:
                         continue  # the reading has failed: only the files are closed
                     # what calamine does not say about the piece's cells, then its cells
-                    errors, formats, uncached = self._scanner.scan(xml)
+                    errors, formats, uncached = scanned or self._scanner.scan(xml)
                     workbook = pc.CalamineWorkbook.from_path(f"/proc/self/fd/{handle.fileno()}")
                     sheet = workbook.get_sheet_by_index(0)
                     workbook.close()
