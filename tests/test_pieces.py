@@ -157,6 +157,40 @@ def test_shared_strings_and_the_1904_date_system_read_alike_in_pieces(tmp_path: 
     assert got["rows"][0][1][7] == "12/07/2025" and got["rows"][0][1][8] == "£250,000"
 
 
+def test_parts_named_in_another_case_are_read_as_calamine_reads_them(tmp_path: Path) -> None:
+    """Some writers store ``xl/SharedStrings.xml`` where the relations say
+    ``sharedStrings.xml`` (calamine's issue_419.xlsx): calamine finds parts whatever
+    their case, and so must the number formats and the pieces (they lost the shared
+    strings, and the formats were not seen at all)."""
+    import zipfile
+
+    import xlsxwriter
+
+    made = tmp_path / "made.xlsx"
+    book = xlsxwriter.Workbook(str(made))
+    ws = book.add_worksheet("Leads")
+    money = book.add_format({"num_format": '"£"#,##0'})
+    ws.write_row(0, 0, HEADERS)
+    for r in range(1, 800):
+        ws.write_number(r, 0, 7000 + r)
+        ws.write_string(r, 1, ["Olivia", "Zoë", "Rhys"][r % 3])
+        ws.write_string(r, 2, "Smith")
+        ws.write_number(r, 8, 250000, money)
+    book.close()
+    path = tmp_path / "recased.xlsx"
+    renamed = {
+        "xl/sharedStrings.xml": "xl/SharedStrings.xml",
+        "xl/styles.xml": "xl/Styles.xml",
+        "xl/worksheets/sheet1.xml": "xl/worksheets/Sheet1.xml",
+    }
+    with zipfile.ZipFile(made) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            dst.writestr(renamed.get(name, name), src.read(name))
+    got = assert_reads_alike(path)
+    assert got["rows"][0][1][:3] == [7001.0, "Zoë", "Smith"]
+    assert got["rows"][0][1][8] == "£250,000"  # the format, found in xl/Styles.xml
+
+
 def test_cells_left_of_the_header_in_a_later_piece_read_the_sheet_whole(tmp_path: Path) -> None:
     """Read whole, a cell in column A makes the table start there (its header blank);
     a piece cannot know that from the first: the sheet is opened again, whole."""

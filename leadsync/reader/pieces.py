@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from leadsync.errors import InputError
 from leadsync.reader.cells import Overlay
+from leadsync.reader.members import member, read_member
 from leadsync.reader.sheetxml import RowScanner
 
 _SHEET_DATA = b"<sheetData>"
@@ -277,21 +278,27 @@ def _book(source: zipfile.ZipFile, part: str, piece_bytes: int) -> _Book | None:
 
     names = set(source.namelist())
     try:
-        workbook = source.read("xl/workbook.xml")
-        relations = list(ElementTree.fromstring(source.read("xl/_rels/workbook.xml.rels")))
+        workbook = read_member(source, "xl/workbook.xml")
+        rels_part = member(source, "xl/_rels/workbook.xml.rels")
+        relations = list(ElementTree.fromstring(source.read(rels_part)))
     except (KeyError, ElementTree.ParseError):
         return None
 
     def resolved(target: str) -> str:
-        return posixpath.normpath(target.lstrip("/") if target.startswith("/") else f"xl/{target}")
+        path = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        return member(source, posixpath.normpath(path))
 
     ours = [r for r in relations if resolved(r.get("Target", "")) == part and r.get("Id")]
     # the sheet's cells need only the styles (dates, formats) and the shared strings
     shared = [r for r in relations if r.get("Type", "").endswith(("/styles", "/sharedStrings"))]
     if len(ours) != 1:
         return None
-    wanted = {resolved(r.get("Target", "")) for r in shared} & names
-    texts = sum(source.getinfo(n).file_size for n in wanted if n.endswith("sharedStrings.xml"))
+    # and the parts calamine reads by their fixed names, whatever the relations say
+    fixed = {member(source, n) for n in ("xl/sharedStrings.xml", "xl/styles.xml")}
+    wanted = ({resolved(r.get("Target", "")) for r in shared} | fixed) & names
+    texts = sum(
+        source.getinfo(n).file_size for n in wanted if n.lower().endswith("sharedstrings.xml")
+    )
     piece_bytes = max(piece_bytes, _SHARED_TEXT_SHARE * texts)
     if source.getinfo(part).file_size < 2 * piece_bytes:
         return None  # one piece: nothing to gain
@@ -333,7 +340,8 @@ def _book(source: zipfile.ZipFile, part: str, piece_bytes: int) -> _Book | None:
             ).encode(),
         ),
     ]
-    for name in sorted(wanted | ({"[Content_Types].xml", "_rels/.rels"} & names)):
+    package = {member(source, n) for n in ("[Content_Types].xml", "_rels/.rels")}
+    for name in sorted(wanted | (package & names)):
         parts.append((name, source.read(name)))
     return _Book(tuple(parts), part, b"", b"", b"", piece_bytes)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from leadsync.reader.cells import Overlay, column_index
+from leadsync.reader.members import member, read_member
 from leadsync.reader.styles import number_styles, styled_cell
 
 
@@ -49,7 +50,7 @@ def scan_sheets(path: Path, skip: str | None = None) -> SheetScan:
             for name in z.namelist():
                 if name == skip:
                     continue
-                if name.startswith("xl/worksheets/") and name.endswith(".xml"):
+                if name.lower().startswith("xl/worksheets/") and name.lower().endswith(".xml"):
                     formats: Overlay = {}
                     with z.open(name) as fh:
                         errors = _scan_part(fh, scan, formulas, formats=(styles, formats))
@@ -187,8 +188,8 @@ def _workbook_facts(z: Any) -> tuple[dict[str, str], bool]:
     from xml.etree import ElementTree
 
     try:
-        book = ElementTree.fromstring(z.read("xl/workbook.xml"))
-        rels = ElementTree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+        book = ElementTree.fromstring(read_member(z, "xl/workbook.xml"))
+        rels = ElementTree.fromstring(read_member(z, "xl/_rels/workbook.xml.rels"))
     except (KeyError, ElementTree.ParseError):
         return {}, False
     targets = {r.get("Id"): r.get("Target", "") for r in rels}
@@ -205,13 +206,13 @@ def _workbook_facts(z: Any) -> tuple[dict[str, str], bool]:
         target = targets.get(rid)
         if target and element.get("name") is not None:
             part = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            parts[str(element.get("name"))] = posixpath.normpath(part)
+            parts[str(element.get("name"))] = member(z, posixpath.normpath(part))
     return parts, date1904
 
 
 def _saved_by_a_calculating_program(z: Any) -> bool:
     try:
-        app = z.read("docProps/app.xml")
+        app = read_member(z, "docProps/app.xml")
     except KeyError:
         return False
     m = re.search(rb"<Application>([^<]*)</Application>", app)

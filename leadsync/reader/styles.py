@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from leadsync.reader.datefmt import LOCAL_BUILTIN
+from leadsync.reader.members import read_member
 from leadsync.reader.numfmt import BUILTIN, SHOWN_KINDS, kind
 
 
@@ -18,7 +19,7 @@ def number_styles(z: Any) -> dict[int, str]:
     from xml.etree import ElementTree
 
     try:
-        root = ElementTree.fromstring(z.read("xl/styles.xml"))
+        root = ElementTree.fromstring(read_member(z, "xl/styles.xml"))
     except (KeyError, ElementTree.ParseError):
         return {}
     custom: dict[int, str] = {}
