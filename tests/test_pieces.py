@@ -191,6 +191,39 @@ def test_parts_named_in_another_case_are_read_as_calamine_reads_them(tmp_path: P
     assert got["rows"][0][1][8] == "£250,000"  # the format, found in xl/Styles.xml
 
 
+def test_a_sheet_of_only_error_cells_is_refused_alike_in_pieces(tmp_path: Path) -> None:
+    """calamine reads error cells as blank: read in pieces, such a sheet was called empty
+    where read whole it is refused for its error cells (calamine's errors.xlsx)."""
+    import zipfile
+
+    from leadsync.errors import InputError
+
+    plain = write_xlsx(tmp_path / "plain.xlsx", [["x"]], sheet="Leads")
+    path = tmp_path / "errors.xlsx"
+    rows = b"".join(
+        b'<row r="%d"><c r="B%d" t="e"><v>#DIV/0!</v></c><c r="C%d" t="e"><v>#N/A</v></c></row>'
+        % (r, r, r)
+        for r in range(3, 400)
+    )
+    with zipfile.ZipFile(plain) as z, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in z.infolist():
+            data = z.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                start, end = data.index(b"<sheetData>"), data.index(b"</sheetData>")
+                data = data[: start + 11] + rows + data[end:]
+            out.writestr(item.filename, data)
+    said = []
+    for piece_bytes in (0, PIECE):
+        with pytest.raises(InputError) as raised:
+            open_table(path, None, piece_bytes, 1)
+        said.append(str(raised.value))
+    refused = (
+        "sheet 'Leads' of errors.xlsx shows only error cells (#DIV/0! in B3, ...): fix the "
+        "formulas behind them"
+    )
+    assert said == [refused, refused]
+
+
 def test_cells_left_of_the_header_in_a_later_piece_read_the_sheet_whole(tmp_path: Path) -> None:
     """Read whole, a cell in column A makes the table start there (its header blank);
     a piece cannot know that from the first: the sheet is opened again, whole."""

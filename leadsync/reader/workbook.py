@@ -97,6 +97,7 @@ def open_excel(
         date1904 = scan.date1904
     overlays = (errors, formats, shown) if pieces is None else header_overlays
     if header is None:
+        errors = overlays[0]  # (a sheet read in pieces: the pieces' error cells)
         _refuse_empty(path, workbook, name, errors, xlsx=ods is None, chosen=sheet is None)
     # a header cell as it shows, as its data cells are (a date header is 01/01/2021)
     header = _patched(header, header_row, overlays, start_col)
@@ -194,9 +195,12 @@ def _overlays(piece: Piece) -> _Overlays:
 
 
 def _pieced_header(pieces: Pieces) -> tuple[int, int, list[Any] | None, _Overlays]:
-    """:func:`_whole_header` for a sheet read in pieces, and its piece's overlays."""
+    """:func:`_whole_header` for a sheet read in pieces, and its piece's overlays (for a
+    sheet without a value: every piece's error cells, which calamine reads as blank)."""
     left = None
+    errors: Overlay = {}
     for piece in pieces:
+        errors.update(piece.errors)
         if not piece.height:
             continue
         left = piece.first_column if left is None else left
@@ -204,7 +208,7 @@ def _pieced_header(pieces: Pieces) -> tuple[int, int, list[Any] | None, _Overlay
             if any(present(c) for c in cells):
                 pad = [""] * (piece.first_column - left)
                 return piece.first_row + at, left, pad + cells, _overlays(piece)
-    return 0, left or 0, None, _NONE
+    return 0, left or 0, None, (errors, {}, {})
 
 
 def _pieced_runs(
