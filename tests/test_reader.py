@@ -173,6 +173,33 @@ def test_delimiter_is_sniffed(tmp_path: Path, delimiter: str) -> None:
     assert [r[1] for r in all_rows(path)] == rows[1:]
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_excels_sep_line_names_the_delimiter_and_is_not_a_row(tmp_path: Path, bom: bytes) -> None:
+    """``sep=;`` alone on the first line: Excel splits the cells at ``;`` and does not
+    show the line (the header is row 1); it was read as the header, and the file refused."""
+    import leadsync
+
+    path = tmp_path / "a.csv"
+    path.write_bytes(
+        bom + 'sep=;\r\nid;first_name;address\r\n1;Zoë;"1, High St\nBath"\r\n2;Bo;x\r\n'.encode()
+    )
+    table = open_table(path)
+    assert (table.delimiter, table.headers, table.header_row) == (
+        ";",
+        ("id", "first_name", "address"),
+        1,
+    )
+    assert all_rows(path) == [(2, ["1", "Zoë", "1, High St\nBath"]), (3, ["2", "Bo", "x"])]
+    for fast in (True, False):
+        rows = list(leadsync.mapped_rows(path, fast=fast))
+        assert [(r.row, r.lead_id, r.payload.get("first_name")) for r in rows] == [
+            (2, "1", "Zoë"),
+            (3, "2", "Bo"),
+        ]
+    assert sniff_delimiter("sep=|\na,b,c\n", ".tsv") == "|"
+    assert sniff_delimiter("sep=;x\na,b,c\n1,2,3\n", ".csv") == ","  # not a sep line
+
+
 def test_tsv_suffix_means_tab() -> None:
     assert sniff_delimiter("a,b\tc\n", ".tsv") == "\t"
 

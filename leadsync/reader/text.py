@@ -8,6 +8,7 @@ import codecs
 import csv
 import io
 import itertools
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ ZIP_MAGIC = b"PK\x03\x04"
 # README "Limits": the header line. 20,000 columns of 50-character names is 1 MB; a
 # longer first line is not a header (a 300 MB one took 5 GB to read and report).
 MAX_HEADER_BYTES = 1 << 20
+# Excel's delimiter line: "sep=;" alone on the first line says what splits the cells,
+# and Excel does not show it as a row (the header below it is row 1)
+_SEP_LINE = re.compile(r'sep=([^"\r\n])\r?\n?')
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -152,8 +156,19 @@ def looks_like_text(path: Path) -> bool:
     return bool(sample) and b"\x00" not in sample[:512] and not sample.startswith(ZIP_MAGIC)
 
 
+def sep_line(sample: str) -> str | None:
+    """The delimiter Excel's ``sep=`` first line names (``sep=;``), if the sample has one."""
+    first = sample.split("\n", 1)[0] + ("\n" if "\n" in sample else "")
+    match = _SEP_LINE.fullmatch(first)
+    return match.group(1) if match else None
+
+
 def sniff_delimiter(sample: str, suffix: str) -> str:
-    """Pick the delimiter that splits the sample into the most consistent columns."""
+    """Pick the delimiter that splits the sample into the most consistent columns (or
+    the one a ``sep=`` first line names)."""
+    named = sep_line(sample)
+    if named is not None:
+        return named
     if suffix == ".tsv":
         return "\t"
     lines = sample.splitlines(keepends=True)
@@ -183,11 +198,14 @@ class _TextSource(Source):
         self.path, self.encoding, self.delimiter = path, encoding, delimiter
         self.width = 0  # cells in the header record
         self.above = 0  # blank records above the header (Excel shows them as rows)
+        self.sep_line = False  # a "sep=;" first line, skipped (Excel does not show it)
 
     def records(self) -> Iterator[list[str]]:
         # cp1252 leaves five byte values undefined; replace rather than crash on them.
         errors = "replace" if self.encoding == "cp1252" else "strict"
         with self.path.open(encoding=self.encoding, errors=errors, newline="") as fh:
+            if self.sep_line:
+                fh.readline()
             yield from csv.reader(fh, delimiter=self.delimiter)
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
@@ -253,6 +271,7 @@ class _TextSource(Source):
                 read_options=pcsv.ReadOptions(
                     block_size=1 << 20,
                     use_threads=False,
+                    skip_rows=1 if self.sep_line else 0,  # one line, never quoted
                     # the blank records and the header, read as the parser reads records
                     # (a quoted line break in a header cell: skip_rows would skip one line)
                     skip_rows_after_names=self.above + 1,
@@ -391,6 +410,7 @@ def open_text(path: Path, suffix: str) -> Table:
             sample = fh.read(_SNIFF_CHARS)
         delimiter = sniff_delimiter(sample, suffix)
         source = _TextSource(path, encoding, delimiter)
+        source.sep_line = sep_line(sample) is not None
         header, source.above = _header_record(source)
     except csv.Error as exc:
         raise InputError(f"{path.name} is not a readable CSV file: {exc}") from None
