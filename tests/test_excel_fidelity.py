@@ -344,6 +344,47 @@ def test_the_styled_cell_scan_finds_every_cell_whatever_the_block_size() -> None
         assert found(block_size) == whole, block_size
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"t", b"=", b"'", b"e", b'"', b" ", b"x"]), max_size=80).map(
+        b"".join
+    ),
+    start=st.integers(min_value=0, max_value=90),
+    rare_hits=st.sampled_from([0, 1, 3, 4096]),
+)
+def test_an_error_type_is_found_by_its_quote_as_by_the_whole_needle(
+    data: bytes, start: int, rare_hits: int
+) -> None:
+    """The scan looks for a single-quoted ``t='e'`` by its quote (memchr-fast); it finds
+    what a find of the whole needle finds, however many quotes come first."""
+    import re
+
+    from leadsync.reader.sheetxml import _occurrences
+
+    for needle in (b"t='e'", b't="e"'):
+        want = [m.start() + start for m in re.finditer(re.escape(needle), data[start:])]
+        assert list(_occurrences(data, needle, start, rare_hits)) == want
+
+
+def test_error_cells_in_either_quoting_are_found_among_apostrophes() -> None:
+    import io
+
+    from leadsync.reader.sheetxml import SheetScan, _scan_part
+
+    rows = []
+    for r in range(1, 60):
+        quoted = b"'" if r % 3 else b'"'
+        rows.append(
+            b'<row r="%d"><c r="A%d" t="inlineStr"><is><t>O\'Brien\'s</t></is></c>'
+            b"<c r=%sB%d%s t=%se%s><v>#N/A</v></c></row>"
+            % (r, r, quoted, r, quoted, quoted, quoted)
+        )
+    xml = b"<sheetData>" + b"".join(rows) + b"</sheetData>"
+    for block_size in (1 << 20, 64, 333):
+        errors = _scan_part(io.BytesIO(xml), SheetScan(), False, block_size)
+        assert errors == {r: [(1, "#N/A")] for r in range(1, 60)}, block_size
+
+
 @pytest.mark.parametrize("name", ["leads.xlsx", "leads.ods", "leads.xls", "formatted"])
 def test_a_single_column_pass_reads_each_cell_as_the_rows_do(name: str, tmp_path: Path) -> None:
     """The id scan reads one column of a workbook (only its formats and error cells put

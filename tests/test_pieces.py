@@ -377,6 +377,36 @@ def test_a_sync_of_a_sheet_read_in_pieces_sends_what_a_whole_read_sends(tmp_path
     assert sent[0][1][3] == sent[0][1][390] == "invalid" and len(sent[0][0]) > 390
 
 
+@pytest.mark.parametrize("piece_bytes", [1, 90, 700])
+def test_the_cut_is_the_same_whatever_blocks_the_sheet_is_inflated_in(piece_bytes: int) -> None:
+    """The sheet's XML arrives in blocks (4 MB in a run: the tests' sheets fit in one):
+    every block size gives the same pieces, which put together are the sheet's rows, each
+    cut before a numbered row and never inside a comment or a CDATA section."""
+    import io
+
+    from leadsync.reader.pieces import _Book, _cut
+
+    rows = []
+    for r in range(1, 80):
+        row = b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (r, r, r)
+        if r % 9 == 4:
+            row = b'<!-- <row r="1"> !! --><![CDATA[<row r="2">]]>' + row
+        if r % 7 == 2:
+            row = row.replace(b' r="%d">' % r, b">", 1)  # a row without its number
+        rows.append(row)
+    body = b"".join(rows)
+    tail = b"</sheetData ><extLst/></worksheet>"
+    cuts = {}
+    for block in (1, 2, 5, 64, 1000, 1 << 20):
+        book = _Book((), "x", b"<sheetData>", b"", body[:3], piece_bytes)
+        cuts[block] = list(_cut(io.BytesIO(body[3:] + tail), book, block))
+    first = cuts[1]
+    assert all(got == first for got in cuts.values())
+    assert b"".join(first) == body and len(first) > 3
+    for piece in first[1:]:
+        assert piece.startswith(b'<row r="'), piece[:40]
+
+
 def test_comments_odd_spacing_and_unnumbered_rows_are_never_cut_into(tmp_path: Path) -> None:
     """XML any writer may produce: comments and CDATA holding row-like text between rows,
     a line break after ``<row``, rows without their number, ``</sheetData >``."""

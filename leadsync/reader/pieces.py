@@ -364,12 +364,14 @@ def _head(stream: IO[bytes]) -> tuple[bytes | None, bytes]:
     return None, b""
 
 
-def _cut(stream: IO[bytes], book: _Book) -> Iterator[bytes]:
+def _cut(stream: IO[bytes], book: _Book, block_size: int = _BLOCK) -> Iterator[bytes]:
     """The sheet's rows, in XML pieces of about ``book.piece_bytes``: each cut before a
     ``<row`` that names its number, so each piece's rows keep their sheet numbers."""
     data, start, ended = book.leftover, 0, False
+    searched = 0  # data before this holds no </sheetData (each byte is looked at once)
     while True:
-        end = data.find(_SHEET_DATA_END, start)
+        end = data.find(_SHEET_DATA_END, max(start, searched))
+        searched = len(data) - len(_SHEET_DATA_END) + 1 if end < 0 else end
         cut = _cut_point(data, start, book.piece_bytes, end if end >= 0 else len(data))
         if cut is not None:
             yield data[start:cut]
@@ -380,9 +382,9 @@ def _cut(stream: IO[bytes], book: _Book) -> Iterator[bytes]:
         elif ended:
             raise ValueError("the sheet's XML ends before </sheetData>")
         else:
-            block = stream.read(_BLOCK)
+            block = stream.read(block_size)
             ended = not block
-            data, start = data[start:] + block, 0
+            data, start, searched = data[start:] + block, 0, max(0, searched - start)
 
 
 def _cut_point(data: bytes, start: int, size: int, limit: int) -> int | None:
@@ -402,6 +404,8 @@ def _cut_point(data: bytes, start: int, size: int, limit: int) -> int | None:
 
 def _in_markup(data: bytes, start: int, at: int) -> bool:
     """Whether ``at`` falls inside a comment or a CDATA section opened after ``start``."""
+    if data.find(b"!", start, at) < 0:
+        return False  # the usual case: one memchr-fast look, where two finds would be needed
     for opening, closing in ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>")):
         opened = data.rfind(opening, start, at)
         if opened >= 0 and data.rfind(closing, opened, at) < 0:
