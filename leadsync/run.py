@@ -237,7 +237,7 @@ def _opened(
     """:func:`open_rows`, and (``precheck``, where it applies) the rows checked as they
     were read. A workbook whose later pieces show cells left of its header's first column
     is opened again, whole (its header is not what the first piece showed)."""
-    table = open_table(path, config.sheet, config.xlsx_piece_bytes)
+    table = open_table(path, config.sheet, config.xlsx_piece_bytes, date_order=config.date_order)
     try:
         plan = plan_table(table, config)
         if precheck and table.pieced and prechecks_apply(plan, config):
@@ -245,7 +245,7 @@ def _opened(
         return table, plan, scan_table(table, plan, config), None, 0
     except SheetMoved:
         table.close()
-        table = open_table(path, config.sheet, 0)
+        table = open_table(path, config.sheet, 0, date_order=config.date_order)
         plan = plan_table(table, config)
         return table, plan, scan_table(table, plan, config), None, 0
     except BaseException:

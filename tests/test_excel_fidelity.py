@@ -173,6 +173,44 @@ def test_date_cells_in_text_fields_send_what_they_show(tmp_path: Path) -> None:
     assert sheet["F6"].value == dt.datetime(2025, 7, 12, 14, 30)
 
 
+@pytest.mark.parametrize("piece_bytes", [0, 4096])
+def test_excels_short_date_is_shown_month_first_for_a_month_first_mapping(
+    tmp_path: Path, piece_bytes: int
+) -> None:
+    """Excel shows its built-in short date (14) and short date-time (22) in the computer's
+    own date style: a mapping whose dates are month-first (``[dates] order = "MDY"``,
+    Excel set to English (United States)) sends ``7/12/2025``; by default (en-GB, the
+    API's order) ``12/07/2025``. A format of the file's own is shown as it says. Read
+    whole and read in pieces alike."""
+    from dataclasses import replace
+
+    header = ["id", "first_name", "last_name", "questionnaire: Move by?", "meta: seen"]
+    rows: list[list[Any]] = [header]
+    formats = {}
+    for r in range(2, 400):
+        rows.append(
+            [1000 + r, "Ann", "Lee", dt.date(2025, 7, 12), dt.datetime(2025, 7, 12, 14, 30)]
+        )
+        formats.update({f"D{r}": "mm-dd-yy", f"E{r}": "m/d/yy h:mm"})  # built-ins 14, 22
+    rows[5][3] = dt.date(2025, 7, 13)
+    formats["D6"] = "dd/mm/yyyy"  # the file's own format
+    src = write_xlsx(tmp_path / "dates.xlsx", rows, number_formats=formats)
+    mapping = tmp_path / "us.toml"
+    mapping.write_text('[dates]\norder = "MDY"\n')
+    shown = {}
+    for name, config in (
+        ("default", leadsync.Config()),
+        ("month first", leadsync.load_mapping(mapping)),
+    ):
+        config = replace(config, xlsx_piece_bytes=piece_bytes)
+        got = list(leadsync.mapped_rows(src, config))
+        shown[name] = [(r.payload["questionnaire"][0][1], r.payload["meta"]["seen"]) for r in got]
+    assert shown["default"][0] == ("12/07/2025", "12/07/2025 14:30")
+    assert shown["month first"][0] == ("7/12/2025", "7/12/2025 14:30")
+    assert shown["default"][4][0] == shown["month first"][4][0] == "13/07/2025"
+    assert len(shown["month first"]) == 398
+
+
 @pytest.mark.parametrize(
     ("value", "shown"),
     [(1e20, "1E+20"), (1.5e-10, "1.5E-10"), (0.333333333333333, "0.333333333333333"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leadsync.defaults import XLSX_PIECE_BYTES
+from leadsync.defaults import DATE_ORDER, XLSX_PIECE_BYTES
 from leadsync.errors import InputError
 from leadsync.reader.cells import (
     EXCEL_ERRORS,
@@ -24,6 +24,7 @@ from leadsync.reader.cells import (
     excel_error,
     normalise_cell,
 )
+from leadsync.reader.datefmt import short_dates
 from leadsync.reader.pieces import SheetMoved
 from leadsync.reader.sheetxml import SheetScan, scan_sheets
 from leadsync.reader.table import Source, Table
@@ -63,11 +64,13 @@ def open_table(
     sheet: str | None = None,
     piece_bytes: int = XLSX_PIECE_BYTES,
     parsers: int | None = None,
+    date_order: str = DATE_ORDER,
 ) -> Table:
     """Open ``path`` and read its header; raise :class:`InputError` if it cannot be read.
     ``piece_bytes``: a larger xlsx sheet is parsed in pieces of about this much XML
     (:mod:`leadsync.reader.pieces`; 0: whole), ``parsers`` at a time (None: as the
-    machine's cores allow)."""
+    machine's cores allow). ``date_order``: the user's (the mapping's ``[dates] order``),
+    which is how Excel shows its built-in short date to them."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"file not found: {p}")
@@ -81,7 +84,7 @@ def open_table(
         raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
     if suffix in EXCEL_SUFFIXES or head.startswith((ZIP_MAGIC, CFB_MAGIC)):
         if head.startswith((ZIP_MAGIC, CFB_MAGIC)) or suffix in (".xls", ".xlsb"):
-            return open_excel(p, sheet, piece_bytes, parsers)
+            return open_excel(p, sheet, piece_bytes, parsers, short_dates(date_order))
         if looks_like_text(p):
             table = open_text(p, suffix)
             table.notices.append(f"{p.name} is text, not a workbook: read it as CSV")

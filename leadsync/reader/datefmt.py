@@ -10,7 +10,9 @@ render faithfully (elapsed ``[h]``, eras, a number placeholder) gives None, and 
 is read as it was: never a guess.
 
 Excel shows two built-in formats in the computer's own short date (:data:`LOCAL_BUILTIN`):
-they are rendered as Excel set to English (United Kingdom) shows them.
+they are rendered as Excel set to English (United Kingdom) shows them, or as Excel set to
+English (United States) does for a mapping whose dates are month-first
+(:func:`short_dates`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from leadsync.reader.cells import Shown, normalise_cell
@@ -26,8 +29,18 @@ from leadsync.reader.numfmt import kind, literal, sections, shown_number, unsupp
 # Where Excel's rules are not written down, SheetJS's SSF (which copies Excel's display)
 # decides: seconds rounded to the unit shown, AM/PM in capitals.
 
-# the built-in formats Excel shows in the system's short date: as en-GB shows them
-LOCAL_BUILTIN = {14: "dd/mm/yyyy", 22: "dd/mm/yyyy hh:mm"}
+# the built-in formats Excel shows in the system's short date: as en-GB shows them, and
+# as en-US does
+LOCAL_BUILTIN: Mapping[int, str] = {14: "dd/mm/yyyy", 22: "dd/mm/yyyy hh:mm"}
+_MONTH_FIRST_BUILTIN: Mapping[int, str] = {14: "m/d/yyyy", 22: "m/d/yyyy h:mm"}
+
+
+def short_dates(date_order: str) -> Mapping[int, str]:
+    """The built-in short date formats as the user's Excel shows them: month first for a
+    mapping whose dates are (``[dates] order = "MDY"``: Excel set to English (United
+    States)), else day first (English (United Kingdom), the API's own order)."""
+    return _MONTH_FIRST_BUILTIN if date_order == "MDY" else LOCAL_BUILTIN
+
 
 _TOKEN = re.compile(
     r'"[^"]*"|\\.|_.|\*.|\[[^\]]*\]'  # literals, widths, fills, [colour] [$-809] [h]

@@ -4,6 +4,7 @@ reports both, reads the sheet a second time; an .xls holds at most 65,536 rows."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from leadsync.reader.cells import Overlay
@@ -11,7 +12,9 @@ from leadsync.reader.datefmt import LOCAL_BUILTIN
 from leadsync.reader.numfmt import SHOWN_KINDS, kind
 
 
-def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay, bool]:
+def scan_xls(
+    path: Path, sheet: str, short_dates: Mapping[int, str] = LOCAL_BUILTIN
+) -> tuple[Overlay, Overlay, bool]:
     """(error cells, formatted cells) of ``sheet``, and whether the workbook counts
     dates from 1904; empty (and False) where xlrd cannot read it."""
     import io
@@ -38,7 +41,7 @@ def scan_xls(path: Path, sheet: str) -> tuple[Overlay, Overlay, bool]:
                 xf = book.xf_list[cell.xf_index]
                 fmt = book.format_map.get(xf.format_key)
                 code = fmt.format_str if fmt is not None else ""
-                code = LOCAL_BUILTIN.get(xf.format_key, code)  # the system's short date
+                code = short_dates.get(xf.format_key, code)  # the system's short date
                 if code and kind(code) in SHOWN_KINDS:
                     formats.setdefault(r + 1, []).append((c, code))
     book.release_resources()

@@ -21,13 +21,14 @@ import tempfile
 import threading
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from leadsync.errors import InputError
 from leadsync.reader.cells import Overlay
+from leadsync.reader.datefmt import LOCAL_BUILTIN
 from leadsync.reader.members import member, read_member
 from leadsync.reader.sheetxml import RowScanner
 
@@ -89,10 +90,11 @@ class Pieces:
         book: _Book,
         name: str,
         parsers: int | None = None,
+        short_dates: Mapping[int, str] = LOCAL_BUILTIN,
     ) -> None:
         self._name = name
         self.part = book.part  # the sheet's XML part
-        self._scanner = RowScanner(source)
+        self._scanner = RowScanner(source, short_dates)
         self._parsed: dict[int, Piece | None] = {}  # by position; None: let go (read once)
         self._count: int | None = None  # how many pieces, once the sheet is all cut
         self._error: BaseException | None = None
@@ -234,7 +236,12 @@ class _Book:
 
 
 def open_pieces(
-    path: Path, part: str, piece_bytes: int, name: str, parsers: int | None = None
+    path: Path,
+    part: str,
+    piece_bytes: int,
+    name: str,
+    parsers: int | None = None,
+    short_dates: Mapping[int, str] = LOCAL_BUILTIN,
 ) -> Pieces | None:
     """The sheet stored in ``part`` of the xlsx at ``path``, parsed in pieces of about
     ``piece_bytes`` of XML; None when it is better (or only safely) read whole."""
@@ -266,7 +273,7 @@ def open_pieces(
     assert root is not None  # _head found it
     tail = b"</sheetData></" + root.group(1) + b">"
     book = _Book(book.parts, part, head, tail, leftover, book.piece_bytes)
-    return Pieces(source, stream, book, name, parsers)
+    return Pieces(source, stream, book, name, parsers, short_dates)
 
 
 def _book(source: zipfile.ZipFile, part: str, piece_bytes: int) -> _Book | None:

@@ -5,12 +5,13 @@ blank, its issue #105), formulas saved without a result, and the number formats 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from leadsync.reader.cells import Overlay, column_index
+from leadsync.reader.datefmt import LOCAL_BUILTIN
 from leadsync.reader.members import member, read_member
 from leadsync.reader.styles import number_styles, styled_cell
 
@@ -37,7 +38,9 @@ _MAX_OPEN_CELL = 1 << 20  # bytes: far more than any real cell (32,767 character
 _CARRY = 1 << 12  # bytes carried between blocks: more than a formula's or a cell's tail
 
 
-def scan_sheets(path: Path, skip: str | None = None) -> SheetScan:
+def scan_sheets(
+    path: Path, skip: str | None = None, short_dates: Mapping[int, str] = LOCAL_BUILTIN
+) -> SheetScan:
     """Count formulas stored without a result and find error cells (calamine reads both
     as blank), one streaming pass over each sheet's XML (but the ``skip`` part's: a
     sheet read in pieces has each piece scanned, :class:`RowScanner`)."""
@@ -46,7 +49,7 @@ def scan_sheets(path: Path, skip: str | None = None) -> SheetScan:
     scan = SheetScan()
     try:
         with zipfile.ZipFile(path) as z:
-            formulas, styles = _context(z)
+            formulas, styles = _context(z, short_dates)
             scan.parts, scan.date1904 = _workbook_facts(z)
             for name in z.namelist():
                 if name == skip:
@@ -67,17 +70,17 @@ def scan_sheets(path: Path, skip: str | None = None) -> SheetScan:
 _Formats = tuple[dict[int, str], Overlay]
 
 
-def _context(z: Any) -> tuple[bool, dict[int, str]]:
+def _context(z: Any, short_dates: Mapping[int, str]) -> tuple[bool, dict[int, str]]:
     """Whether formulas without a result are worth counting (Excel and LibreOffice store
     every result), and the workbook's number styles."""
-    return not _saved_by_a_calculating_program(z), number_styles(z)
+    return not _saved_by_a_calculating_program(z), number_styles(z, short_dates)
 
 
 class RowScanner:
     """:func:`scan_sheets` for a sheet's rows given as XML pieces (cut between rows)."""
 
-    def __init__(self, z: Any) -> None:
-        self.formulas, self.styles = _context(z)
+    def __init__(self, z: Any, short_dates: Mapping[int, str] = LOCAL_BUILTIN) -> None:
+        self.formulas, self.styles = _context(z, short_dates)
 
     def scan(self, rows: bytes) -> tuple[Overlay, Overlay, int]:
         """The error cells, the formatted cells and the formulas without a result in

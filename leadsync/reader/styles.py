@@ -5,6 +5,7 @@ cells that use one."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from leadsync.reader.datefmt import LOCAL_BUILTIN
@@ -12,10 +13,11 @@ from leadsync.reader.members import read_member
 from leadsync.reader.numfmt import BUILTIN, SHOWN_KINDS, kind
 
 
-def number_styles(z: Any) -> dict[int, str]:
+def number_styles(z: Any, short_dates: Mapping[int, str] = LOCAL_BUILTIN) -> dict[int, str]:
     """Cell style index -> format code, for the styles whose format changes what a
     number cell shows (anything but General and plain text): numbers, dates and times
-    (a built-in short date as en-GB shows it, :data:`~leadsync.reader.datefmt.LOCAL_BUILTIN`)."""
+    (a built-in short date as ``short_dates`` says: see
+    :func:`~leadsync.reader.datefmt.short_dates`)."""
     from xml.etree import ElementTree
 
     try:
@@ -35,7 +37,7 @@ def number_styles(z: Any) -> dict[int, str]:
     styles = {}
     for index, xf in enumerate(xfs):
         number = _int(xf.get("numFmtId")) or 0
-        code = custom.get(number, LOCAL_BUILTIN.get(number, BUILTIN.get(number)))
+        code = custom.get(number, short_dates.get(number, BUILTIN.get(number)))
         if code and kind(code) in SHOWN_KINDS:
             styles[index] = code
     return styles

@@ -8,7 +8,7 @@ import bisect
 import datetime as dt
 import itertools
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,7 +26,7 @@ from leadsync.reader.cells import (
     present,
     whole_floats,
 )
-from leadsync.reader.datefmt import formatted
+from leadsync.reader.datefmt import LOCAL_BUILTIN, formatted
 from leadsync.reader.extent import check_ods_memory, check_unpacked_size, check_xlsx_memory
 from leadsync.reader.legacy import scan_xls
 from leadsync.reader.numfmt import kind, render
@@ -44,8 +44,14 @@ CFB_MAGIC = b"\xd0\xcf\x11\xe0"  # legacy .xls, or an encrypted (password) workb
 
 
 def open_excel(
-    path: Path, sheet: str | None, piece_bytes: int = XLSX_PIECE_BYTES, parsers: int | None = None
+    path: Path,
+    sheet: str | None,
+    piece_bytes: int = XLSX_PIECE_BYTES,
+    parsers: int | None = None,
+    short_dates: Mapping[int, str] = LOCAL_BUILTIN,
 ) -> Table:
+    """A workbook's sheet (see :func:`leadsync.reader.open_table`); ``short_dates``:
+    Excel's built-in short date formats as the user's Excel shows them."""
     import python_calamine as pc
 
     check_unpacked_size(path)
@@ -62,11 +68,11 @@ def open_excel(
         # a large sheet is parsed in pieces, in a thread: the first rows are checked
         # while the rest are parsed (see leadsync.reader.pieces); each piece is scanned
         # for what calamine does not say as it is cut
-        pieces = _pieces(path, name, piece_bytes, parsers) if ods is None else None
+        pieces = _pieces(path, name, piece_bytes, parsers, short_dates) if ods is None else None
         # the sheets are scanned for formulas without a result and for error cells while
         # calamine reads them (both mostly outside the GIL: 1.49 s instead of 1.63 s for 100k)
         skip = pieces.part if pieces is not None else None
-        scanning = in_thread(scan_sheets, path, skip, name="leadsync-sheet-scan")
+        scanning = in_thread(scan_sheets, path, skip, short_dates, name="leadsync-sheet-scan")
         worksheet = workbook.get_sheet_by_name(name) if pieces is None else None
     except pc.PasswordError:
         raise InputError(
@@ -87,7 +93,7 @@ def open_excel(
     shown: Overlay = {}
     date1904 = False
     if path.suffix.lower() == ".xls":
-        errors, formats, date1904 = scan_xls(path, name)
+        errors, formats, date1904 = scan_xls(path, name, short_dates)
     elif ods is not None:
         errors, shown = ods.errors.get(name, {}), ods.shown.get(name, {})
         formats = ods.formats.get(name, {})
@@ -159,7 +165,9 @@ _Run = tuple[int, Iterable[list[Any]], _Overlays]
 _NONE: _Overlays = ({}, {}, {})
 
 
-def _pieces(path: Path, name: str, piece_bytes: int, parsers: int | None) -> Pieces | None:
+def _pieces(
+    path: Path, name: str, piece_bytes: int, parsers: int | None, short_dates: Mapping[int, str]
+) -> Pieces | None:
     if path.suffix.lower() not in (".xlsx", ".xlsm"):
         return None
     try:
@@ -167,7 +175,7 @@ def _pieces(path: Path, name: str, piece_bytes: int, parsers: int | None) -> Pie
             part = sheet_parts(z).get(name)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError):
         return None
-    return open_pieces(path, part, piece_bytes, path.name, parsers) if part else None
+    return open_pieces(path, part, piece_bytes, path.name, parsers, short_dates) if part else None
 
 
 def _whole_header(worksheet: Any) -> tuple[int, int, list[Any] | None]:
