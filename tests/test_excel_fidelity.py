@@ -382,6 +382,24 @@ def test_the_styled_cell_scan_finds_every_cell_whatever_the_block_size() -> None
         assert found(block_size) == whole, block_size
 
 
+def test_styled_cells_are_found_whatever_their_attributes_order_and_prefix() -> None:
+    """A style on a cell counts, whatever comes before its reference (``s`` first, a
+    namespace prefix, other attributes); a row's style does not."""
+    import io
+
+    from leadsync.reader.sheetxml import SheetScan, _scan_part
+
+    xml = (
+        b'<sheetData><row r="1" s="1" customFormat="1"><c r="A1" s="1"><v>1</v></c>'
+        b'<c s="1" r="B1"><v>2</v></c><c t="n" s="2"\nr="C1"><v>3</v></c></row>'
+        b'<row r="2"><x:c r="AB2" s="2" t="n"><x:v>4</x:v></x:c><c r="D2" s="9"><v>5</v></c>'
+        b'<c r="E2"><is><t> s="1" </t></is></c></row></sheetData>'
+    )
+    out: dict[int, list[tuple[int, str]]] = {}
+    _scan_part(io.BytesIO(xml), SheetScan(), False, formats=({1: "00000", 2: "0.0"}, out))
+    assert out == {1: [(0, "00000"), (1, "00000"), (2, "0.0")], 2: [(27, "0.0")]}
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     data=st.lists(st.sampled_from([b"t", b"=", b"'", b"e", b'"', b" ", b"x"]), max_size=80).map(
