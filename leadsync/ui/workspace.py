@@ -221,8 +221,10 @@ class Workspace:
         run_id = secrets.token_hex(4)
         out = upload.path.parent / f"validation-{run_id}"
         upload.error = None
+        date_order = defaults.DATE_ORDER  # the headers read as the run reads them
         try:
             config = self.config(upload)
+            date_order = config.date_order
             rows = GridWriter(upload.path.parent / f"grid-{run_id}.sqlite")
             result = validate(upload.path, config, out, observer=rows)  # one read of the file
             grid = rows.finish()
@@ -230,7 +232,7 @@ class Workspace:
         except LeadsyncError as exc:
             upload.checked, upload.grid, upload.error = None, None, str(exc)
             with contextlib.suppress(LeadsyncError):  # the mapping page needs the headers
-                table = open_table(upload.path, upload.sheet)
+                table = open_table(upload.path, upload.sheet, date_order=date_order)
                 table.close()  # the headers are all this needs: no reading ahead
                 upload.headers = table.headers
             return
